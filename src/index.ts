@@ -1,0 +1,20 @@
+/**
+ * webgpu-rmsprop: the RMSProp optimizer as one fused WGSL pass over WebGPU storage buffers, exact
+ * against PyTorch's `torch.optim.RMSprop`, with a CPU reference of the same rule.
+ *
+ * @packageDocumentation
+ */
+export { RMSProp } from './rmsprop.js';
+export type { ParamSpec, ParamGroup } from './params.js';
+export {
+  DEFAULT_OPTIONS,
+  presets,
+  resolveOptions,
+  type EpsMode,
+  type RMSPropOptions,
+  type ResolvedOptions,
+} from './options.js';
+export { createReferenceState, referenceStep, type ReferenceState } from './reference.js';
+export { ReferenceRMSProp, type ReferenceParamSpec, type ReferenceParamGroup } from './reference-optimizer.js';
+export type { RMSPropState, TensorState } from './state-dict.js';
+export { WORKGROUP_SIZE } from './plan.js';

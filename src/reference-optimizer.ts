@@ -1,0 +1,160 @@
+/**
+ * `ReferenceRMSProp`: the `RMSProp` API over the CPU reference, for callers without WebGPU and for
+ * checking the GPU. Its state dicts are interchangeable with the GPU optimizer's.
+ */
+import { validateLr, type RMSPropOptions, type ResolvedOptions } from './options.js';
+import { groupParams, specName } from './params.js';
+import { checkStep, createReferenceState, stepResolved, type ReferenceState } from './reference.js';
+import { checkStateDict, type RMSPropState } from './state-dict.js';
+
+/**
+ * One tensor for the CPU optimizer: parameter and gradient as Float32Arrays of the same length.
+ *
+ * @example
+ * ```ts
+ * const spec: ReferenceParamSpec = { param: new Float32Array(10), grad: new Float32Array(10), name: 'w' };
+ * ```
+ */
+export interface ReferenceParamSpec {
+  param: Float32Array;
+  grad: Float32Array;
+  name?: string;
+}
+
+/** Parameters that share options, as {@link ParamGroup} for the GPU optimizer. */
+export type ReferenceParamGroup = { params: ReferenceParamSpec[] } & Partial<RMSPropOptions>;
+
+interface CpuParam {
+  readonly name: string;
+  readonly index: number;
+  readonly group: number;
+  readonly size: number;
+  readonly values: Float32Array;
+  readonly grads: Float32Array;
+  readonly param: { buffer: object; offset: number; size: number };
+  readonly grad: { buffer: object; offset: number; size: number };
+  state: ReferenceState;
+}
+
+/**
+ * RMSProp on the CPU, with the same API as the WebGPU `RMSProp`: it updates the caller's
+ * Float32Arrays in place. Every operation rounds to f32, so it agrees with the GPU to a few ULPs.
+ *
+ * @example
+ * ```ts
+ * const w = new Float32Array([1, 2]), gw = new Float32Array([0.5, -0.5]);
+ * const optimizer = new ReferenceRMSProp([{ param: w, grad: gw }], { lr: 0.01 });
+ * optimizer.step(); // w is updated in place
+ * ```
+ */
+export class ReferenceRMSProp {
+  readonly #groups: { options: ResolvedOptions; params: CpuParam[] }[];
+  readonly #lrs: number[];
+  #step = 0;
+  #destroyed = false;
+
+  constructor(params: readonly ReferenceParamSpec[] | readonly ReferenceParamGroup[], options?: Partial<RMSPropOptions>) {
+    this.#groups = groupParams(params, options, (spec: ReferenceParamSpec, index, group, where, groupOptions): CpuParam => {
+      const { name, label } = specName(spec, index, where);
+      for (const key of ['param', 'grad'] as const) {
+        const x = spec[key];
+        if (!(x instanceof Float32Array)) throw new TypeError(`${label}.${key} must be a Float32Array.`);
+        if (x.length === 0) throw new RangeError(`${label}.${key} is empty: a parameter needs at least one element.`);
+      }
+      if (spec.grad.length !== spec.param.length) {
+        throw new RangeError(`${label}: grad has ${spec.grad.length} elements but param has ${spec.param.length}: they must match.`);
+      }
+      const range = (x: Float32Array) => ({ buffer: x.buffer, offset: x.byteOffset, size: x.byteLength });
+      return {
+        name, index, group, size: spec.param.length, values: spec.param, grads: spec.grad,
+        param: range(spec.param), grad: range(spec.grad),
+        state: createReferenceState(spec.param.length, groupOptions),
+      };
+    });
+    this.#lrs = this.#groups.map((g) => g.options.lr);
+  }
+
+  /** Steps taken so far. */
+  get stepCount(): number {
+    return this.#step;
+  }
+
+  /** The learning rate (of the first group); setting it sets every group's. */
+  get lr(): number {
+    return this.#lrs[0]!;
+  }
+
+  set lr(value: number) {
+    validateLr(value, 'lr');
+    this.#lrs.fill(value);
+  }
+
+  /** The options of each param group, with their current learning rates. */
+  get groupOptions(): ResolvedOptions[] {
+    return this.#groups.map((g, i) => Object.freeze({ ...g.options, lr: this.#lrs[i]! }));
+  }
+
+  /** One step over every parameter, in place. */
+  step(): void {
+    this.#checkUsable('step()');
+    const groups = this.groupOptions;
+    for (const [g, group] of this.#groups.entries()) {
+      for (const p of group.params) checkStep(p.values, p.grads, p.state, groups[g]!, `'${p.name}': `);
+    }
+    for (const [g, group] of this.#groups.entries()) {
+      for (const p of group.params) stepResolved(p.values, p.grads, p.state, groups[g]!);
+    }
+    this.#step++;
+  }
+
+  /** Copies of the parameters, in the order given. */
+  async readParams(): Promise<Float32Array[]> {
+    this.#checkUsable('readParams()');
+    return this.#groups.flatMap((g) => g.params.map((p) => p.values.slice()));
+  }
+
+  /** A copy of the state, in the same form as `RMSProp.stateDict()`. */
+  async stateDict(): Promise<RMSPropState> {
+    this.#checkUsable('stateDict()');
+    const groups = this.groupOptions;
+    return {
+      step: this.#step,
+      groups: groups.map((options, g) => ({ options, params: this.#groups[g]!.params.map((p) => p.index) })),
+      tensors: this.#groups.flatMap((g) => g.params.map(({ name, size, state }) => ({
+        name,
+        size,
+        squareAvg: state.squareAvg.slice(),
+        ...(state.gradAvg ? { gradAvg: state.gradAvg.slice() } : {}),
+        ...(state.momentumBuffer ? { momentumBuffer: state.momentumBuffer.slice() } : {}),
+      }))),
+    };
+  }
+
+  /** Restores a state from `stateDict()` of this class or of the GPU `RMSProp`; checks it first. */
+  loadStateDict(state: RMSPropState): void {
+    this.#checkUsable('loadStateDict()');
+    const lrs = checkStateDict(state, { groups: this.#groups });
+    for (const g of this.#groups) {
+      for (const p of g.params) {
+        const t = state.tensors[p.index]!;
+        p.state = {
+          size: p.size,
+          squareAvg: t.squareAvg.slice(),
+          ...(t.gradAvg ? { gradAvg: t.gradAvg.slice() } : {}),
+          ...(t.momentumBuffer ? { momentumBuffer: t.momentumBuffer.slice() } : {}),
+        };
+      }
+    }
+    lrs.forEach((lr, g) => { this.#lrs[g] = lr; });
+    this.#step = state.step;
+  }
+
+  /** Drops the state. Safe to call twice; any other call afterwards throws. */
+  destroy(): void {
+    this.#destroyed = true;
+  }
+
+  #checkUsable(what: string): void {
+    if (this.#destroyed) throw new Error(`ReferenceRMSProp.${what} after destroy(): create a new optimizer (and loadStateDict to resume).`);
+  }
+}

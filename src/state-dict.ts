@@ -1,0 +1,90 @@
+/**
+ * The optimizer's state as plain data, the same for the GPU optimizer and its CPU twin: save it
+ * from one, load it into the other. Loading checks everything before anything changes.
+ */
+import { describe, OPTION_NAMES, type ResolvedOptions } from './options.js';
+import type { ReferenceState } from './reference.js';
+
+/** One tensor's optimizer state, with the name of its parameter. */
+export interface TensorState extends ReferenceState {
+  readonly name: string;
+}
+
+/**
+ * Everything needed to resume training bit for bit: the step count, each group's options (with
+ * its learning rate at the time), and each tensor's state in the order the parameters were given.
+ *
+ * @example
+ * ```ts
+ * const saved = await optimizer.stateDict();
+ * // ... later, on a new optimizer over the same parameters and options:
+ * optimizer.loadStateDict(saved);
+ * ```
+ */
+export interface RMSPropState {
+  readonly step: number;
+  readonly groups: readonly { readonly options: ResolvedOptions; readonly params: readonly number[] }[];
+  readonly tensors: readonly TensorState[];
+}
+
+/** What an optimizer is, to check a state against. */
+export interface StateShape {
+  readonly groups: readonly { readonly options: ResolvedOptions; readonly params: readonly { name: string; size: number; index: number }[] }[];
+}
+
+/**
+ * Throws a TypeError or RangeError unless `state` fits `shape`: the same groups, parameters (names
+ * and sizes), and options except `lr`, which the state restores. Returns the state's learning
+ * rate for each group.
+ */
+export function checkStateDict(state: unknown, shape: StateShape): number[] {
+  const where = 'loadStateDict(state)';
+  if (typeof state !== 'object' || state === null) throw new TypeError(`${where}: state must be what stateDict() returned, got ${describe(state)}.`);
+  const s = state as RMSPropState;
+  if (!Number.isSafeInteger(s.step) || s.step < 0) throw new TypeError(`${where}: state.step must be an integer >= 0, got ${describe(s.step)}.`);
+  if (!Array.isArray(s.groups) || !Array.isArray(s.tensors)) throw new TypeError(`${where}: state needs 'groups' and 'tensors' arrays, as stateDict() returns.`);
+  if (s.groups.length !== shape.groups.length) {
+    throw new RangeError(`${where}: state has ${s.groups.length} param groups, this optimizer ${shape.groups.length}.`);
+  }
+  const expected = shape.groups.flatMap((g) => g.params);
+  if (s.tensors.length !== expected.length) {
+    throw new RangeError(`${where}: state holds ${s.tensors.length} tensors, this optimizer has ${expected.length} parameters.`);
+  }
+  const lrs = shape.groups.map((group, g) => {
+    const saved = s.groups[g]!;
+    const ids = group.params.map((p) => p.index);
+    if (!Array.isArray(saved.params) || saved.params.length !== ids.length || saved.params.some((x, i) => x !== ids[i])) {
+      throw new RangeError(`${where}: group ${g} holds parameters [${saved.params}] in the state but [${ids}] here.`);
+    }
+    for (const key of OPTION_NAMES) {
+      if (key === 'lr') continue;
+      if (saved.options?.[key] !== group.options[key]) {
+        throw new RangeError(`${where}: the state was saved with ${key} = ${describe(saved.options?.[key])} in group ${g}, but this optimizer has ${describe(group.options[key])}: create it with the same options.`);
+      }
+    }
+    if (typeof saved.options.lr !== 'number' || !Number.isFinite(saved.options.lr) || saved.options.lr < 0) {
+      throw new RangeError(`${where}: group ${g}'s saved lr is ${describe(saved.options.lr)}, not a finite number >= 0.`);
+    }
+    return saved.options.lr;
+  });
+  shape.groups.forEach((group) => group.params.forEach((p) => {
+    const t = s.tensors[p.index]!;
+    const at = `${where}: tensor ${p.index} ('${p.name}')`;
+    if (t?.name !== p.name) throw new RangeError(`${at} is named '${t?.name}' in the state: parameters must be given in the same order, with the same names.`);
+    if (t.size !== p.size) throw new RangeError(`${at} has ${t.size} elements in the state but ${p.size} here.`);
+    const o = group.options;
+    slot(t.squareAvg, 'squareAvg', true, p.size, at);
+    slot(t.gradAvg, 'gradAvg', o.centered, p.size, at);
+    slot(t.momentumBuffer, 'momentumBuffer', o.momentum > 0, p.size, at);
+  }));
+  return lrs;
+}
+
+function slot(x: unknown, name: string, wanted: boolean, size: number, at: string): void {
+  if (!wanted) {
+    if (x !== undefined) throw new RangeError(`${at} has a ${name} that these options do not use.`);
+    return;
+  }
+  if (!(x instanceof Float32Array)) throw new TypeError(`${at}: ${name} must be a Float32Array, got ${describe(x)}.`);
+  if (x.length !== size) throw new RangeError(`${at}: ${name} has ${x.length} elements, expected ${size}.`);
+}
