@@ -18,3 +18,4 @@ export { createReferenceState, referenceStep, type ReferenceState } from './refe
 export { ReferenceRMSProp, type ReferenceParamSpec, type ReferenceParamGroup } from './reference-optimizer.js';
 export type { RMSPropState, TensorState } from './state-dict.js';
 export { WORKGROUP_SIZE } from './plan.js';
+export { ParamArena, ARENA_ALIGNMENT, type ArenaTensor } from './arena.js';

@@ -2,6 +2,7 @@
  * The caller's parameters: what `new RMSProp(device, params, options)` accepts, and the checks that
  * turn it into byte ranges before any GPU object is made.
  */
+import { ARENA } from './arena.js';
 import { describe, resolveOptions, type RMSPropOptions, type ResolvedOptions } from './options.js';
 
 /**
@@ -50,6 +51,8 @@ export interface ResolvedParam {
   readonly size: number;
   readonly param: ByteRange;
   readonly grad: ByteRange;
+  /** The `ParamArena` the spec came from, if any. */
+  readonly arena?: object;
 }
 
 export interface ResolvedGroup {
@@ -135,7 +138,8 @@ function resolveParam(
   if (param.size !== grad.size) {
     throw new RangeError(`${label}: grad covers ${grad.size} bytes but param covers ${param.size}: they must hold the same number of f32 values.`);
   }
-  return { name, index, group, size: param.size / 4, param, grad };
+  const arena = (spec as { [ARENA]?: object })[ARENA];
+  return { name, index, group, size: param.size / 4, param, grad, ...(arena ? { arena } : {}) };
 }
 
 function isBuffer(x: unknown): x is GPUBuffer {

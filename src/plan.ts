@@ -5,6 +5,7 @@
  * tensors are one chunk). A chunk is a vec4 body, one invocation per vec4, plus a tail of 1 to 3
  * elements when its length is not a multiple of 4.
  */
+import type { ByteRange, ResolvedParam } from './params.js';
 
 /** Invocations per workgroup of the body: one source for the WGSL override and the dispatch arithmetic. */
 export const WORKGROUP_SIZE = 256;
@@ -79,4 +80,47 @@ export function dispatchSize(invocations: number, maxPerDimension: number): [num
   const y = Math.ceil(groups / maxPerDimension);
   if (y > maxPerDimension) throw new RangeError(`${invocations} invocations exceed a ${maxPerDimension}² grid of workgroups.`);
   return [Math.ceil(groups / y), y];
+}
+
+/** Consecutive tensors that one dispatch (per chunk) updates: a lone tensor, or a run of an arena's. */
+export interface Segment {
+  readonly group: number;
+  /** The span of the parameter buffer the dispatch covers, padding between arena tensors included. */
+  readonly param: ByteRange;
+  readonly grad: ByteRange;
+  /** Elements in the span. */
+  readonly size: number;
+  /** Each tensor's index and first element within the span. */
+  readonly members: readonly { readonly index: number; readonly first: number; readonly size: number }[];
+}
+
+/**
+ * Groups tensors into segments: consecutive tensors of one group that come from one `ParamArena`
+ * share a segment, padding included (the arena keeps its padding zero, and RMSProp leaves zeros
+ * unchanged), so an arena's whole model updates in one dispatch. Any other tensor is a segment alone.
+ */
+export function planSegments(params: readonly ResolvedParam[]): Segment[] {
+  const align = (bytes: number) => Math.ceil(bytes / MAX_OFFSET_ALIGNMENT) * MAX_OFFSET_ALIGNMENT;
+  const segments: { group: number; arena?: object; param: ByteRange; grad: ByteRange; members: Segment['members'][number][] }[] = [];
+  for (const p of params) {
+    const last = segments[segments.length - 1];
+    const joins = last !== undefined && p.arena !== undefined && last.arena === p.arena && last.group === p.group &&
+      p.param.buffer === last.param.buffer && p.grad.buffer === last.grad.buffer &&
+      p.param.offset === align(last.param.offset + last.param.size) &&
+      p.grad.offset - last.grad.offset === p.param.offset - last.param.offset;
+    if (joins) {
+      const first = (p.param.offset - last.param.offset) / 4;
+      last.members.push({ index: p.index, first, size: p.size });
+      last.param = { ...last.param, size: p.param.offset + p.param.size - last.param.offset };
+      last.grad = { ...last.grad, size: p.grad.offset + p.grad.size - last.grad.offset };
+    } else {
+      segments.push({ group: p.group, arena: p.arena, param: p.param, grad: p.grad, members: [{ index: p.index, first: 0, size: p.size }] });
+    }
+  }
+  return segments.map(({ group, arena, param, grad, members }) => {
+    // An arena's span runs on to its aligned end (zero padding), so its length is a multiple of 64: no tail.
+    const end = arena ? Math.min(align(param.offset + param.size), param.buffer.size, grad.buffer.size - grad.offset + param.offset) : param.offset + param.size;
+    const bytes = end - param.offset;
+    return { group, members, size: bytes / 4, param: { ...param, size: bytes }, grad: { ...grad, size: bytes } };
+  });
 }

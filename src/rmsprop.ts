@@ -3,8 +3,8 @@
  * records one compute pass per step.
  */
 import { validateLr, type RMSPropOptions, type ResolvedOptions } from './options.js';
-import { resolveParams, type ParamGroup, type ParamSpec, type ResolvedGroup, type ResolvedParam } from './params.js';
-import { dispatchSize, maxChunkElements, planChunks, stateSlots, type Chunk } from './plan.js';
+import { resolveParams, type ParamGroup, type ParamSpec, type ResolvedGroup } from './params.js';
+import { dispatchSize, maxChunkElements, planChunks, planSegments, stateSlots, type Chunk, type Segment } from './plan.js';
 import { stepPipelines } from './pipelines.js';
 import { checkReadable, readRanges } from './readback.js';
 import { checkStateDict, type RMSPropState, type TensorState } from './state-dict.js';
@@ -21,10 +21,16 @@ interface ChunkState {
   readonly buffer: GPUBuffer;
 }
 
-interface Tensor {
-  readonly param: ResolvedParam;
-  readonly slots: number;
+/** A segment (one tensor, or a run of an arena's) with the state of each of its chunks. */
+interface SegmentState {
+  readonly segment: Segment;
   readonly chunks: readonly ChunkState[];
+}
+
+/** Where a tensor's elements live: its segment, and its first element there. */
+interface Placement {
+  readonly segment: SegmentState;
+  readonly first: number;
 }
 
 interface Dispatch {
@@ -35,8 +41,9 @@ interface Dispatch {
 
 /**
  * RMSProp on WebGPU. It trains the caller's own parameter buffers in place, from the caller's
- * gradient buffers, in one compute pass per step (one dispatch per tensor, or per chunk of a
- * tensor larger than a storage binding), with its state in buffers it owns.
+ * gradient buffers, in one compute pass per step, with its state in buffers it owns: one dispatch
+ * per tensor (per chunk of a tensor larger than a storage binding), or one for all the tensors of
+ * a `ParamArena`.
  *
  * @example
  * ```ts
@@ -52,7 +59,9 @@ export class RMSProp {
   /** The device the optimizer runs on. */
   readonly device: GPUDevice;
   readonly #groups: readonly ResolvedGroup[];
-  readonly #tensors: readonly Tensor[];
+  readonly #segments: readonly SegmentState[];
+  /** Each tensor's place, by its index in the flattened parameter list. */
+  readonly #placements: readonly Placement[];
   readonly #dispatches: readonly Dispatch[];
   /** Hyperparameters of every chunk, one uniform slot each, in chunk order. */
   readonly #hyper: GPUBuffer;
@@ -84,35 +93,34 @@ export class RMSProp {
 
     // Everything is checked: from here on GPU objects are made.
     device.lost.then((info) => { this.#lost = `${info.reason}: ${info.message}`; }, () => {});
-    const tensors: Tensor[] = [];
-    for (const group of this.#groups) {
-      const slots = stateSlots(group.options);
-      const maxChunk = maxChunkElements(limits.maxStorageBufferBindingSize, limits.maxBufferSize, slots);
-      for (const param of group.params) {
-        const chunks = planChunks(param.size, maxChunk);
-        tensors.push({
-          param,
-          slots,
-          chunks: chunks.map((chunk, c) => ({
-            chunk,
-            buffer: this.#createState(param, chunk, slots, group.options, chunks.length > 1 ? `.chunk[${c}]` : ''),
-          })),
-        });
-      }
-    }
-    this.#tensors = tensors;
-    const chunkCount = tensors.reduce((n, t) => n + t.chunks.length, 0);
+    const resolved = this.#groups.flatMap((g) => g.params);
+    this.#segments = planSegments(resolved).map((segment, s) => {
+      const options = this.#groups[segment.group]!.options;
+      const slots = stateSlots(options);
+      const chunks = planChunks(segment.size, maxChunkElements(limits.maxStorageBufferBindingSize, limits.maxBufferSize, slots));
+      const names = segment.members.length === 1 ? resolved[segment.members[0]!.index]!.name : `${segment.members.length} tensors`;
+      return {
+        segment,
+        chunks: chunks.map((chunk, c) => ({
+          chunk,
+          buffer: this.#createState(`RMSProp.state[${s}]${chunks.length > 1 ? `.chunk[${c}]` : ''} (${names})`, chunk, slots, options),
+        })),
+      };
+    });
+    const placements: Placement[] = [];
+    for (const segment of this.#segments) for (const m of segment.segment.members) placements[m.index] = { segment, first: m.first };
+    this.#placements = placements;
+    const chunkCount = this.#segments.reduce((n, s) => n + s.chunks.length, 0);
     this.#hyperData = new ArrayBuffer(chunkCount * this.#hyperStride);
     this.#hyper = device.createBuffer({ label: 'RMSProp.hyperparameters', size: this.#hyperData.byteLength, usage: UNIFORM | COPY_DST });
     this.#dispatches = this.#createDispatches();
   }
 
-  #createState(param: ResolvedParam, chunk: Chunk, slots: number, o: ResolvedOptions, suffix: string): GPUBuffer {
-    const size = slots * chunk.slotStride * 16;
+  #createState(label: string, chunk: Chunk, slots: number, o: ResolvedOptions): GPUBuffer {
     const initialize = o.initialScale !== 0;
     const buffer = this.device.createBuffer({
-      label: `RMSProp.state[${param.index}]${suffix} ('${param.name}')`,
-      size,
+      label,
+      size: slots * chunk.slotStride * 16,
       usage: STORAGE | COPY_SRC | COPY_DST,
       mappedAtCreation: initialize,
     });
@@ -127,14 +135,13 @@ export class RMSProp {
     const dispatches: Dispatch[] = [];
     const maxPerDimension = this.device.limits.maxComputeWorkgroupsPerDimension;
     let slot = 0;
-    for (const tensor of this.#tensors) {
-      const { param } = tensor;
-      const pipelines = stepPipelines(this.device, this.#groups[param.group]!.options);
-      for (const { chunk, buffer: state } of tensor.chunks) {
+    this.#segments.forEach(({ segment, chunks }, s) => {
+      const pipelines = stepPipelines(this.device, this.#groups[segment.group]!.options);
+      for (const { chunk, buffer: state } of chunks) {
         const hyper = { binding: 0, resource: { buffer: this.#hyper, offset: slot++ * this.#hyperStride, size: HYPER_BYTES } };
         const stateEntry = { binding: 3, resource: { buffer: state } };
-        const at = param.param.offset + chunk.first * 4, gradAt = param.grad.offset + chunk.first * 4;
-        const label = `RMSProp.bindGroup[${param.index}]${tensor.chunks.length > 1 ? `.chunk[${chunk.first}]` : ''}`;
+        const at = segment.param.offset + chunk.first * 4, gradAt = segment.grad.offset + chunk.first * 4;
+        const label = `RMSProp.bindGroup[${s}]${chunks.length > 1 ? `.chunk[${chunk.first}]` : ''}`;
         if (chunk.count4 > 0) {
           const bodyBytes = chunk.count4 * 16;
           dispatches.push({
@@ -145,8 +152,8 @@ export class RMSProp {
               layout: pipelines.body.getBindGroupLayout(0),
               entries: [
                 hyper,
-                { binding: 1, resource: { buffer: param.param.buffer, offset: at, size: bodyBytes } },
-                { binding: 2, resource: { buffer: param.grad.buffer, offset: gradAt, size: bodyBytes } },
+                { binding: 1, resource: { buffer: segment.param.buffer, offset: at, size: bodyBytes } },
+                { binding: 2, resource: { buffer: segment.grad.buffer, offset: gradAt, size: bodyBytes } },
                 stateEntry,
               ],
             }),
@@ -163,15 +170,27 @@ export class RMSProp {
               entries: [
                 hyper,
                 stateEntry,
-                { binding: 4, resource: { buffer: param.param.buffer, offset: at + chunk.tailBindingOffset, size: tailBytes } },
-                { binding: 5, resource: { buffer: param.grad.buffer, offset: gradAt + chunk.tailBindingOffset, size: tailBytes } },
+                { binding: 4, resource: { buffer: segment.param.buffer, offset: at + chunk.tailBindingOffset, size: tailBytes } },
+                { binding: 5, resource: { buffer: segment.grad.buffer, offset: gradAt + chunk.tailBindingOffset, size: tailBytes } },
               ],
             }),
           });
         }
       }
-    }
+    });
     return dispatches;
+  }
+
+  /**
+   * Calls `visit` for each piece of tensor `index` that lies in one chunk: the chunk, the piece's
+   * first element within the chunk and within the tensor, and its length.
+   */
+  #forEachPiece(index: number, size: number, visit: (c: ChunkState, inChunk: number, inTensor: number, count: number) => void): void {
+    const { segment, first } = this.#placements[index]!;
+    for (const c of segment.chunks) {
+      const start = Math.max(first, c.chunk.first), end = Math.min(first + size, c.chunk.first + c.chunk.count);
+      if (start < end) visit(c, start - c.chunk.first, start - first, end - start);
+    }
   }
 
   /** Steps taken so far (steps recorded into a caller's encoder count when recorded). */
@@ -235,10 +254,10 @@ export class RMSProp {
     if (!this.#hyperDirty) return;
     const f32 = new Float32Array(this.#hyperData), u32 = new Uint32Array(this.#hyperData);
     let at = 0;
-    for (const { param, chunks } of this.#tensors) {
-      const o = this.#groups[param.group]!.options;
+    for (const { segment, chunks } of this.#segments) {
+      const o = this.#groups[segment.group]!.options;
       for (const { chunk } of chunks) {
-        f32.set([this.#lrs[param.group]!, o.alpha, 1 - o.alpha, o.eps, o.momentum, o.weightDecay], at);
+        f32.set([this.#lrs[segment.group]!, o.alpha, 1 - o.alpha, o.eps, o.momentum, o.weightDecay], at);
         u32.set([chunk.count4, chunk.slotStride, chunk.tailStart, chunk.tailCount], at + 6);
         at += this.#hyperStride / 4;
       }
@@ -265,29 +284,27 @@ export class RMSProp {
   async stateDict(): Promise<RMSPropState> {
     this.#checkUsable('stateDict()');
     const step = this.#step, groups = this.groupOptions;
-    const chunks = this.#tensors.flatMap((t) => t.chunks);
-    const data = await readRanges(this.device, chunks.map((c) => ({ buffer: c.buffer, offset: 0, size: c.buffer.size })), 'RMSProp.stateDict');
-    let next = 0;
-    const tensors = this.#tensors.map(({ param, chunks: own }): TensorState => {
-      const o = groups[param.group]!;
+    const chunks = this.#segments.flatMap((s) => s.chunks);
+    const raw = await readRanges(this.device, chunks.map((c) => ({ buffer: c.buffer, offset: 0, size: c.buffer.size })), 'RMSProp.stateDict');
+    const data = new Map(chunks.map((c, i) => [c, raw[i]!]));
+    const tensors = this.#groups.flatMap((group) => group.params.map((param): TensorState => {
+      const o = group.options;
       const slotData = (slot: number) => {
         const out = new Float32Array(param.size);
-        own.forEach(({ chunk }, c) => {
-          const start = slot * chunk.slotStride * 4;
-          out.set(data[next + c]!.subarray(start, start + chunk.count), chunk.first);
+        this.#forEachPiece(param.index, param.size, (c, inChunk, inTensor, count) => {
+          const start = slot * c.chunk.slotStride * 4 + inChunk;
+          out.set(data.get(c)!.subarray(start, start + count), inTensor);
         });
         return out;
       };
-      const state: TensorState = {
+      return {
         name: param.name,
         size: param.size,
         squareAvg: slotData(0),
         ...(o.centered ? { gradAvg: slotData(1) } : {}),
         ...(o.momentum > 0 ? { momentumBuffer: slotData(o.centered ? 2 : 1) } : {}),
       };
-      next += own.length;
-      return state;
-    });
+    }));
     return {
       step,
       groups: groups.map((options, g) => ({ options, params: this.#groups[g]!.params.map((p) => p.index) })),
@@ -303,16 +320,17 @@ export class RMSProp {
   loadStateDict(state: RMSPropState): void {
     this.#checkUsable('loadStateDict()');
     const lrs = checkStateDict(state, { groups: this.#groups });
-    this.#tensors.forEach(({ param, chunks }) => {
+    for (const param of this.#groups.flatMap((g) => g.params)) {
       const saved = state.tensors[param.index]!;
       const slots = [saved.squareAvg, saved.gradAvg, saved.momentumBuffer].filter((x): x is Float32Array => x !== undefined);
-      for (const { chunk, buffer } of chunks) {
+      this.#forEachPiece(param.index, param.size, (c, inChunk, inTensor, count) => {
         slots.forEach((values, slot) => {
           // From the ArrayBuffer itself, so that offset and size are in bytes.
-          this.device.queue.writeBuffer(buffer, slot * chunk.slotStride * 16, values.buffer, values.byteOffset + chunk.first * 4, chunk.count * 4);
+          const to = (slot * c.chunk.slotStride * 4 + inChunk) * 4;
+          this.device.queue.writeBuffer(c.buffer, to, values.buffer, values.byteOffset + inTensor * 4, count * 4);
         });
-      }
-    });
+      });
+    }
     lrs.forEach((lr, g) => { this.#lrs[g] = lr; });
     this.#hyperDirty = true;
     this.#step = state.step;
@@ -322,7 +340,7 @@ export class RMSProp {
   destroy(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
-    for (const t of this.#tensors) for (const c of t.chunks) c.buffer.destroy();
+    for (const s of this.#segments) for (const c of s.chunks) c.buffer.destroy();
     this.#hyper.destroy();
   }
 
