@@ -36,10 +36,13 @@ struct Hyper {
 
 @group(0) @binding(0) var<uniform> hp: Hyper;
 @group(0) @binding(1) var<storage, read_write> param: array<vec4f>;
-@group(0) @binding(2) var<storage, read> grad: array<vec4f>;
+// Gradients are only read, but bound read_write so that they may share a buffer with the
+// parameters (a parameter arena): WebGPU forbids one buffer as read-only and writable storage in
+// the same dispatch.
+@group(0) @binding(2) var<storage, read_write> grad: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> state: array<vec4f>;
 @group(0) @binding(4) var<storage, read_write> paramTail: array<f32>;
-@group(0) @binding(5) var<storage, read> gradTail: array<f32>;
+@group(0) @binding(5) var<storage, read_write> gradTail: array<f32>;
 
 // Four elements' parameter and state, in registers.
 struct Lanes {
@@ -53,12 +56,14 @@ struct Lanes {
 fn update(e: ptr<function, Lanes>, gradient: vec4f) {
   var g = gradient;
   if (MAXIMIZE) { g = -g; }
-  if (WEIGHT_DECAY) { g = g + hp.weightDecay * (*e).p; }
-  (*e).v = hp.alpha * (*e).v + (hp.oneMinusAlpha * g) * g;
+  // fma where PyTorch's CPU kernels fuse, so that one rounding rule holds here, in the CPU
+  // reference and in PyTorch (and no shader compiler is left to choose).
+  if (WEIGHT_DECAY) { g = fma((*e).p, vec4f(hp.weightDecay), g); }
+  (*e).v = fma(hp.oneMinusAlpha * g, g, hp.alpha * (*e).v);
   var d = (*e).v;
   if (CENTERED) {
-    (*e).m = hp.alpha * (*e).m + hp.oneMinusAlpha * g;
-    d = max(d - (*e).m * (*e).m, vec4f(0.0));
+    (*e).m = fma(g, vec4f(hp.oneMinusAlpha), hp.alpha * (*e).m);
+    d = max(fma(-(*e).m, (*e).m, d), vec4f(0.0));
   }
   var den: vec4f;
   if (EPS_INSIDE) { den = sqrt(d + hp.eps); } else { den = sqrt(d) + hp.eps; }
@@ -68,7 +73,7 @@ fn update(e: ptr<function, Lanes>, gradient: vec4f) {
       (*e).p = (*e).p - (*e).b;
     } else {
       (*e).b = hp.momentum * (*e).b + g / den;
-      (*e).p = (*e).p - hp.lr * (*e).b;
+      (*e).p = fma((*e).b, vec4f(-hp.lr), (*e).p);
     }
   } else {
     (*e).p = (*e).p - (hp.lr * g) / den;

@@ -14,8 +14,9 @@ export {
   type RMSPropOptions,
   type ResolvedOptions,
 } from './options.js';
-export { createReferenceState, referenceStep, type ReferenceState } from './reference.js';
-export { ReferenceRMSProp, type ReferenceParamSpec, type ReferenceParamGroup } from './reference-optimizer.js';
+export { createReferenceState, referenceStep, type MultiplyAdd, type ReferenceState } from './reference.js';
+export { ReferenceRMSProp, type ReferenceParamSpec, type ReferenceParamGroup, type ReferenceRounding } from './reference-optimizer.js';
+export { detectMultiplyAdd } from './multiply-add.js';
 export type { RMSPropState, TensorState } from './state-dict.js';
 export { WORKGROUP_SIZE } from './plan.js';
 export { ParamArena, ARENA_ALIGNMENT, type ArenaTensor } from './arena.js';

@@ -4,7 +4,7 @@
  */
 import { validateLr, type RMSPropOptions, type ResolvedOptions } from './options.js';
 import { groupParams, specName } from './params.js';
-import { checkStep, createReferenceState, stepResolved, type ReferenceState } from './reference.js';
+import { checkMultiplyAdd, checkStep, createReferenceState, stepResolved, type MultiplyAdd, type ReferenceState } from './reference.js';
 import { checkStateDict, type RMSPropState } from './state-dict.js';
 
 /**
@@ -19,6 +19,12 @@ export interface ReferenceParamSpec {
   param: Float32Array;
   grad: Float32Array;
   name?: string;
+}
+
+/** How the CPU optimizer rounds; see {@link MultiplyAdd}. */
+export interface ReferenceRounding {
+  /** `'fused'` (default) rounds as PyTorch; `'separate'` as SwiftShader (`detectMultiplyAdd`). */
+  multiplyAdd?: MultiplyAdd;
 }
 
 /** Parameters that share options, as {@link ParamGroup} for the GPU optimizer. */
@@ -38,7 +44,8 @@ interface CpuParam {
 
 /**
  * RMSProp on the CPU, with the same API as the WebGPU `RMSProp`: it updates the caller's
- * Float32Arrays in place. Every operation rounds to f32, so it agrees with the GPU to a few ULPs.
+ * Float32Arrays in place. Every operation rounds to f32 as PyTorch's CPU kernels round, so it
+ * reproduces torch.optim.RMSprop bit for bit, and the GPU to the last bit or a few ULPs.
  *
  * @example
  * ```ts
@@ -50,10 +57,17 @@ interface CpuParam {
 export class ReferenceRMSProp {
   readonly #groups: { options: ResolvedOptions; params: CpuParam[] }[];
   readonly #lrs: number[];
+  readonly #multiplyAdd: MultiplyAdd;
   #step = 0;
   #destroyed = false;
 
-  constructor(params: readonly ReferenceParamSpec[] | readonly ReferenceParamGroup[], options?: Partial<RMSPropOptions>) {
+  constructor(
+    params: readonly ReferenceParamSpec[] | readonly ReferenceParamGroup[],
+    options?: Partial<RMSPropOptions>,
+    { multiplyAdd = 'fused' }: ReferenceRounding = {},
+  ) {
+    checkMultiplyAdd(multiplyAdd, 'rounding.multiplyAdd');
+    this.#multiplyAdd = multiplyAdd;
     this.#groups = groupParams(params, options, (spec: ReferenceParamSpec, index, group, where, groupOptions): CpuParam => {
       const { name, label } = specName(spec, index, where);
       for (const key of ['param', 'grad'] as const) {
@@ -102,7 +116,7 @@ export class ReferenceRMSProp {
       for (const p of group.params) checkStep(p.values, p.grads, p.state, groups[g]!, `'${p.name}': `);
     }
     for (const [g, group] of this.#groups.entries()) {
-      for (const p of group.params) stepResolved(p.values, p.grads, p.state, groups[g]!);
+      for (const p of group.params) stepResolved(p.values, p.grads, p.state, groups[g]!, this.#multiplyAdd);
     }
     this.#step++;
   }

@@ -1,8 +1,17 @@
 /**
- * The CPU reference of the RMSProp rule: the twin of shaders/rmsprop.wgsl, on Float32Array,
- * rounding to f32 after every operation (Math.fround) in the order PyTorch's CPU kernels use, so
- * that the GPU and the CPU agree to a few ULPs and this file agrees with PyTorch to about one.
+ * The CPU reference of the RMSProp rule: the twin of shaders/rmsprop.wgsl, on Float32Array.
+ *
+ * Every operation rounds to f32 (Math.fround) in the order PyTorch's CPU kernels use, and the five
+ * multiply-adds that PyTorch fuses (and the shader writes as `fma`) round once (`fmaf`). With that,
+ * this file reproduces torch.optim.RMSprop bit for bit on every recorded fixture.
+ *
+ * WGSL lets `fma` round once or twice: GPUs with a hardware fma round once, SwiftShader rounds the
+ * product first. `multiplyAdd: 'separate'` makes the reference round like the latter, and then it
+ * equals SwiftShader's results bit for bit (`detectMultiplyAdd(device)` tells which an adapter
+ * does). Hardware GPUs may still differ by a few ULPs: their sqrt and division need not be
+ * correctly rounded.
  */
+import { fmaf } from './fma.js';
 import { resolveOptions, type RMSPropOptions, type ResolvedOptions } from './options.js';
 
 /**
@@ -47,7 +56,8 @@ export function createReferenceState(size: number, options?: Partial<RMSPropOpti
 
 /**
  * One RMSProp step on the CPU, in place on `param` and `state` (DESIGN.md's rule, every option).
- * Checks its arguments before touching anything.
+ * Checks its arguments before touching anything. `multiplyAdd` picks how the rule's multiply-adds
+ * round: `'fused'` (the default) as PyTorch, `'separate'` as SwiftShader.
  *
  * @example
  * ```ts
@@ -61,10 +71,12 @@ export function referenceStep(
   grad: Float32Array,
   state: ReferenceState,
   options?: Partial<RMSPropOptions>,
+  multiplyAdd: MultiplyAdd = 'fused',
 ): void {
   const o = resolveOptions(options);
+  checkMultiplyAdd(multiplyAdd);
   checkStep(param, grad, state, o);
-  stepResolved(param, grad, state, o);
+  stepResolved(param, grad, state, o, multiplyAdd);
 }
 
 /** Throws unless `param`, `grad` and `state` fit each other and `o`. */
@@ -87,8 +99,26 @@ export function checkStep(param: unknown, grad: unknown, state: ReferenceState, 
 
 const f = Math.fround;
 
+/**
+ * How `a*b + c` rounds in the rule's five multiply-adds: `'fused'` once (PyTorch's CPU kernels, and
+ * GPUs whose WGSL `fma` is a hardware fma), `'separate'` after the product and again after the sum
+ * (SwiftShader's `fma`).
+ */
+export type MultiplyAdd = 'fused' | 'separate';
+
+const separateMulAdd = (a: number, b: number, c: number): number => f(f(a * b) + c);
+const mulAdds: Record<MultiplyAdd, (a: number, b: number, c: number) => number> = { fused: fmaf, separate: separateMulAdd };
+
+/** Throws unless `multiplyAdd` names a rounding. */
+export function checkMultiplyAdd(multiplyAdd: unknown, where = 'multiplyAdd'): asserts multiplyAdd is MultiplyAdd {
+  if (multiplyAdd !== 'fused' && multiplyAdd !== 'separate') {
+    throw new TypeError(`${where} must be 'fused' or 'separate', got ${String(multiplyAdd)}.`);
+  }
+}
+
 /** The rule itself, on checked arguments. Keep it line for line with shaders/rmsprop.wgsl. */
-export function stepResolved(param: Float32Array, grad: Float32Array, state: ReferenceState, o: ResolvedOptions): void {
+export function stepResolved(param: Float32Array, grad: Float32Array, state: ReferenceState, o: ResolvedOptions, multiplyAdd: MultiplyAdd = 'fused'): void {
+  const fma = mulAdds[multiplyAdd];
   const lr = f(o.lr), alpha = f(o.alpha), oneMinusAlpha = f(1 - o.alpha), eps = f(o.eps);
   const momentum = f(o.momentum), weightDecay = f(o.weightDecay);
   const { squareAvg: v, gradAvg: m, momentumBuffer: b } = state;
@@ -97,14 +127,14 @@ export function stepResolved(param: Float32Array, grad: Float32Array, state: Ref
     const p = param[i]!;
     let g = grad[i]!;
     if (o.maximize) g = -g;
-    if (decay) g = f(g + f(weightDecay * p));
-    const vi = f(f(alpha * v[i]!) + f(f(oneMinusAlpha * g) * g));
+    if (decay) g = fma(p, weightDecay, g);
+    const vi = fma(f(oneMinusAlpha * g), g, f(alpha * v[i]!));
     v[i] = vi;
     let d = vi;
     if (m) {
-      const mi = f(f(alpha * m[i]!) + f(oneMinusAlpha * g));
+      const mi = fma(g, oneMinusAlpha, f(alpha * m[i]!));
       m[i] = mi;
-      d = Math.max(f(vi - f(mi * mi)), 0);
+      d = Math.max(fma(-mi, mi, vi), 0);
     }
     const den = inside ? f(Math.sqrt(f(d + eps))) : f(f(Math.sqrt(d)) + eps);
     if (useMomentum && b) {
@@ -115,7 +145,7 @@ export function stepResolved(param: Float32Array, grad: Float32Array, state: Ref
       } else {
         const bi = f(f(momentum * b[i]!) + f(g / den));
         b[i] = bi;
-        param[i] = f(p - f(lr * bi));
+        param[i] = fma(bi, -lr, p);
       }
     } else {
       param[i] = f(p - f(f(lr * g) / den));
