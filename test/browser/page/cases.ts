@@ -1,0 +1,156 @@
+/**
+ * The in-page checks, as data: what test/browser/page/checks.ts runs on the real navigator.gpu and
+ * what test/browser/webgpu.test.ts expects back, one vitest test per case. No WebGPU here, so Node
+ * can import it.
+ */
+import { presets, type RMSPropOptions } from '../../../src/index';
+
+/**
+ * The largest distance, in ULPs of f32, allowed between the GPU and the CPU reference, on every
+ * parameter and state element after every step of a case.
+ *
+ * The reference rounds each operation to f32 in PyTorch's order. WGSL lets the GPU differ: `x / y`
+ * and `sqrt` (through inverseSqrt) carry up to 2.5 and 2 ULP of error. (`fma` may round once or
+ * twice; the page probes which with detectMultiplyAdd and the reference rounds the same.) The data keep cancellations out (gradients keep one sign per element,
+ * parameters stay in ±[2, 4)), so those per-operation errors stay near their own size after a few
+ * steps instead of being magnified. Chromium 156's SwiftShader agrees bit for bit (0 ULPs) on
+ * every case; 4 leaves room for a GPU that uses WGSL's allowances, no more. Never raise it to make
+ * a case pass without finding which operation differs and why.
+ */
+export const TOLERANCE_ULPS = 4;
+
+/** GPU against CPU reference after `steps` steps of `options`, on a tensor of `size` elements. */
+export interface ReferenceCase {
+  readonly kind: 'reference';
+  readonly name: string;
+  readonly size: number;
+  readonly steps: number;
+  readonly options: Partial<RMSPropOptions>;
+  /**
+   * Options that differ only in the feature under test: the reference run with them must land
+   * more than TOLERANCE_ULPS away from the GPU, or the case could not tell the feature was applied.
+   */
+  readonly foil?: Partial<RMSPropOptions>;
+}
+
+/** `step(encoder)` between the caller's own gradient pass and a copy, several steps per encoder. */
+export interface EncoderCase {
+  readonly kind: 'encoder';
+  readonly name: string;
+  readonly size: number;
+  readonly encoders: number;
+  readonly stepsPerEncoder: number;
+  readonly options: Partial<RMSPropOptions>;
+}
+
+/** `lr` changed between steps; changing it between two steps in one encoder throws. */
+export interface LrCase {
+  readonly kind: 'lr';
+  readonly name: string;
+  readonly size: number;
+  readonly options: Partial<RMSPropOptions>;
+}
+
+/** stateDict()/loadStateDict() between GPU optimizers and the CPU twin, bit for bit. */
+export interface StateDictCase {
+  readonly kind: 'stateDict';
+  readonly name: string;
+  readonly size: number;
+  readonly options: Partial<RMSPropOptions>;
+}
+
+/** Param groups with their own options, tensors as GPUBufferBinding ranges of shared buffers. */
+export interface GroupsCase {
+  readonly kind: 'groups';
+  readonly name: string;
+}
+
+export type CaseSpec = ReferenceCase | EncoderCase | LrCase | StateDictCase | GroupsCase;
+
+const VARIANT_SIZE = 1027; // 256 vec4s (a whole workgroup) and a tail of 3
+const VARIANT_STEPS = 5;
+const variant = (name: string, options: Partial<RMSPropOptions>, foil?: Partial<RMSPropOptions>): ReferenceCase => ({
+  kind: 'reference', name: `variant: ${name}`, size: VARIANT_SIZE, steps: VARIANT_STEPS, options, ...(foil ? { foil } : {}),
+});
+
+// Sizes around the vec4 body / tail split and the workgroup, with every state slot (v, m, b) in use.
+const ALL_SLOTS: Partial<RMSPropOptions> = { centered: true, momentum: 0.9 };
+const size = (n: number): ReferenceCase => ({
+  kind: 'reference', name: `size ${n} (centered, momentum 0.9)`, size: n, steps: 3, options: ALL_SLOTS, foil: { ...ALL_SLOTS, centered: false },
+});
+
+export const CASES: readonly CaseSpec[] = [
+  variant('plain, PyTorch defaults (momentum 0)', {}, { alpha: 0.9 }),
+  variant('centered', { centered: true }, { centered: false }),
+  variant('momentum 0.9', { momentum: 0.9 }, { momentum: 0 }),
+  variant('momentum 0.9, lrInMomentum', { momentum: 0.9, lrInMomentum: true }, { momentum: 0.9, lrInMomentum: false }),
+  // eps 1e-3 makes the two forms of the denominator far apart (1e-8 would hide the difference in rounding).
+  variant('epsMode inside', { epsMode: 'inside', eps: 1e-3 }, { epsMode: 'outside', eps: 1e-3 }),
+  variant('epsMode outside', { epsMode: 'outside', eps: 1e-3 }, { epsMode: 'inside', eps: 1e-3 }),
+  variant('maximize', { maximize: true }, { maximize: false }),
+  variant('weightDecay 0.05', { weightDecay: 0.05 }, { weightDecay: 0 }),
+  variant('initialScale 1', { initialScale: 1 }, { initialScale: 0 }),
+  variant('momentum 0.9, centered', { momentum: 0.9, centered: true }, { momentum: 0.9, centered: false }),
+  variant(
+    'everything at once',
+    { centered: true, momentum: 0.9, lrInMomentum: true, epsMode: 'inside', eps: 1e-3, maximize: true, weightDecay: 0.05, initialScale: 0.5, alpha: 0.9, lr: 3e-3 },
+    { centered: true, momentum: 0.9, lrInMomentum: true, epsMode: 'inside', eps: 1e-3, maximize: true, weightDecay: 0, initialScale: 0.5, alpha: 0.9, lr: 3e-3 },
+  ),
+  variant('preset keras, momentum 0.9', { ...presets.keras, momentum: 0.9 }),
+  variant('preset tf1, centered', { ...presets.tf1, centered: true }),
+  variant('preset tfjs', { ...presets.tfjs }),
+  variant('preset optax', { ...presets.optax }),
+  size(1),
+  size(3),
+  size(4),
+  size(5),
+  size(64),
+  size(1023),
+  size(4099),
+  size(65537),
+  { kind: 'encoder', name: 'step(encoder) between the caller\'s gradient pass and a copy', size: 1029, encoders: 2, stepsPerEncoder: 2, options: { centered: true, momentum: 0.9 } },
+  { kind: 'lr', name: 'lr changed between steps', size: 515, options: { momentum: 0.9 } },
+  { kind: 'stateDict', name: 'stateDict/loadStateDict round trip, bit-exact', size: 1031, options: { centered: true, momentum: 0.9, initialScale: 0.5 } },
+  { kind: 'groups', name: 'param groups over GPUBufferBinding ranges of shared buffers' },
+];
+
+/** One case's outcome, as the page reports it. */
+export interface CaseResult {
+  readonly name: string;
+  readonly ok: boolean;
+  /** The largest GPU-vs-reference distance seen (0 for bit-exact checks). */
+  readonly maxUlps: number;
+  readonly toleranceUlps: number;
+  /** What went wrong, or a summary of what was checked. */
+  readonly message: string;
+  readonly ms: number;
+}
+
+/** What the page found out about its adapter. */
+export interface AdapterReport {
+  readonly vendor: string;
+  readonly architecture: string;
+  readonly device: string;
+  readonly description: string;
+  readonly isFallbackAdapter: boolean;
+  readonly features: readonly string[];
+}
+
+/** `window.__results`, set once when the page is done (or failed before running cases). */
+export interface PageResults {
+  readonly done: true;
+  /** Missing when there is no adapter. */
+  readonly adapter?: AdapterReport;
+  readonly cases: readonly CaseResult[];
+  /** `uncapturederror` events on the device, over the whole run (each case also has its own error scopes). */
+  readonly uncapturedErrors: readonly string[];
+  /** An error that stopped the page before or between cases (no WebGPU, no adapter, a lost device). */
+  readonly fatal?: string;
+  readonly ms: number;
+}
+
+declare global {
+  interface Window {
+    __results?: PageResults;
+  }
+}
