@@ -12,6 +12,9 @@
 //   state        slots of `slotStride` vec4s each: v, then m if CENTERED, then b if MOMENTUM.
 //                The tail's elements live in lanes of the vec4 at `count4`; lanes past the tail
 //                are padding and are never written.
+//   gradPacked, gradTailPacked  instead of grad and gradTail when GRAD_DTYPE is 1 (f16) or 2 (bf16):
+//                two 16-bit values per u32, decoded exactly (entry points stepBodyPacked, stepTailPacked).
+//   control      what shaders/grad-norm.wgsl found this step (SKIP_NON_FINITE, CLIP).
 
 override WORKGROUP_SIZE: u32 = 256u;
 override CENTERED: bool = false;       // normalize by v - m*m (clamped at 0) instead of v
@@ -20,6 +23,13 @@ override LR_IN_MOMENTUM: bool = false; // b += lr*g/den; p -= b   (else b += g/d
 override EPS_INSIDE: bool = false;     // sqrt(d + eps)            (else sqrt(d) + eps)
 override MAXIMIZE: bool = false;       // ascend: g = -g
 override WEIGHT_DECAY: bool = false;   // L2: g += weightDecay * p
+override DECOUPLED_DECAY: bool = false; // AdamW: p *= 1 - lr * weightDecay, before the step
+override NESTEROV: bool = false;       // step by g/den + momentum * b (MOMENTUM only)
+override BIAS_CORRECTION: bool = false; // Optax: v (and m) divided by 1 - alpha^t before the root
+override SKIP_NON_FINITE: bool = false; // leave everything unchanged when control.bad (grad-norm.wgsl)
+override CLIP: bool = false;           // g *= control.scale (global-norm clipping, grad-norm.wgsl)
+override UNSCALE: bool = false;        // g *= hp.unscale (1 / lossScale), first
+override GRAD_DTYPE: u32 = 0u;         // 0: f32 (stepBody, stepTail); 1: f16, 2: bf16 (stepBodyPacked, stepTailPacked)
 
 struct Hyper {
   lr: f32,
@@ -32,6 +42,19 @@ struct Hyper {
   slotStride: u32,     // vec4s in each state slot
   tailStart: u32,      // index of the first tail element in paramTail and gradTail
   tailCount: u32,      // 0 to 3
+  decayFactor: f32,    // 1 - lr * weightDecay, rounded once on the host (DECOUPLED_DECAY)
+  biasCorrection: f32, // 1 - alpha^t, rounded once on the host (BIAS_CORRECTION)
+  gradTailStart: u32,  // GRAD_DTYPE 1, 2: the tail's word in gradTailPacked
+  unscale: f32,        // 1 / lossScale, rounded once on the host (UNSCALE)
+}
+
+// Written by shaders/grad-norm.wgsl's `finish` earlier in the same pass (bound always; read only
+// when SKIP_NON_FINITE or CLIP).
+struct Control {
+  bad: u32,     // some gradient element of this step is NaN or ±Inf
+  scale: f32,   // the clipping factor min(1, maxNorm / (norm + 1e-6))
+  norm: f32,    // the global gradient norm
+  skipped: u32, // steps skipped so far
 }
 
 @group(0) @binding(0) var<uniform> hp: Hyper;
@@ -43,6 +66,11 @@ struct Hyper {
 @group(0) @binding(3) var<storage, read_write> state: array<vec4f>;
 @group(0) @binding(4) var<storage, read_write> paramTail: array<f32>;
 @group(0) @binding(5) var<storage, read_write> gradTail: array<f32>;
+@group(0) @binding(6) var<storage, read> control: Control;
+// 16-bit gradients (GRAD_DTYPE 1, 2), two per u32: the body's 4 elements per vec2u, the tail (0 or
+// 2 elements: a 16-bit tensor has an even count) in one word.
+@group(0) @binding(7) var<storage, read_write> gradPacked: array<vec2u>;
+@group(0) @binding(8) var<storage, read_write> gradTailPacked: array<u32>;
 
 // Four elements' parameter and state, in registers.
 struct Lanes {
@@ -54,30 +82,47 @@ struct Lanes {
 
 // The update rule on four elements at once.
 fn update(e: ptr<function, Lanes>, gradient: vec4f) {
+  if (DECOUPLED_DECAY) { (*e).p = (*e).p * hp.decayFactor; }
   var g = gradient;
+  if (UNSCALE) { g = g * hp.unscale; }
+  if (CLIP) { g = g * control.scale; }
   if (MAXIMIZE) { g = -g; }
   // fma where PyTorch's CPU kernels fuse, so that one rounding rule holds here, in the CPU
   // reference and in PyTorch (and no shader compiler is left to choose).
   if (WEIGHT_DECAY) { g = fma((*e).p, vec4f(hp.weightDecay), g); }
   (*e).v = fma(hp.oneMinusAlpha * g, g, hp.alpha * (*e).v);
   var d = (*e).v;
+  if (BIAS_CORRECTION) { d = d / hp.biasCorrection; }
   if (CENTERED) {
     (*e).m = fma(g, vec4f(hp.oneMinusAlpha), hp.alpha * (*e).m);
-    d = max(fma(-(*e).m, (*e).m, d), vec4f(0.0));
+    var mh = (*e).m;
+    if (BIAS_CORRECTION) { mh = mh / hp.biasCorrection; }
+    d = max(fma(-mh, mh, d), vec4f(0.0));
   }
   var den: vec4f;
   if (EPS_INSIDE) { den = sqrt(d + hp.eps); } else { den = sqrt(d) + hp.eps; }
   if (MOMENTUM) {
     if (LR_IN_MOMENTUM) {
-      (*e).b = hp.momentum * (*e).b + (hp.lr * g) / den;
-      (*e).p = (*e).p - (*e).b;
+      let u = (hp.lr * g) / den;
+      (*e).b = hp.momentum * (*e).b + u;
+      var s = (*e).b;
+      if (NESTEROV) { s = u + hp.momentum * (*e).b; }
+      (*e).p = (*e).p - s;
     } else {
-      (*e).b = hp.momentum * (*e).b + g / den;
-      (*e).p = fma((*e).b, vec4f(-hp.lr), (*e).p);
+      let q = g / den;
+      (*e).b = hp.momentum * (*e).b + q;
+      var s = (*e).b;
+      if (NESTEROV) { s = fma((*e).b, vec4f(hp.momentum), q); }
+      (*e).p = fma(s, vec4f(-hp.lr), (*e).p);
     }
   } else {
     (*e).p = (*e).p - (hp.lr * g) / den;
   }
+}
+
+// The whole step is skipped: a gradient element is not finite (SKIP_NON_FINITE).
+fn skipped() -> bool {
+  return SKIP_NON_FINITE && control.bad != 0u;
 }
 
 fn momentumSlot() -> u32 {
@@ -101,25 +146,65 @@ fn storeState(e: ptr<function, Lanes>, i: u32) {
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn stepBody(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let i = id.x + id.y * groups.x * WORKGROUP_SIZE;
-  if (i >= hp.count4) { return; }
+  if (i >= hp.count4 || skipped()) { return; }
+  bodyStep(i, grad[i]);
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn stepBodyPacked(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let i = id.x + id.y * groups.x * WORKGROUP_SIZE;
+  if (i >= hp.count4 || skipped()) { return; }
+  let w = gradPacked[i];
+  bodyStep(i, vec4f(unpackHalves(w.x), unpackHalves(w.y)));
+}
+
+fn bodyStep(i: u32, g: vec4f) {
   var e: Lanes;
   e.p = param[i];
   loadState(&e, i);
-  update(&e, grad[i]);
+  update(&e, g);
   param[i] = e.p;
   storeState(&e, i);
+}
+
+// The two 16-bit floats of a word (low half first), exactly, by bit operations (WGSL's
+// unpack2x16float may flush f16 subnormals).
+fn unpackHalves(w: u32) -> vec2f {
+  if (GRAD_DTYPE == 2u) { return vec2f(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u)); }
+  return vec2f(f16ToF32(w & 0xffffu), f16ToF32(w >> 16u));
+}
+
+fn f16ToF32(h: u32) -> f32 {
+  let sign = (h & 0x8000u) << 16u;
+  let exponent = (h >> 10u) & 0x1fu;
+  let mantissa = h & 0x3ffu;
+  if (exponent == 0x1fu) { return bitcast<f32>(sign | 0x7f800000u | (mantissa << 13u)); } // ±Inf, NaN
+  if (exponent == 0u) { // subnormal: mantissa * 2^-24, exact
+    let magnitude = f32(mantissa) * 5.9604644775390625e-8;
+    return select(magnitude, -magnitude, sign != 0u);
+  }
+  return bitcast<f32>(sign | ((exponent + 112u) << 23u) | (mantissa << 13u));
 }
 
 // The tail: the last 1 to 3 elements of a tensor whose length is not a multiple of 4, as the
 // lanes of one vec4. Lanes past the tail compute on zeros and are not stored.
 @compute @workgroup_size(1)
 fn stepTail() {
-  var e: Lanes;
+  if (skipped()) { return; }
   var g = vec4f(0.0);
-  for (var k = 0u; k < hp.tailCount; k++) {
-    e.p[k] = paramTail[hp.tailStart + k];
-    g[k] = gradTail[hp.tailStart + k];
-  }
+  for (var k = 0u; k < hp.tailCount; k++) { g[k] = gradTail[hp.tailStart + k]; }
+  tailStep(g);
+}
+
+@compute @workgroup_size(1)
+fn stepTailPacked() {
+  if (skipped()) { return; }
+  tailStep(vec4f(unpackHalves(gradTailPacked[hp.gradTailStart]), 0.0, 0.0));
+}
+
+fn tailStep(g: vec4f) {
+  var e: Lanes;
+  for (var k = 0u; k < hp.tailCount; k++) { e.p[k] = paramTail[hp.tailStart + k]; }
   loadState(&e, hp.count4);
   let before = e;
   update(&e, g);

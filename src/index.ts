@@ -11,12 +11,25 @@ export {
   presets,
   resolveOptions,
   type EpsMode,
+  type WeightDecayMode,
+  type GradDtype,
+  type RMSPropConfig,
   type RMSPropOptions,
   type ResolvedOptions,
 } from './options.js';
 export { createReferenceState, referenceStep, type MultiplyAdd, type ReferenceState } from './reference.js';
-export { ReferenceRMSProp, type ReferenceParamSpec, type ReferenceParamGroup, type ReferenceRounding } from './reference-optimizer.js';
+export { gradNormStats, type GradStats, type StepContext } from './reference.js';
+export { schedules, stepDecay, exponential, linearWarmup, cosineWithWarmup, type LrSchedule } from './schedules.js';
+export { f16ToF32, bf16ToF32, f32ToF16, f32ToBf16, encodeHalves, decodeHalves } from './half.js';
+export { ReferenceRMSProp, type ReferenceHalfParamSpec, type ReferenceParamSpec, type ReferenceParamGroup, type ReferenceRounding } from './reference-optimizer.js';
 export { detectMultiplyAdd } from './multiply-add.js';
 export type { RMSPropState, TensorState } from './state-dict.js';
 export { WORKGROUP_SIZE } from './plan.js';
 export { ParamArena, ARENA_ALIGNMENT, type ArenaTensor } from './arena.js';
+export {
+  stateDictToSafetensors,
+  safetensorsToStateDict,
+  safetensorsToParams,
+  CHECKPOINT_FORMAT,
+  CHECKPOINT_FORMAT_VERSION,
+} from './safetensors.js';

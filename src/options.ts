@@ -4,8 +4,19 @@
  * for Keras, TF1, TF.js and Optax names.
  */
 
+import type { LrSchedule } from './schedules.js';
+
 /** Where `eps` enters the denominator: `sqrt(v) + eps` (PyTorch) or `sqrt(v + eps)` (Keras, TF, Optax). */
 export type EpsMode = 'outside' | 'inside';
+
+/**
+ * How `weightDecay` applies: `'l2'` adds `weightDecay * p` to the gradient (PyTorch `RMSprop`);
+ * `'decoupled'` shrinks the parameter before the step, `p *= 1 - lr * weightDecay` (AdamW, Keras 3).
+ */
+export type WeightDecayMode = 'l2' | 'decoupled';
+
+/** What a gradient buffer holds: f32, or 16-bit floats two per u32 (element 2k in the low half of word k). */
+export type GradDtype = 'f32' | 'f16' | 'bf16';
 
 /**
  * Hyperparameters of one RMSProp step. Every field is optional where an options object is taken;
@@ -37,7 +48,57 @@ export interface RMSPropOptions {
   maximize: boolean;
   /** Initial value of the mean square `v`, >= 0 (TF1 starts it at 1). */
   initialScale: number;
+  /**
+   * Nesterov momentum (needs momentum > 0): the step uses `g/den + momentum * b` after updating `b`
+   * (Optax `rmsprop(nesterov=True)`; with lrInMomentum, `lr*g/den + momentum * b`).
+   */
+  nesterov: boolean;
+  /** `'l2'` (PyTorch: `g += weightDecay * p`) or `'decoupled'` (AdamW, Keras 3: `p *= 1 - lr * weightDecay` first). */
+  weightDecayMode: WeightDecayMode;
+  /**
+   * Optax `rmsprop(bias_correction=True)`: divide `v` (and `m` when centered) by `1 - alpha^t`, t the
+   * 1-based step, before the root. Not with skipNonFinite (the host must know the step count).
+   * The factor is written into the uniform at every step: submit each step's commands before
+   * recording the next step. With `centered`, the first steps' variance v̂ - m̂² is a difference of
+   * nearly equal numbers (0 at step 1 from a zero state) unless initialScale dominates g², as in Optax.
+   */
+  biasCorrection: boolean;
+  /**
+   * Optimizer-wide (not per group): if any gradient element of a step is NaN or ±Inf, skip the whole
+   * step on the GPU (parameters and state unchanged) and count it (`skippedSteps()`). As Optax
+   * `apply_if_finite`, PyTorch AMP's `GradScaler` skipping `optimizer.step()`.
+   */
+  skipNonFinite: boolean;
+  /**
+   * Optimizer-wide (not per group): when > 0, scale every gradient by
+   * `min(1, clipGradNorm / (norm + 1e-6))`, `norm` the global L2 norm over all tensors, as
+   * `torch.nn.utils.clip_grad_norm_` before the step. 0 turns it off.
+   */
+  clipGradNorm: number;
+  /**
+   * The gradient buffers' element type: `'f32'`, or `'f16'` / `'bf16'` (2 bytes each, an even
+   * count per tensor) from a 16-bit backward pass; decoded exactly to f32. Parameters and state stay
+   * f32 (the parameters are the f32 master weights).
+   */
+  gradDtype: GradDtype;
+  /**
+   * Optimizer-wide: the loss scale the gradients carry; they are multiplied by `1 / lossScale`
+   * (rounded once to f32) before anything else, and the non-finite check and the norm see the
+   * unscaled values, as PyTorch AMP's `GradScaler.unscale_`. 1: none.
+   */
+  lossScale: number;
 }
+
+/**
+ * What the optimizers' constructors and param groups take: options, where `lr` may also be a
+ * schedule `(step) => lr` (see `schedules`).
+ *
+ * @example
+ * ```ts
+ * const config: RMSPropConfig = { lr: schedules.linearWarmup(1e-3, 100), momentum: 0.9 };
+ * ```
+ */
+export type RMSPropConfig = Partial<Omit<RMSPropOptions, 'lr'>> & { lr?: number | LrSchedule };
 
 /** Options with every field present, as the optimizer holds them. */
 export type ResolvedOptions = Readonly<RMSPropOptions>;
@@ -61,7 +122,20 @@ export const DEFAULT_OPTIONS: ResolvedOptions = Object.freeze({
   weightDecay: 0,
   maximize: false,
   initialScale: 0,
+  nesterov: false,
+  weightDecayMode: 'l2',
+  biasCorrection: false,
+  skipNonFinite: false,
+  clipGradNorm: 0,
+  gradDtype: 'f32',
+  lossScale: 1,
 });
+
+/**
+ * Options that hold for the whole optimizer (its one reduction over every gradient): set them in the
+ * optimizer's options; a param group may not set them.
+ */
+export const GLOBAL_OPTION_NAMES: readonly (keyof RMSPropOptions)[] = Object.freeze(['skipNonFinite', 'clipGradNorm', 'lossScale']);
 
 /** The option names, in a stable order (used for state dicts and error messages). */
 export const OPTION_NAMES = Object.keys(DEFAULT_OPTIONS) as (keyof RMSPropOptions)[];
@@ -79,8 +153,11 @@ export const OPTION_NAMES = Object.keys(DEFAULT_OPTIONS) as (keyof RMSPropOption
 export const presets = Object.freeze({
   /** `torch.optim.RMSprop` defaults: eps outside the root, lr outside the momentum buffer. */
   pytorch: Object.freeze({ ...DEFAULT_OPTIONS }) as ResolvedOptions,
-  /** Keras 3 `keras.optimizers.RMSprop`: rho 0.9, eps 1e-7 inside the root, lr inside the momentum buffer. */
-  keras: Object.freeze({ ...DEFAULT_OPTIONS, lr: 1e-3, alpha: 0.9, eps: 1e-7, epsMode: 'inside', lrInMomentum: true }) as ResolvedOptions,
+  /**
+   * Keras 3 `keras.optimizers.RMSprop`: rho 0.9, eps 1e-7 inside the root, lr inside the momentum
+   * buffer, weight decay decoupled (Keras rounds `p - p*wd*lr`, this library `p * (1 - lr*wd)`).
+   */
+  keras: Object.freeze({ ...DEFAULT_OPTIONS, lr: 1e-3, alpha: 0.9, eps: 1e-7, epsMode: 'inside', lrInMomentum: true, weightDecayMode: 'decoupled' }) as ResolvedOptions,
   /** TF1 `tf.compat.v1.train.RMSPropOptimizer`: decay 0.9, eps 1e-10 inside, mean square starting at 1. */
   tf1: Object.freeze({ ...DEFAULT_OPTIONS, lr: 1e-3, alpha: 0.9, eps: 1e-10, epsMode: 'inside', lrInMomentum: true, initialScale: 1 }) as ResolvedOptions,
   /**
@@ -102,6 +179,10 @@ const FOREIGN_NAMES: Record<string, keyof RMSPropOptions> = {
   weight_decay: 'weightDecay',
   initial_scale: 'initialScale',
   eps_in_sqrt: 'epsMode',
+  bias_correction: 'biasCorrection',
+  max_norm: 'clipGradNorm',
+  clipnorm: 'clipGradNorm',
+  global_clipnorm: 'clipGradNorm',
 };
 
 /**
@@ -161,8 +242,26 @@ export function resolveOptions(
   if (o.epsMode !== 'outside' && o.epsMode !== 'inside') {
     throw new TypeError(`${where}.epsMode must be 'outside' (PyTorch) or 'inside' (Keras, TF, Optax), got ${describe(o.epsMode)}.`);
   }
-  for (const key of ['lrInMomentum', 'centered', 'maximize'] as const) {
+  for (const key of ['lrInMomentum', 'centered', 'maximize', 'nesterov', 'biasCorrection', 'skipNonFinite'] as const) {
     if (typeof o[key] !== 'boolean') throw new TypeError(`${where}.${key} must be true or false, got ${describe(o[key])}.`);
+  }
+  if (o.weightDecayMode !== 'l2' && o.weightDecayMode !== 'decoupled') {
+    throw new TypeError(`${where}.weightDecayMode must be 'l2' (PyTorch RMSprop) or 'decoupled' (AdamW, Keras 3), got ${describe(o.weightDecayMode)}.`);
+  }
+  // A positive maxNorm below f32's smallest normal could flush to 0 on a GPU and turn clipping off there only.
+  number(o.clipGradNorm, `${where}.clipGradNorm`, (x) => x === 0 || x >= 2 ** -126, '0 (off) or a maximum gradient norm >= 2^-126, such as 1');
+  if (o.gradDtype !== 'f32' && o.gradDtype !== 'f16' && o.gradDtype !== 'bf16') {
+    throw new TypeError(`${where}.gradDtype must be 'f32', 'f16' or 'bf16', got ${describe(o.gradDtype)}.`);
+  }
+  number(o.lossScale, `${where}.lossScale`, (x) => x >= 2 ** -126 && x <= 2 ** 126, 'a loss scale in [2^-126, 2^126], such as 65536 (1: none)');
+  if (o.nesterov && o.momentum === 0) {
+    throw new RangeError(`${where}.nesterov needs momentum > 0: set momentum (such as 0.9) or leave nesterov false.`);
+  }
+  if (o.biasCorrection && o.alpha === 1) {
+    throw new RangeError(`${where}.biasCorrection needs alpha < 1: with alpha 1 the correction 1 - alpha^t is 0. Lower alpha or leave biasCorrection false.`);
+  }
+  if (o.biasCorrection && o.skipNonFinite) {
+    throw new RangeError(`${where}.biasCorrection cannot be combined with skipNonFinite: the correction 1 - alpha^t needs the count of applied steps on the host, which skipping on the GPU hides. Turn one off.`);
   }
   return Object.freeze(o);
 }

@@ -3,7 +3,8 @@
  * turn it into byte ranges before any GPU object is made.
  */
 import { ARENA } from './arena.js';
-import { describe, resolveOptions, type RMSPropOptions, type ResolvedOptions } from './options.js';
+import { describe, GLOBAL_OPTION_NAMES, resolveOptions, type RMSPropConfig, type RMSPropOptions, type ResolvedOptions } from './options.js';
+import { splitSchedule, type LrSchedule } from './schedules.js';
 
 /**
  * One trainable tensor: the caller's parameter and gradient, each a whole `GPUBuffer` or a
@@ -31,7 +32,7 @@ export interface ParamSpec {
  * new RMSProp(device, [{ params: weights }, { params: biases, weightDecay: 0 }], { lr: 1e-3, weightDecay: 1e-4 });
  * ```
  */
-export type ParamGroup = { params: ParamSpec[] } & Partial<RMSPropOptions>;
+export type ParamGroup = { params: ParamSpec[] } & RMSPropConfig;
 
 /** A checked range of a buffer, in bytes. */
 export interface ByteRange {
@@ -58,6 +59,8 @@ export interface ResolvedParam {
 export interface ResolvedGroup {
   readonly options: ResolvedOptions;
   readonly params: readonly ResolvedParam[];
+  /** The group's lr schedule, if its lr (or the optimizer's, inherited) is a function. */
+  readonly schedule?: LrSchedule;
 }
 
 // GPUBufferUsage flags, spelled out so that this file needs no WebGPU globals (Node without Dawn).
@@ -70,10 +73,10 @@ export const USAGE_COPY_SRC = 0x04;
  */
 export function resolveParams(
   params: readonly ParamSpec[] | readonly ParamGroup[],
-  options: Partial<RMSPropOptions> | undefined,
+  options: RMSPropConfig | undefined,
   limits: { minStorageBufferOffsetAlignment: number },
 ): ResolvedGroup[] {
-  return groupParams(params, options, (spec, index, group, where) => resolveParam(spec, index, group, where, limits));
+  return groupParams(params, options, (spec, index, group, where, o) => resolveParam(spec, index, group, where, limits, o));
 }
 
 /**
@@ -82,11 +85,12 @@ export function resolveParams(
  * Shared by the GPU optimizer and its CPU twin.
  */
 export function groupParams<Spec, P extends Overlappable>(
-  params: readonly Spec[] | readonly ({ params: Spec[] } & Partial<RMSPropOptions>)[],
-  options: Partial<RMSPropOptions> | undefined,
+  params: readonly Spec[] | readonly ({ params: Spec[] } & RMSPropConfig)[],
+  options: RMSPropConfig | undefined,
   resolveOne: (spec: Spec, index: number, group: number, where: string, options: ResolvedOptions) => P,
-): { options: ResolvedOptions; params: P[] }[] {
-  const base = resolveOptions(options);
+): { options: ResolvedOptions; params: P[]; schedule?: LrSchedule }[] {
+  const baseSplit = splitSchedule(options, 'options');
+  const base = resolveOptions(baseSplit.options as Partial<RMSPropOptions> | undefined);
   if (!Array.isArray(params)) {
     throw new TypeError(`params must be an array of { param, grad } or of param groups { params: [...] }, got ${describe(params)}.`);
   }
@@ -96,18 +100,26 @@ export function groupParams<Spec, P extends Overlappable>(
   if (!grouped && params.some(isGroup)) {
     throw new TypeError('params mixes param groups ({ params: [...] }) with single params ({ param, grad }): wrap the single ones in a group.');
   }
-  const groups: { options: ResolvedOptions; params: P[] }[] = [];
+  const groups: { options: ResolvedOptions; params: P[]; schedule?: LrSchedule }[] = [];
   let index = 0;
-  const specsOf = grouped ? (params as ({ params: Spec[] } & Partial<RMSPropOptions>)[]) : [{ params: params as Spec[] }];
+  const specsOf = grouped ? (params as ({ params: Spec[] } & RMSPropConfig)[]) : [{ params: params as Spec[] }];
   specsOf.forEach((group, g) => {
     const where = grouped ? `params[${g}]` : 'params';
     const { params: specs, ...groupOptions } = group;
     if (!Array.isArray(specs) || specs.length === 0) {
       throw new RangeError(`${where}.params is empty: a param group needs at least one { param, grad }.`);
     }
-    const groupResolved = grouped ? resolveOptions(groupOptions, base, where) : base;
+    const split = splitSchedule(groupOptions as RMSPropConfig, where);
+    const groupResolved = grouped ? resolveOptions(split.options as Partial<RMSPropOptions>, base, where) : base;
+    // A group's own lr (number or schedule) wins; else it follows the optimizer's.
+    const schedule = split.schedule ?? ((groupOptions as RMSPropConfig).lr === undefined ? baseSplit.schedule : undefined);
+    for (const key of GLOBAL_OPTION_NAMES) {
+      if (groupResolved[key] !== base[key]) {
+        throw new TypeError(`${where}.${key} is optimizer-wide (one check over every gradient): set it in the optimizer's options, not in a param group.`);
+      }
+    }
     const resolved = specs.map((spec, i) => resolveOne(spec, index++, g, grouped ? `${where}.params[${i}]` : `params[${i}]`, groupResolved));
-    groups.push({ options: groupResolved, params: resolved });
+    groups.push({ options: groupResolved, params: resolved, ...(schedule ? { schedule } : {}) });
   });
   checkOverlaps(groups.flatMap((g) => g.params));
   return groups;
@@ -131,14 +143,21 @@ function resolveParam(
   group: number,
   where: string,
   limits: { minStorageBufferOffsetAlignment: number },
+  o: ResolvedOptions,
 ): ResolvedParam {
   const { name, label } = specName(spec, index, where);
   const param = toByteRange(spec.param, `${label}.param`, limits);
   const grad = toByteRange(spec.grad, `${label}.grad`, limits);
-  if (param.size !== grad.size) {
+  const arena = (spec as { [ARENA]?: object })[ARENA];
+  if (o.gradDtype !== 'f32') {
+    if (arena) throw new TypeError(`${label} comes from a ParamArena, whose gradients are f32: use gradDtype 'f32' with an arena.`);
+    // 16-bit gradients: 2 bytes per element of the f32 parameter; whole u32 words, so an even count.
+    if (grad.size * 2 !== param.size) {
+      throw new RangeError(`${label}: grad covers ${grad.size} bytes but param ${param.size}: with gradDtype '${o.gradDtype}' the gradient holds 2 bytes per f32 parameter (pad a tensor of odd length to an even one).`);
+    }
+  } else if (param.size !== grad.size) {
     throw new RangeError(`${label}: grad covers ${grad.size} bytes but param covers ${param.size}: they must hold the same number of f32 values.`);
   }
-  const arena = (spec as { [ARENA]?: object })[ARENA];
   return { name, index, group, size: param.size / 4, param, grad, ...(arena ? { arena } : {}) };
 }
 

@@ -3,7 +3,12 @@
  * override constants, and hyperparameters that change between steps live in a uniform instead.
  */
 import shaderSource from '../shaders/rmsprop.wgsl?raw';
-import type { ResolvedOptions } from './options.js';
+import reduceSource from '../shaders/grad-norm.wgsl?raw';
+import { REDUCE_WORKGROUP_SIZE } from './reference.js';
+import type { GradDtype, ResolvedOptions } from './options.js';
+
+/** The GRAD_DTYPE override of both shaders. */
+const GRAD_DTYPES: Record<GradDtype, number> = { f32: 0, f16: 1, bf16: 2 };
 import { WORKGROUP_SIZE } from './plan.js';
 
 export interface StepPipelines {
@@ -22,7 +27,14 @@ export function variantConstants(o: ResolvedOptions): Record<string, number> {
     LR_IN_MOMENTUM: Number(o.lrInMomentum),
     EPS_INSIDE: Number(o.epsMode === 'inside'),
     MAXIMIZE: Number(o.maximize),
-    WEIGHT_DECAY: Number(o.weightDecay !== 0),
+    WEIGHT_DECAY: Number(o.weightDecay !== 0 && o.weightDecayMode === 'l2'),
+    DECOUPLED_DECAY: Number(o.weightDecay !== 0 && o.weightDecayMode === 'decoupled'),
+    NESTEROV: Number(o.nesterov && o.momentum > 0),
+    BIAS_CORRECTION: Number(o.biasCorrection),
+    SKIP_NON_FINITE: Number(o.skipNonFinite),
+    CLIP: Number(o.clipGradNorm > 0),
+    UNSCALE: Number(o.lossScale !== 1),
+    GRAD_DTYPE: GRAD_DTYPES[o.gradDtype],
   };
 }
 
@@ -32,8 +44,12 @@ export function variantKey(o: ResolvedOptions): string {
   const names: [keyof typeof c, string][] = [
     ['CENTERED', 'centered'], ['MOMENTUM', 'momentum'], ['LR_IN_MOMENTUM', 'lrInMomentum'],
     ['EPS_INSIDE', 'epsInside'], ['MAXIMIZE', 'maximize'], ['WEIGHT_DECAY', 'weightDecay'],
+    ['DECOUPLED_DECAY', 'decoupledDecay'], ['NESTEROV', 'nesterov'], ['BIAS_CORRECTION', 'biasCorrection'],
+    ['SKIP_NON_FINITE', 'skipNonFinite'], ['CLIP', 'clip'], ['UNSCALE', 'unscale'],
   ];
-  return names.filter(([k]) => c[k]).map(([, n]) => n).join('+') || 'plain';
+  const flags = names.filter(([k]) => c[k]).map(([, n]) => n);
+  if (o.gradDtype !== 'f32') flags.push(`grad${o.gradDtype.toUpperCase()}`);
+  return flags.join('+') || 'plain';
 }
 
 const cache = new WeakMap<GPUDevice, { module: GPUShaderModule; pipelines: Map<string, StepPipelines> }>();
@@ -55,8 +71,40 @@ export function stepPipelines(device: GPUDevice, options: ResolvedOptions): Step
       layout: 'auto',
       compute: { module, entryPoint, constants },
     });
-    pipelines = { body: make('stepBody'), tail: make('stepTail') };
+    const packed = options.gradDtype !== 'f32';
+    pipelines = { body: make(packed ? 'stepBodyPacked' : 'stepBody'), tail: make(packed ? 'stepTailPacked' : 'stepTail') };
     perDevice.pipelines.set(key, pipelines);
+  }
+  return pipelines;
+}
+
+/** The pipelines of the gradient pre-pass (shaders/grad-norm.wgsl). */
+export interface ReducePipelines {
+  /** One partial sum of squares (and non-finite flag) per workgroup of a tensor. */
+  readonly partials: GPUComputePipeline;
+  /** One workgroup: the partials into the control buffer. */
+  readonly finish: GPUComputePipeline;
+}
+
+const reduceCache = new WeakMap<GPUDevice, { module: GPUShaderModule; pipelines: Map<GradDtype, ReducePipelines> }>();
+
+/** The pre-pass pipelines on `device` for gradients of `dtype`, made on first use. */
+export function reducePipelines(device: GPUDevice, dtype: GradDtype = 'f32'): ReducePipelines {
+  let perDevice = reduceCache.get(device);
+  if (!perDevice) {
+    perDevice = { module: device.createShaderModule({ label: 'RMSProp.gradNorm.shader', code: reduceSource }), pipelines: new Map() };
+    reduceCache.set(device, perDevice);
+  }
+  let pipelines = perDevice.pipelines.get(dtype);
+  if (!pipelines) {
+    const { module } = perDevice;
+    const make = (entryPoint: string) => device.createComputePipeline({
+      label: `RMSProp.gradNorm.pipeline[${dtype}].${entryPoint}`,
+      layout: 'auto',
+      compute: { module, entryPoint, constants: { WORKGROUP_SIZE: REDUCE_WORKGROUP_SIZE, GRAD_DTYPE: GRAD_DTYPES[dtype] } },
+    });
+    pipelines = { partials: make(dtype === 'f32' ? 'partialNorms' : 'partialNormsPacked'), finish: make('finish') };
+    perDevice.pipelines.set(dtype, pipelines);
   }
   return pipelines;
 }

@@ -124,3 +124,21 @@ export function planSegments(params: readonly ResolvedParam[]): Segment[] {
     return { group, members, size: bytes / 4, param: { ...param, size: bytes }, grad: { ...grad, size: bytes } };
   });
 }
+
+/**
+ * Where a chunk's 16-bit gradient tail lies (gradDtype 'f16' / 'bf16', 2 bytes per element): the
+ * 256-aligned binding offset at or below the end of the body's `count4 * 8` bytes, and the index of
+ * the tail's u32 word within that binding. The tail is 0 or 2 elements (an even count): one word.
+ */
+export function packedTail(chunk: Chunk): { bindingOffset: number; start: number } {
+  const bodyBytes = chunk.count4 * 8;
+  const bindingOffset = Math.floor(bodyBytes / MAX_OFFSET_ALIGNMENT) * MAX_OFFSET_ALIGNMENT;
+  return { bindingOffset, start: (bodyBytes - bindingOffset) / 4 };
+}
+
+/** Chunks of 16-bit gradients start at 256-byte offsets: a multiple of 128 elements. */
+export function packedChunkElements(maxChunk: number): number {
+  const elements = Math.floor(maxChunk / 128) * 128;
+  if (elements <= 0) throw new RangeError(`the device's storage binding limit is too small for one chunk of 16-bit gradients.`);
+  return elements;
+}

@@ -2,9 +2,11 @@
  * `ReferenceRMSProp`: the `RMSProp` API over the CPU reference, for callers without WebGPU and for
  * checking the GPU. Its state dicts are interchangeable with the GPU optimizer's.
  */
-import { validateLr, type RMSPropOptions, type ResolvedOptions } from './options.js';
+import { validateLr, type RMSPropConfig, type ResolvedOptions } from './options.js';
+import { scheduledLrs, type LrSchedule } from './schedules.js';
+import { decodeHalves } from './half.js';
 import { groupParams, specName } from './params.js';
-import { checkMultiplyAdd, checkStep, createReferenceState, stepResolved, type MultiplyAdd, type ReferenceState } from './reference.js';
+import { checkMultiplyAdd, checkStep, createReferenceState, gradNormStats, stepHyper, stepResolved, type MultiplyAdd, type ReferenceState } from './reference.js';
 import { checkStateDict, type RMSPropState } from './state-dict.js';
 
 /**
@@ -21,6 +23,20 @@ export interface ReferenceParamSpec {
   name?: string;
 }
 
+/**
+ * One tensor whose gradient holds 16-bit floats (gradDtype 'f16' or 'bf16'), one bit pattern per element.
+ *
+ * @example
+ * ```ts
+ * const spec: ReferenceHalfParamSpec = { param: new Float32Array(4), grad: encodeHalves(new Float32Array(4), 'f16') };
+ * ```
+ */
+export interface ReferenceHalfParamSpec {
+  param: Float32Array;
+  grad: Uint16Array;
+  name?: string;
+}
+
 /** How the CPU optimizer rounds; see {@link MultiplyAdd}. */
 export interface ReferenceRounding {
   /** `'fused'` (default) rounds as PyTorch; `'separate'` as SwiftShader (`detectMultiplyAdd`). */
@@ -28,7 +44,7 @@ export interface ReferenceRounding {
 }
 
 /** Parameters that share options, as {@link ParamGroup} for the GPU optimizer. */
-export type ReferenceParamGroup = { params: ReferenceParamSpec[] } & Partial<RMSPropOptions>;
+export type ReferenceParamGroup = { params: (ReferenceParamSpec | ReferenceHalfParamSpec)[] } & RMSPropConfig;
 
 interface CpuParam {
   readonly name: string;
@@ -36,7 +52,10 @@ interface CpuParam {
   readonly group: number;
   readonly size: number;
   readonly values: Float32Array;
+  /** The gradients as f32: the caller's array, or (16-bit gradients) decoded into this one before each step. */
   readonly grads: Float32Array;
+  /** The caller's 16-bit gradients, if gradDtype is 'f16' or 'bf16'. */
+  readonly halves?: Uint16Array;
   readonly param: { buffer: object; offset: number; size: number };
   readonly grad: { buffer: object; offset: number; size: number };
   state: ReferenceState;
@@ -55,37 +74,47 @@ interface CpuParam {
  * ```
  */
 export class ReferenceRMSProp {
-  readonly #groups: { options: ResolvedOptions; params: CpuParam[] }[];
+  readonly #groups: { options: ResolvedOptions; params: CpuParam[]; schedule?: LrSchedule }[];
   readonly #lrs: number[];
+  readonly #schedules: (LrSchedule | undefined)[];
   readonly #multiplyAdd: MultiplyAdd;
   #step = 0;
+  #skipped = 0;
+  #lastNorm = 0;
   #destroyed = false;
 
   constructor(
-    params: readonly ReferenceParamSpec[] | readonly ReferenceParamGroup[],
-    options?: Partial<RMSPropOptions>,
+    params: readonly (ReferenceParamSpec | ReferenceHalfParamSpec)[] | readonly ReferenceParamGroup[],
+    options?: RMSPropConfig,
     { multiplyAdd = 'fused' }: ReferenceRounding = {},
   ) {
     checkMultiplyAdd(multiplyAdd, 'rounding.multiplyAdd');
     this.#multiplyAdd = multiplyAdd;
-    this.#groups = groupParams(params, options, (spec: ReferenceParamSpec, index, group, where, groupOptions): CpuParam => {
+    this.#groups = groupParams(params, options, (spec: ReferenceParamSpec | ReferenceHalfParamSpec, index, group, where, groupOptions): CpuParam => {
       const { name, label } = specName(spec, index, where);
+      const packed = groupOptions.gradDtype !== 'f32';
       for (const key of ['param', 'grad'] as const) {
         const x = spec[key];
-        if (!(x instanceof Float32Array)) throw new TypeError(`${label}.${key} must be a Float32Array.`);
+        if (key === 'grad' && packed) {
+          if (!(x instanceof Uint16Array)) throw new TypeError(`${label}.grad must be a Uint16Array of ${groupOptions.gradDtype} bit patterns (gradDtype '${groupOptions.gradDtype}'); encodeHalves makes one.`);
+        } else if (!(x instanceof Float32Array)) {
+          throw new TypeError(`${label}.${key} must be a Float32Array${key === 'grad' ? " (or a Uint16Array with gradDtype 'f16' / 'bf16')" : ''}.`);
+        }
         if (x.length === 0) throw new RangeError(`${label}.${key} is empty: a parameter needs at least one element.`);
       }
       if (spec.grad.length !== spec.param.length) {
         throw new RangeError(`${label}: grad has ${spec.grad.length} elements but param has ${spec.param.length}: they must match.`);
       }
-      const range = (x: Float32Array) => ({ buffer: x.buffer, offset: x.byteOffset, size: x.byteLength });
+      const range = (x: Float32Array | Uint16Array) => ({ buffer: x.buffer, offset: x.byteOffset, size: x.byteLength });
       return {
-        name, index, group, size: spec.param.length, values: spec.param, grads: spec.grad,
+        name, index, group, size: spec.param.length, values: spec.param,
+        ...(packed ? { grads: new Float32Array(spec.param.length), halves: spec.grad as Uint16Array } : { grads: spec.grad as Float32Array }),
         param: range(spec.param), grad: range(spec.grad),
         state: createReferenceState(spec.param.length, groupOptions),
       };
     });
     this.#lrs = this.#groups.map((g) => g.options.lr);
+    this.#schedules = this.#groups.map((g) => g.schedule);
   }
 
   /** Steps taken so far. */
@@ -101,6 +130,7 @@ export class ReferenceRMSProp {
   set lr(value: number) {
     validateLr(value, 'lr');
     this.#lrs.fill(value);
+    this.#schedules.fill(undefined); // a fixed lr replaces any schedule
   }
 
   /** The options of each param group, with their current learning rates. */
@@ -111,14 +141,64 @@ export class ReferenceRMSProp {
   /** One step over every parameter, in place. */
   step(): void {
     this.#checkUsable('step()');
-    const groups = this.groupOptions;
+    const lrs = scheduledLrs(this.#schedules, this.#lrs, this.#step, 'step()');
+    const groups = this.#groups.map((g, i) => Object.freeze({ ...g.options, lr: lrs?.[i] ?? this.#lrs[i]! }));
     for (const [g, group] of this.#groups.entries()) {
       for (const p of group.params) checkStep(p.values, p.grads, p.state, groups[g]!, `'${p.name}': `);
     }
+    lrs?.forEach((lr, g) => { this.#lrs[g] = lr; });
+    // 16-bit gradients, decoded exactly (as the shaders decode them).
+    for (const group of this.#groups) {
+      for (const p of group.params) if (p.halves) decodeHalves(p.halves, group.options.gradDtype as 'f16' | 'bf16', p.grads);
+    }
+    // The pre-pass of skipNonFinite and clipGradNorm (optimizer-wide: the same in every group).
+    const first = groups[0]!;
+    let gradScale = 1;
+    if (first.skipNonFinite || first.clipGradNorm > 0) {
+      const stats = gradNormStats(this.#groups.flatMap((g) => g.params.map((p) => p.grads)), first.clipGradNorm, this.#multiplyAdd, Math.fround(1 / first.lossScale));
+      this.#lastNorm = stats.norm;
+      gradScale = stats.scale;
+      if (first.skipNonFinite && stats.nonFinite) {
+        this.#skipped++;
+        this.#step++;
+        return;
+      }
+    }
     for (const [g, group] of this.#groups.entries()) {
-      for (const p of group.params) stepResolved(p.values, p.grads, p.state, groups[g]!, this.#multiplyAdd);
+      const hyper = stepHyper(groups[g]!, { step: this.#step + 1, gradScale });
+      for (const p of group.params) stepResolved(p.values, p.grads, p.state, groups[g]!, this.#multiplyAdd, hyper);
     }
     this.#step++;
+  }
+
+  /**
+   * Steps skipped by `skipNonFinite` (a NaN or ±Inf gradient); as `RMSProp.skippedSteps()`.
+   *
+   * @example
+   * ```ts
+   * const skipped = await optimizer.skippedSteps();
+   * ```
+   */
+  async skippedSteps(): Promise<number> {
+    this.#checkUsable('skippedSteps()');
+    return this.#skipped;
+  }
+
+  /**
+   * The global gradient norm of the last step (clipGradNorm or skipNonFinite); as `RMSProp.lastGradNorm()`.
+   *
+   * @example
+   * ```ts
+   * const norm = await optimizer.lastGradNorm();
+   * ```
+   */
+  async lastGradNorm(): Promise<number> {
+    this.#checkUsable('lastGradNorm()');
+    const o = this.#groups[0]!.options;
+    if (!o.skipNonFinite && !(o.clipGradNorm > 0)) {
+      throw new Error('ReferenceRMSProp.lastGradNorm() needs the gradient pre-pass: create the optimizer with clipGradNorm > 0 or skipNonFinite: true.');
+    }
+    return this.#lastNorm;
   }
 
   /** Copies of the parameters, in the order given. */
@@ -141,6 +221,7 @@ export class ReferenceRMSProp {
         ...(state.gradAvg ? { gradAvg: state.gradAvg.slice() } : {}),
         ...(state.momentumBuffer ? { momentumBuffer: state.momentumBuffer.slice() } : {}),
       }))),
+      ...(this.#groups[0]!.options.skipNonFinite ? { skippedSteps: this.#skipped } : {}),
     };
   }
 
@@ -160,6 +241,7 @@ export class ReferenceRMSProp {
       }
     }
     lrs.forEach((lr, g) => { this.#lrs[g] = lr; });
+    if (state.skippedSteps !== undefined) this.#skipped = state.skippedSteps;
     this.#step = state.step;
   }
 

@@ -55,15 +55,30 @@ export function createReferenceState(size: number, options?: Partial<RMSPropOpti
 }
 
 /**
+ * What one step needs besides the options: the 1-based number of the step (for `biasCorrection`) and
+ * the factor every gradient is multiplied by first (`clipGradNorm`; see {@link gradNormStats}).
+ */
+export interface StepContext {
+  /** The 1-based count of this step among the applied ones; needed when `biasCorrection` is on. */
+  step?: number;
+  /** The clipping factor of this step (1 unless `clipGradNorm`); multiplied in only when clipGradNorm > 0. */
+  gradScale?: number;
+}
+
+/**
  * One RMSProp step on the CPU, in place on `param` and `state` (DESIGN.md's rule, every option).
  * Checks its arguments before touching anything. `multiplyAdd` picks how the rule's multiply-adds
- * round: `'fused'` (the default) as PyTorch, `'separate'` as SwiftShader.
+ * round: `'fused'` (the default) as PyTorch, `'separate'` as SwiftShader. With `biasCorrection`,
+ * `context.step` gives the step number; with `clipGradNorm`, `context.gradScale` the factor (from
+ * {@link gradNormStats} over every tensor of the step). `skipNonFinite` is the caller's: a single
+ * tensor's step cannot skip the others.
  *
  * @example
  * ```ts
  * const p = new Float32Array([1, 2, 3]), g = new Float32Array([0.1, -0.2, 0.3]);
  * const s = createReferenceState(3);
  * referenceStep(p, g, s, { lr: 0.01 });
+ * referenceStep(p, g, s, { lr: 0.01, biasCorrection: true }, 'fused', { step: 2 });
  * ```
  */
 export function referenceStep(
@@ -72,11 +87,41 @@ export function referenceStep(
   state: ReferenceState,
   options?: Partial<RMSPropOptions>,
   multiplyAdd: MultiplyAdd = 'fused',
+  context: StepContext = {},
 ): void {
   const o = resolveOptions(options);
   checkMultiplyAdd(multiplyAdd);
   checkStep(param, grad, state, o);
-  stepResolved(param, grad, state, o, multiplyAdd);
+  const hyper = stepHyper(o, context, 'referenceStep(context)');
+  stepResolved(param, grad, state, o, multiplyAdd, hyper);
+}
+
+/** The per-step values the shader's uniform and control buffer carry, besides the options. */
+export interface StepHyper {
+  /** `1 - lr * weightDecay`, rounded once (decoupled weight decay). */
+  readonly decayFactor: number;
+  /** `1 - alpha^t`, rounded once (bias correction). */
+  readonly biasCorrection: number;
+  /** The clipping factor (clipGradNorm). */
+  readonly gradScale: number;
+  /** `1 / lossScale`, rounded once (as GradScaler's `inv_scale`). */
+  readonly unscale: number;
+}
+
+/**
+ * The per-step values for options `o` at `context` (as the host writes them into the uniform):
+ * computed in double precision and rounded once to f32, as PyTorch rounds a Python scalar.
+ */
+export function stepHyper(o: ResolvedOptions, context: StepContext = {}, where = 'context'): StepHyper {
+  let biasCorrection = 1;
+  if (o.biasCorrection) {
+    const t = context.step;
+    if (!Number.isSafeInteger(t) || t! < 1) throw new TypeError(`${where}.step must be the 1-based step number (an integer >= 1) when biasCorrection is on, got ${String(t)}.`);
+    biasCorrection = f(1 - o.alpha ** t!);
+  }
+  const gradScale = context.gradScale ?? 1;
+  if (typeof gradScale !== 'number') throw new TypeError(`${where}.gradScale must be a number, got ${typeof gradScale}.`);
+  return { decayFactor: f(1 - o.lr * o.weightDecay), biasCorrection, gradScale: f(gradScale), unscale: f(1 / o.lossScale) };
 }
 
 /** Throws unless `param`, `grad` and `state` fit each other and `o`. */
@@ -117,38 +162,128 @@ export function checkMultiplyAdd(multiplyAdd: unknown, where = 'multiplyAdd'): a
 }
 
 /** The rule itself, on checked arguments. Keep it line for line with shaders/rmsprop.wgsl. */
-export function stepResolved(param: Float32Array, grad: Float32Array, state: ReferenceState, o: ResolvedOptions, multiplyAdd: MultiplyAdd = 'fused'): void {
+export function stepResolved(
+  param: Float32Array,
+  grad: Float32Array,
+  state: ReferenceState,
+  o: ResolvedOptions,
+  multiplyAdd: MultiplyAdd = 'fused',
+  hyper: StepHyper = stepHyper(o),
+): void {
   const fma = mulAdds[multiplyAdd];
   const lr = f(o.lr), alpha = f(o.alpha), oneMinusAlpha = f(1 - o.alpha), eps = f(o.eps);
   const momentum = f(o.momentum), weightDecay = f(o.weightDecay);
+  const { decayFactor, biasCorrection: bc, gradScale, unscale } = hyper;
   const { squareAvg: v, gradAvg: m, momentumBuffer: b } = state;
-  const useMomentum = o.momentum > 0, decay = o.weightDecay !== 0, inside = o.epsMode === 'inside';
+  const useMomentum = o.momentum > 0, inside = o.epsMode === 'inside';
+  const l2 = o.weightDecay !== 0 && o.weightDecayMode === 'l2';
+  const decoupled = o.weightDecay !== 0 && o.weightDecayMode === 'decoupled';
+  const clip = o.clipGradNorm > 0, correct = o.biasCorrection, scaled = o.lossScale !== 1;
   for (let i = 0; i < param.length; i++) {
-    const p = param[i]!;
+    let p = param[i]!;
+    if (decoupled) p = f(p * decayFactor);
     let g = grad[i]!;
+    if (scaled) g = f(g * unscale);
+    if (clip) g = f(g * gradScale);
     if (o.maximize) g = -g;
-    if (decay) g = fma(p, weightDecay, g);
+    if (l2) g = fma(p, weightDecay, g);
     const vi = fma(f(oneMinusAlpha * g), g, f(alpha * v[i]!));
     v[i] = vi;
-    let d = vi;
+    let d = correct ? f(vi / bc) : vi;
     if (m) {
       const mi = fma(g, oneMinusAlpha, f(alpha * m[i]!));
       m[i] = mi;
-      d = Math.max(fma(-mi, mi, vi), 0);
+      const mh = correct ? f(mi / bc) : mi;
+      d = Math.max(fma(-mh, mh, d), 0);
     }
     const den = inside ? f(Math.sqrt(f(d + eps))) : f(f(Math.sqrt(d)) + eps);
     if (useMomentum && b) {
       if (o.lrInMomentum) {
-        const bi = f(f(momentum * b[i]!) + f(f(lr * g) / den));
+        const u = f(f(lr * g) / den);
+        const bi = f(f(momentum * b[i]!) + u);
         b[i] = bi;
-        param[i] = f(p - bi);
+        param[i] = f(p - (o.nesterov ? f(u + f(momentum * bi)) : bi));
       } else {
-        const bi = f(f(momentum * b[i]!) + f(g / den));
+        const q = f(g / den);
+        const bi = f(f(momentum * b[i]!) + q);
         b[i] = bi;
-        param[i] = fma(bi, -lr, p);
+        param[i] = fma(o.nesterov ? fma(bi, momentum, q) : bi, -lr, p);
       }
     } else {
       param[i] = f(p - f(f(lr * g) / den));
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gradient pre-pass (skipNonFinite, clipGradNorm): the twin of shaders/grad-norm.wgsl
+// ---------------------------------------------------------------------------------------------
+
+/** Invocations per workgroup of the reduction; each reads one vec4 (4 elements). */
+export const REDUCE_WORKGROUP_SIZE = 256;
+
+/** What the pre-pass finds over every gradient of a step. */
+export interface GradStats {
+  /** Whether any element is NaN or ±Inf. */
+  readonly nonFinite: boolean;
+  /** The global L2 norm, sqrt of the sum of squares (in the GPU's order). */
+  readonly norm: number;
+  /** `min(1, maxNorm / (norm + 1e-6))` as PyTorch rounds it (1 when maxNorm is 0: no clipping). */
+  readonly scale: number;
+}
+
+const NON_FINITE_EXPONENT = 0x7f800000;
+const statsBits = new Uint32Array(1), statsFloats = new Float32Array(statsBits.buffer);
+
+/**
+ * The pre-pass over all gradients of a step, in the GPU's order of operations (shaders/grad-norm.wgsl):
+ * each tensor in workgroups of 256 vec4s (its last 1 to 3 elements as one more vec4, zero padded),
+ * each vec4's squares summed `x*x`, then three multiply-adds; a tree sum per workgroup; the partials
+ * of all tensors in order, strided over 256 lanes and summed in a tree again; then the square root.
+ * The clipping factor is PyTorch's `clip_grad_norm_`: `(1 / (norm + 1e-6)) * maxNorm`, clamped at 1.
+ * `unscale` (`1 / lossScale`, see `stepHyper`) multiplies every element first.
+ *
+ * @example
+ * ```ts
+ * const { norm, scale, nonFinite } = gradNormStats([gradA, gradB], 1.0);
+ * ```
+ */
+export function gradNormStats(grads: readonly Float32Array[], maxNorm: number, multiplyAdd: MultiplyAdd = 'fused', unscale = 1): GradStats {
+  checkMultiplyAdd(multiplyAdd);
+  const fma = mulAdds[multiplyAdd];
+  const W = REDUCE_WORKGROUP_SIZE;
+  const lanes = new Float64Array(W);
+  const partials: number[] = [];
+  let nonFinite = false;
+  const isBad = (x: number) => { statsFloats[0] = x; return (statsBits[0]! & NON_FINITE_EXPONENT) === NON_FINITE_EXPONENT; };
+  const tree = () => {
+    for (let stride = W / 2; stride > 0; stride >>= 1) for (let l = 0; l < stride; l++) lanes[l] = f(lanes[l]! + lanes[l + stride]!);
+    return lanes[0]!;
+  };
+  for (const g of grads) {
+    const vec4s = Math.ceil(g.length / 4);
+    for (let first = 0; first < vec4s; first += W) {
+      for (let l = 0; l < W; l++) {
+        const j = first + l;
+        if (j >= vec4s) { lanes[l] = 0; continue; }
+        // Unscaled first (lossScale), as the shader: the check and the sum see the unscaled values.
+        const x = f(g[4 * j]! * unscale), y = f((g[4 * j + 1] ?? 0) * unscale), z = f((g[4 * j + 2] ?? 0) * unscale), w = f((g[4 * j + 3] ?? 0) * unscale);
+        if (isBad(x) || isBad(y) || isBad(z) || isBad(w)) nonFinite = true;
+        lanes[l] = fma(w, w, fma(z, z, fma(y, y, f(x * x))));
+      }
+      partials.push(tree());
+    }
+  }
+  for (let l = 0; l < W; l++) {
+    let s = 0;
+    for (let k = l; k < partials.length; k += W) s = f(s + partials[k]!);
+    lanes[l] = s;
+  }
+  const norm = f(Math.sqrt(tree()));
+  let scale = 1;
+  if (maxNorm > 0) {
+    const c = f(f(1 / f(norm + f(1e-6))) * f(maxNorm));
+    scale = c >= 1 ? 1 : c;
+  }
+  return { nonFinite, norm, scale };
 }

@@ -2,18 +2,25 @@
  * The host class: owns the optimizer state on the GPU, builds pipelines and bind groups once, and
  * records one compute pass per step.
  */
-import { validateLr, type RMSPropOptions, type ResolvedOptions } from './options.js';
-import { resolveParams, type ParamGroup, type ParamSpec, type ResolvedGroup } from './params.js';
-import { dispatchSize, maxChunkElements, planChunks, planSegments, stateSlots, type Chunk, type Segment } from './plan.js';
-import { stepPipelines } from './pipelines.js';
-import { checkReadable, readRanges } from './readback.js';
+import { validateLr, type RMSPropConfig, type ResolvedOptions } from './options.js';
+import { scheduledLrs, type LrSchedule } from './schedules.js';
+import { resolveParams, type ParamGroup, type ParamSpec, type ResolvedGroup, type ResolvedParam } from './params.js';
+import { dispatchSize, maxChunkElements, packedChunkElements, packedTail, planChunks, planSegments, stateSlots, type Chunk, type Segment } from './plan.js';
+import { reducePipelines, stepPipelines } from './pipelines.js';
+import { REDUCE_WORKGROUP_SIZE, stepHyper } from './reference.js';
+import { checkReadable, deviceLostError, readRanges, watchDeviceLoss, type DeviceLossWatch } from './readback.js';
 import { checkStateDict, type RMSPropState, type TensorState } from './state-dict.js';
 
 // GPUBufferUsage flags, spelled out so that importing this module needs no WebGPU globals.
 const STORAGE = 0x80, UNIFORM = 0x40, COPY_SRC = 0x04, COPY_DST = 0x08;
 
-/** Bytes of `struct Hyper` in shaders/rmsprop.wgsl: 6 f32 then 4 u32, rounded up to 16. */
-const HYPER_BYTES = 48;
+/** Bytes of `struct Hyper` in shaders/rmsprop.wgsl: 6 f32, 4 u32, 2 f32, u32, f32, rounded up to 16. */
+const HYPER_BYTES = 64;
+/** Bytes of `struct Control` (shaders/rmsprop.wgsl, shaders/grad-norm.wgsl): bad, scale, norm, skipped. */
+const CONTROL_BYTES = 16;
+/** Bytes of `struct Unit` (4 u32, f32) and of `struct Finish` (3 words), rounded up to 16, in shaders/grad-norm.wgsl. */
+const UNIT_BYTES = 32;
+const FINISH_BYTES = 16;
 
 interface ChunkState {
   readonly chunk: Chunk;
@@ -63,16 +70,27 @@ export class RMSProp {
   /** Each tensor's place, by its index in the flattened parameter list. */
   readonly #placements: readonly Placement[];
   readonly #dispatches: readonly Dispatch[];
+  /** The gradient pre-pass (skipNonFinite, clipGradNorm): partial norms per tensor, then `finish`; empty when off. */
+  readonly #reduceDispatches: readonly Dispatch[];
+  /** What the pre-pass found, read by the update (`struct Control`). */
+  readonly #control: GPUBuffer;
+  /** The pre-pass's per-workgroup partials and uniform slots (absent when off). */
+  readonly #reduceBuffers: readonly GPUBuffer[];
+  /** Whether a group needs a per-step uniform value (bias correction's 1 - alpha^t). */
+  readonly #perStepHyper: boolean;
   /** Hyperparameters of every chunk, one uniform slot each, in chunk order. */
   readonly #hyper: GPUBuffer;
   readonly #hyperData: ArrayBuffer;
   readonly #hyperStride: number;
   readonly #lrs: number[];
+  /** Each group's lr schedule (undefined: a fixed lr); evaluated before every step. */
+  readonly #schedules: (LrSchedule | undefined)[];
   #hyperDirty = true;
   #step = 0;
   #lastEncoder: GPUCommandEncoder | undefined;
   #destroyed = false;
-  #lost: string | undefined;
+  /** Set once the device is lost (one watch per device, shared). */
+  readonly #loss: DeviceLossWatch;
 
   /**
    * Checks `params` and `options` (throwing before any GPU object is made), then allocates the state.
@@ -81,23 +99,25 @@ export class RMSProp {
    * @param params `{ param, grad, name? }` per tensor, or param groups `{ params, ...options }`.
    * @param options Hyperparameters; PyTorch's defaults where missing. See `presets` for other frameworks.
    */
-  constructor(device: GPUDevice, params: readonly ParamSpec[] | readonly ParamGroup[], options?: Partial<RMSPropOptions>) {
+  constructor(device: GPUDevice, params: readonly ParamSpec[] | readonly ParamGroup[], options?: RMSPropConfig) {
     if (typeof device !== 'object' || device === null || typeof device.createBuffer !== 'function') {
       throw new TypeError('device must be a GPUDevice: get one with (await navigator.gpu.requestAdapter()).requestDevice().');
     }
     this.device = device;
     this.#groups = resolveParams(params, options, device.limits);
     this.#lrs = this.#groups.map((g) => g.options.lr);
+    this.#schedules = this.#groups.map((g) => g.schedule);
     const limits = device.limits;
     this.#hyperStride = Math.ceil(HYPER_BYTES / limits.minUniformBufferOffsetAlignment) * limits.minUniformBufferOffsetAlignment;
 
     // Everything is checked: from here on GPU objects are made.
-    device.lost.then((info) => { this.#lost = `${info.reason}: ${info.message}`; }, () => {});
+    this.#loss = watchDeviceLoss(device);
     const resolved = this.#groups.flatMap((g) => g.params);
     this.#segments = planSegments(resolved).map((segment, s) => {
       const options = this.#groups[segment.group]!.options;
       const slots = stateSlots(options);
-      const chunks = planChunks(segment.size, maxChunkElements(limits.maxStorageBufferBindingSize, limits.maxBufferSize, slots));
+      const maxChunk = maxChunkElements(limits.maxStorageBufferBindingSize, limits.maxBufferSize, slots);
+      const chunks = planChunks(segment.size, options.gradDtype === 'f32' ? maxChunk : packedChunkElements(maxChunk));
       const names = segment.members.length === 1 ? resolved[segment.members[0]!.index]!.name : `${segment.members.length} tensors`;
       return {
         segment,
@@ -113,7 +133,15 @@ export class RMSProp {
     const chunkCount = this.#segments.reduce((n, s) => n + s.chunks.length, 0);
     this.#hyperData = new ArrayBuffer(chunkCount * this.#hyperStride);
     this.#hyper = device.createBuffer({ label: 'RMSProp.hyperparameters', size: this.#hyperData.byteLength, usage: UNIFORM | COPY_DST });
+    this.#perStepHyper = this.#groups.some((g) => g.options.biasCorrection);
+    this.#control = device.createBuffer({ label: 'RMSProp.control', size: CONTROL_BYTES, usage: STORAGE | COPY_SRC | COPY_DST, mappedAtCreation: true });
+    new Float32Array(this.#control.getMappedRange()).set([0, 1, 0, 0]); // bad 0, scale 1, norm 0, skipped 0 (0 in either type)
+    this.#control.unmap();
     this.#dispatches = this.#createDispatches();
+    const o = this.#groups[0]!.options; // skipNonFinite and clipGradNorm are the same in every group
+    const reduce = o.skipNonFinite || o.clipGradNorm > 0 ? this.#createReduceDispatches(resolved, o) : { dispatches: [], buffers: [] };
+    this.#reduceDispatches = reduce.dispatches;
+    this.#reduceBuffers = reduce.buffers;
   }
 
   #createState(label: string, chunk: Chunk, slots: number, o: ResolvedOptions): GPUBuffer {
@@ -136,11 +164,14 @@ export class RMSProp {
     const maxPerDimension = this.device.limits.maxComputeWorkgroupsPerDimension;
     let slot = 0;
     this.#segments.forEach(({ segment, chunks }, s) => {
-      const pipelines = stepPipelines(this.device, this.#groups[segment.group]!.options);
+      const options = this.#groups[segment.group]!.options;
+      const pipelines = stepPipelines(this.device, options);
+      const packed = options.gradDtype !== 'f32'; // 16-bit gradients: bindings 7 and 8, 2 bytes per element
       for (const { chunk, buffer: state } of chunks) {
         const hyper = { binding: 0, resource: { buffer: this.#hyper, offset: slot++ * this.#hyperStride, size: HYPER_BYTES } };
         const stateEntry = { binding: 3, resource: { buffer: state } };
-        const at = segment.param.offset + chunk.first * 4, gradAt = segment.grad.offset + chunk.first * 4;
+        const controlEntry = { binding: 6, resource: { buffer: this.#control } };
+        const at = segment.param.offset + chunk.first * 4, gradAt = segment.grad.offset + chunk.first * (packed ? 2 : 4);
         const label = `RMSProp.bindGroup[${s}]${chunks.length > 1 ? `.chunk[${chunk.first}]` : ''}`;
         if (chunk.count4 > 0) {
           const bodyBytes = chunk.count4 * 16;
@@ -153,8 +184,11 @@ export class RMSProp {
               entries: [
                 hyper,
                 { binding: 1, resource: { buffer: segment.param.buffer, offset: at, size: bodyBytes } },
-                { binding: 2, resource: { buffer: segment.grad.buffer, offset: gradAt, size: bodyBytes } },
+                packed
+                  ? { binding: 7, resource: { buffer: segment.grad.buffer, offset: gradAt, size: bodyBytes / 2 } }
+                  : { binding: 2, resource: { buffer: segment.grad.buffer, offset: gradAt, size: bodyBytes } },
                 stateEntry,
+                controlEntry,
               ],
             }),
           });
@@ -171,7 +205,10 @@ export class RMSProp {
                 hyper,
                 stateEntry,
                 { binding: 4, resource: { buffer: segment.param.buffer, offset: at + chunk.tailBindingOffset, size: tailBytes } },
-                { binding: 5, resource: { buffer: segment.grad.buffer, offset: gradAt + chunk.tailBindingOffset, size: tailBytes } },
+                packed
+                  ? { binding: 8, resource: { buffer: segment.grad.buffer, offset: gradAt + packedTail(chunk).bindingOffset, size: chunk.count * 2 - packedTail(chunk).bindingOffset } }
+                  : { binding: 5, resource: { buffer: segment.grad.buffer, offset: gradAt + chunk.tailBindingOffset, size: tailBytes } },
+                controlEntry,
               ],
             }),
           });
@@ -179,6 +216,83 @@ export class RMSProp {
       }
     });
     return dispatches;
+  }
+
+  /**
+   * The gradient pre-pass: per tensor (in the flattened order, which src/reference.ts
+   * `gradNormStats` follows), one `partialNorms` dispatch per piece, pieces being whole workgroups
+   * long, so cutting a tensor changes no sum; then one `finish`. Its uniforms never change: written once here.
+   */
+  #createReduceDispatches(params: readonly ResolvedParam[], o: ResolvedOptions): { dispatches: Dispatch[]; buffers: GPUBuffer[] } {
+    const { device } = this;
+    const limits = device.limits;
+    const perGroup = REDUCE_WORKGROUP_SIZE * 4; // elements per workgroup
+    // One workgroup per 1024 elements, in a 1-D grid: a 2-D grid's spare workgroups would add partials.
+    const maxPiece = Math.floor(Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize, limits.maxComputeWorkgroupsPerDimension * perGroup * 4) / 4 / perGroup) * perGroup;
+    const units: { param: ResolvedParam; piece: Chunk; groups: number; firstPartial: number; packed: boolean }[] = [];
+    let partialCount = 0;
+    for (const param of params) {
+      for (const piece of planChunks(param.size, maxPiece)) {
+        const groups = Math.ceil((piece.count4 + (piece.tailCount > 0 ? 1 : 0)) / REDUCE_WORKGROUP_SIZE);
+        units.push({ param, piece, groups, firstPartial: partialCount, packed: this.#groups[param.group]!.options.gradDtype !== 'f32' });
+        partialCount += groups;
+      }
+    }
+    const stride = Math.ceil(UNIT_BYTES / limits.minUniformBufferOffsetAlignment) * limits.minUniformBufferOffsetAlignment;
+    const uniforms = device.createBuffer({ label: 'RMSProp.gradNorm.uniforms', size: stride * (units.length + 1), usage: UNIFORM, mappedAtCreation: true });
+    const mapped = uniforms.getMappedRange();
+    const unscale = Math.fround(1 / o.lossScale); // as stepHyper rounds it
+    units.forEach((u, i) => {
+      new Uint32Array(mapped, i * stride, 4).set([u.piece.count4, u.packed ? packedTail(u.piece).start : u.piece.tailStart, u.piece.tailCount, u.firstPartial]);
+      new Float32Array(mapped, i * stride + 16, 1)[0] = unscale;
+    });
+    const finishAt = units.length * stride;
+    new Uint32Array(mapped, finishAt, 3).set([partialCount, 0, Number(o.skipNonFinite)]);
+    new Float32Array(mapped, finishAt + 4, 1)[0] = o.clipGradNorm;
+    uniforms.unmap();
+    const partials = device.createBuffer({ label: 'RMSProp.gradNorm.partials', size: partialCount * 8, usage: STORAGE });
+    const partialsEntry = { binding: 3, resource: { buffer: partials } };
+    const dispatches: Dispatch[] = units.map(({ param, piece, groups, packed }, i) => {
+      const pipelines = reducePipelines(device, this.#groups[param.group]!.options.gradDtype);
+      const bytes = packed ? 2 : 4; // per gradient element
+      const at = param.grad.offset + piece.first * bytes;
+      const tailAt = packed ? packedTail(piece).bindingOffset : piece.tailBindingOffset;
+      const body = piece.count4 > 0
+        ? { buffer: param.grad.buffer, offset: at, size: piece.count4 * 4 * bytes }
+        : { buffer: this.#control, offset: 0, size: CONTROL_BYTES }; // unread (count4 is 0), but a binding is needed
+      const tail = piece.tailCount > 0
+        ? { buffer: param.grad.buffer, offset: at + tailAt, size: piece.count * bytes - tailAt }
+        : body; // unread (tailCount is 0)
+      return {
+        pipeline: pipelines.partials,
+        workgroups: [groups, 1] as const,
+        bindGroup: device.createBindGroup({
+          label: `RMSProp.gradNorm.bindGroup[${param.index}]${piece.first > 0 ? `.piece[${piece.first}]` : ''} (${param.name})`,
+          layout: pipelines.partials.getBindGroupLayout(0),
+          entries: [
+            { binding: 0, resource: { buffer: uniforms, offset: i * stride, size: UNIT_BYTES } },
+            { binding: packed ? 6 : 1, resource: body },
+            { binding: packed ? 7 : 2, resource: tail },
+            partialsEntry,
+          ],
+        }),
+      };
+    });
+    const { finish } = reducePipelines(device);
+    dispatches.push({
+      pipeline: finish,
+      workgroups: [1, 1],
+      bindGroup: device.createBindGroup({
+        label: 'RMSProp.gradNorm.bindGroup.finish',
+        layout: finish.getBindGroupLayout(0),
+        entries: [
+          partialsEntry,
+          { binding: 4, resource: { buffer: this.#control } },
+          { binding: 5, resource: { buffer: uniforms, offset: finishAt, size: FINISH_BYTES } },
+        ],
+      }),
+    });
+    return { dispatches, buffers: [uniforms, partials] };
   }
 
   /**
@@ -199,8 +313,9 @@ export class RMSProp {
   }
 
   /**
-   * The learning rate (of the first param group). Setting it sets every group's; the new value
-   * is written to the GPU at the next `step()`, and no pipeline is rebuilt.
+   * The learning rate (of the first param group; with a schedule, the value of the last step).
+   * Setting it sets every group's and replaces any schedule; the new value is written to the GPU at
+   * the next `step()`, and no pipeline is rebuilt.
    */
   get lr(): number {
     return this.#lrs[0]!;
@@ -209,6 +324,7 @@ export class RMSProp {
   set lr(value: number) {
     validateLr(value, 'lr');
     this.#lrs.fill(value);
+    this.#schedules.fill(undefined); // a fixed lr replaces any schedule
     this.#hyperDirty = true;
   }
 
@@ -222,6 +338,9 @@ export class RMSProp {
    * the caller recorded before (the backward pass that wrote the gradients), and the caller submits;
    * without, it submits a command buffer of its own.
    *
+   * With skipNonFinite or clipGradNorm, the gradient pre-pass (shaders/grad-norm.wgsl) runs first in
+   * the same compute pass. An lr schedule is evaluated here, at `stepCount` (skipped steps count).
+   *
    * Hyperparameters changed since the last step (`lr`) are written with `queue.writeBuffer`, which
    * takes effect before the next submitted command buffer: so change `lr` only between submissions,
    * not between two steps recorded into the same encoder (that throws).
@@ -231,17 +350,29 @@ export class RMSProp {
     if (encoder !== undefined && (typeof encoder !== 'object' || encoder === null || typeof encoder.beginComputePass !== 'function')) {
       throw new TypeError('step(encoder): encoder must be a GPUCommandEncoder, or left out to submit a command buffer of its own.');
     }
-    if (encoder !== undefined && encoder === this.#lastEncoder && this.#hyperDirty) {
-      throw new Error('step(encoder): lr changed between two steps recorded into the same encoder. queue.writeBuffer would apply the new value to both: submit the encoder before changing lr.');
+    // Schedules first: a bad value throws here, before anything changes.
+    const lrs = scheduledLrs(this.#schedules, this.#lrs, this.#step, 'step()');
+    const lrChanged = lrs !== undefined && lrs.some((lr, g) => lr !== this.#lrs[g]);
+    if (encoder !== undefined && encoder === this.#lastEncoder && (this.#hyperDirty || lrChanged || this.#perStepHyper)) {
+      throw new Error(this.#perStepHyper
+        ? 'step(encoder): biasCorrection writes a new 1 - alpha^t into the uniform for every step, and queue.writeBuffer would apply the last one to both steps recorded into this encoder: submit the encoder after each step.'
+        : 'step(encoder): lr changed between two steps recorded into the same encoder. queue.writeBuffer would apply the new value to both: submit the encoder before changing lr.');
+    }
+    if (lrChanged) {
+      lrs.forEach((lr, g) => { this.#lrs[g] = lr; });
+      this.#hyperDirty = true;
     }
     this.#writeHyper();
     const commands = encoder ?? this.device.createCommandEncoder({ label: 'RMSProp.step' });
     const pass = commands.beginComputePass({ label: 'RMSProp.step' });
     let pipeline: GPUComputePipeline | undefined;
-    for (const d of this.#dispatches) {
-      if (d.pipeline !== pipeline) pass.setPipeline((pipeline = d.pipeline));
-      pass.setBindGroup(0, d.bindGroup);
-      pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1]);
+    // The pre-pass first (when on): the update's dispatches read what its `finish` wrote.
+    for (const list of [this.#reduceDispatches, this.#dispatches]) {
+      for (const d of list) {
+        if (d.pipeline !== pipeline) pass.setPipeline((pipeline = d.pipeline));
+        pass.setBindGroup(0, d.bindGroup);
+        pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1]);
+      }
     }
     pass.end();
     if (!encoder) this.device.queue.submit([commands.finish()]);
@@ -251,14 +382,20 @@ export class RMSProp {
 
   /** Writes the uniform slots if a hyperparameter changed since they were last written. */
   #writeHyper(): void {
-    if (!this.#hyperDirty) return;
+    if (!this.#hyperDirty && !this.#perStepHyper) return;
     const f32 = new Float32Array(this.#hyperData), u32 = new Uint32Array(this.#hyperData);
+    const groups = this.groupOptions;
+    // The same per-step values as the CPU twin computes (1 - lr*wd, 1 - alpha^t), from one function.
+    const perStep = groups.map((o) => stepHyper(o, { step: this.#step + 1 }));
     let at = 0;
     for (const { segment, chunks } of this.#segments) {
-      const o = this.#groups[segment.group]!.options;
+      const o = groups[segment.group]!, h = perStep[segment.group]!;
       for (const { chunk } of chunks) {
-        f32.set([this.#lrs[segment.group]!, o.alpha, 1 - o.alpha, o.eps, o.momentum, o.weightDecay], at);
+        f32.set([o.lr, o.alpha, 1 - o.alpha, o.eps, o.momentum, o.weightDecay], at);
         u32.set([chunk.count4, chunk.slotStride, chunk.tailStart, chunk.tailCount], at + 6);
+        f32.set([h.decayFactor, h.biasCorrection], at + 10);
+        u32[at + 12] = packedTail(chunk).start;
+        f32[at + 13] = h.unscale;
         at += this.#hyperStride / 4;
       }
     }
@@ -285,7 +422,11 @@ export class RMSProp {
     this.#checkUsable('stateDict()');
     const step = this.#step, groups = this.groupOptions;
     const chunks = this.#segments.flatMap((s) => s.chunks);
-    const raw = await readRanges(this.device, chunks.map((c) => ({ buffer: c.buffer, offset: 0, size: c.buffer.size })), 'RMSProp.stateDict');
+    const skip = this.#groups[0]!.options.skipNonFinite;
+    const ranges = chunks.map((c) => ({ buffer: c.buffer, offset: 0, size: c.buffer.size }));
+    if (skip) ranges.push({ buffer: this.#control, offset: 0, size: CONTROL_BYTES });
+    const raw = await readRanges(this.device, ranges, 'RMSProp.stateDict');
+    const skippedSteps = skip ? new Uint32Array(raw[chunks.length]!.buffer, raw[chunks.length]!.byteOffset, 4)[3]! : undefined;
     const data = new Map(chunks.map((c, i) => [c, raw[i]!]));
     const tensors = this.#groups.flatMap((group) => group.params.map((param): TensorState => {
       const o = group.options;
@@ -309,7 +450,46 @@ export class RMSProp {
       step,
       groups: groups.map((options, g) => ({ options, params: this.#groups[g]!.params.map((p) => p.index) })),
       tensors,
+      ...(skippedSteps !== undefined ? { skippedSteps } : {}),
     };
+  }
+
+  /**
+   * How many steps `skipNonFinite` has skipped so far (read from the GPU: it sees every step
+   * submitted before the call). Steps applied = `stepCount - skippedSteps()`. 0 without skipNonFinite.
+   *
+   * @example
+   * ```ts
+   * const opt = new RMSProp(device, params, { skipNonFinite: true });
+   * opt.step();
+   * if (await opt.skippedSteps() > 0) console.warn('a step had a NaN or Inf gradient');
+   * ```
+   */
+  async skippedSteps(): Promise<number> {
+    this.#checkUsable('skippedSteps()');
+    const [raw] = await readRanges(this.device, [{ buffer: this.#control, offset: 0, size: CONTROL_BYTES }], 'RMSProp.skippedSteps');
+    return new Uint32Array(raw!.buffer, raw!.byteOffset, 4)[3]!;
+  }
+
+  /**
+   * The global L2 norm of the gradients of the last step submitted (before clipping; NaN or Inf
+   * if one was not finite), as `torch.nn.utils.clip_grad_norm_` returns it. Needs clipGradNorm or
+   * skipNonFinite (the pre-pass that computes it); 0 before the first step.
+   *
+   * @example
+   * ```ts
+   * const opt = new RMSProp(device, params, { clipGradNorm: 1 });
+   * opt.step();
+   * console.log('gradient norm', await opt.lastGradNorm());
+   * ```
+   */
+  async lastGradNorm(): Promise<number> {
+    this.#checkUsable('lastGradNorm()');
+    if (this.#reduceDispatches.length === 0) {
+      throw new Error('RMSProp.lastGradNorm() needs the gradient pre-pass: create the optimizer with clipGradNorm > 0 or skipNonFinite: true.');
+    }
+    const [raw] = await readRanges(this.device, [{ buffer: this.#control, offset: 0, size: CONTROL_BYTES }], 'RMSProp.lastGradNorm');
+    return raw![2]!;
   }
 
   /**
@@ -331,6 +511,9 @@ export class RMSProp {
         });
       });
     }
+    if (state.skippedSteps !== undefined) {
+      this.device.queue.writeBuffer(this.#control, 12, new Uint32Array([state.skippedSteps]));
+    }
     lrs.forEach((lr, g) => { this.#lrs[g] = lr; });
     this.#hyperDirty = true;
     this.#step = state.step;
@@ -342,12 +525,13 @@ export class RMSProp {
     this.#destroyed = true;
     for (const s of this.#segments) for (const c of s.chunks) c.buffer.destroy();
     this.#hyper.destroy();
+    this.#control.destroy();
+    for (const b of this.#reduceBuffers) b.destroy();
   }
 
   #checkUsable(what: string): void {
     if (this.#destroyed) throw new Error(`RMSProp.${what} after destroy(): create a new RMSProp (and loadStateDict to resume).`);
-    if (this.#lost !== undefined) {
-      throw new Error(`RMSProp.${what}: the GPU device was lost (${this.#lost}). Create a new device and optimizer, and loadStateDict from your last checkpoint.`);
-    }
+    const lost = this.#loss.info;
+    if (lost !== undefined) throw deviceLostError(`RMSProp.${what}`, lost);
   }
 }

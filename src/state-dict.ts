@@ -2,7 +2,7 @@
  * The optimizer's state as plain data, the same for the GPU optimizer and its CPU twin: save it
  * from one, load it into the other. Loading checks everything before anything changes.
  */
-import { describe, OPTION_NAMES, type ResolvedOptions } from './options.js';
+import { DEFAULT_OPTIONS, describe, OPTION_NAMES, type ResolvedOptions } from './options.js';
 import type { ReferenceState } from './reference.js';
 
 /** One tensor's optimizer state, with the name of its parameter. */
@@ -25,6 +25,8 @@ export interface RMSPropState {
   readonly step: number;
   readonly groups: readonly { readonly options: ResolvedOptions; readonly params: readonly number[] }[];
   readonly tensors: readonly TensorState[];
+  /** Steps skipped by `skipNonFinite` so far (present only with that option). */
+  readonly skippedSteps?: number;
 }
 
 /** What an optimizer is, to check a state against. */
@@ -35,13 +37,15 @@ export interface StateShape {
 /**
  * Throws a TypeError or RangeError unless `state` fits `shape`: the same groups, parameters (names
  * and sizes), and options except `lr`, which the state restores. Returns the state's learning
- * rate for each group.
+ * rate for each group. `where` starts each message.
  */
-export function checkStateDict(state: unknown, shape: StateShape): number[] {
-  const where = 'loadStateDict(state)';
+export function checkStateDict(state: unknown, shape: StateShape, where = 'loadStateDict(state)'): number[] {
   if (typeof state !== 'object' || state === null) throw new TypeError(`${where}: state must be what stateDict() returned, got ${describe(state)}.`);
   const s = state as RMSPropState;
   if (!Number.isSafeInteger(s.step) || s.step < 0) throw new TypeError(`${where}: state.step must be an integer >= 0, got ${describe(s.step)}.`);
+  if (s.skippedSteps !== undefined && (!Number.isSafeInteger(s.skippedSteps) || s.skippedSteps < 0 || s.skippedSteps > 0xffffffff || s.skippedSteps > s.step)) {
+    throw new TypeError(`${where}: state.skippedSteps must be an integer in [0, state.step], got ${describe(s.skippedSteps)}.`);
+  }
   if (!Array.isArray(s.groups) || !Array.isArray(s.tensors)) throw new TypeError(`${where}: state needs 'groups' and 'tensors' arrays, as stateDict() returns.`);
   if (s.groups.length !== shape.groups.length) {
     throw new RangeError(`${where}: state has ${s.groups.length} param groups, this optimizer ${shape.groups.length}.`);
@@ -58,7 +62,9 @@ export function checkStateDict(state: unknown, shape: StateShape): number[] {
     }
     for (const key of OPTION_NAMES) {
       if (key === 'lr') continue;
-      if (saved.options?.[key] !== group.options[key]) {
+      // An option the state does not name (saved before the option existed) had its default.
+      const value = typeof saved.options === 'object' && saved.options !== null && !(key in saved.options) ? DEFAULT_OPTIONS[key] : saved.options?.[key];
+      if (value !== group.options[key]) {
         throw new RangeError(`${where}: the state was saved with ${key} = ${describe(saved.options?.[key])} in group ${g}, but this optimizer has ${describe(group.options[key])}: create it with the same options.`);
       }
     }

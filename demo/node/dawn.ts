@@ -54,7 +54,9 @@ async function requestFrom(gpu: GPU): Promise<GPUAdapter | null> {
  * default 128 MiB binding is then one dispatch where the adapter allows) unless `defaultLimits`.
  * Throws a clear error when there is no adapter.
  */
-export async function requestNodeDevice(options: { defaultLimits?: boolean; label?: string } = {}): Promise<NodeGpu & { device: GPUDevice }> {
+export async function requestNodeDevice(
+  options: { defaultLimits?: boolean; label?: string } = {},
+): Promise<NodeGpu & { device: GPUDevice; grantedLimits: GrantedLimits }> {
   const found = await requestNodeAdapter();
   if (!found) {
     throw new Error(
@@ -67,5 +69,64 @@ export async function requestNodeDevice(options: { defaultLimits?: boolean; labe
     label: options.label ?? 'webgpu-rmsprop (node)',
     requiredLimits: options.defaultLimits ? {} : { maxStorageBufferBindingSize, maxBufferSize },
   });
-  return { ...found, device };
+  return { ...found, device, grantedLimits: grantedLimits(device) };
+}
+
+/** The limits that decide how RMSProp splits and dispatches a tensor, as the device granted them. */
+export interface GrantedLimits {
+  readonly maxStorageBufferBindingSize: number;
+  readonly maxBufferSize: number;
+  readonly maxComputeWorkgroupsPerDimension: number;
+  readonly minStorageBufferOffsetAlignment: number;
+}
+
+/**
+ * The limits a device was granted that matter to RMSProp (what a tensor's chunking depends on).
+ *
+ * @example
+ * ```ts
+ * const { device } = await requestNodeDevice();
+ * grantedLimits(device).maxStorageBufferBindingSize; // 1073741824 on SwiftShader
+ * ```
+ */
+export function grantedLimits(device: GPUDevice): GrantedLimits {
+  const { maxStorageBufferBindingSize, maxBufferSize, maxComputeWorkgroupsPerDimension, minStorageBufferOffsetAlignment } = device.limits;
+  return { maxStorageBufferBindingSize, maxBufferSize, maxComputeWorkgroupsPerDimension, minStorageBufferOffsetAlignment };
+}
+
+/**
+ * One line for logs: the granted binding and buffer limits, and what the adapter would allow where
+ * it is more (so a log shows when a tensor is split because the device asked for less).
+ *
+ * @example
+ * ```ts
+ * const gpu = await requestNodeDevice();
+ * console.log(describeLimits(gpu.device, gpu.adapter));
+ * // limits: maxStorageBufferBindingSize 1024 MiB, maxBufferSize 1024 MiB, maxComputeWorkgroupsPerDimension 65535
+ * ```
+ */
+export function describeLimits(device: GPUDevice, adapter?: GPUAdapter): string {
+  const mib = (bytes: number) => (bytes % (1 << 20) === 0 ? `${bytes / (1 << 20)} MiB` : `${bytes} bytes`);
+  const granted = grantedLimits(device);
+  const part = (key: 'maxStorageBufferBindingSize' | 'maxBufferSize') => {
+    const allowed = adapter?.limits[key];
+    return `${key} ${mib(granted[key])}${allowed !== undefined && allowed > granted[key] ? ` (adapter allows ${mib(allowed)})` : ''}`;
+  };
+  return `limits: ${part('maxStorageBufferBindingSize')}, ${part('maxBufferSize')}, maxComputeWorkgroupsPerDimension ${granted.maxComputeWorkgroupsPerDimension}`;
+}
+
+/**
+ * The Dawn `GPU` object (what `navigator.gpu` is in a browser) that gave the last adapter
+ * `requestNodeAdapter` returned, or undefined before the first call. For libraries that look for
+ * `navigator.gpu`, such as TF.js's WebGPU backend (the benchmarks set `navigator.gpu` to it).
+ *
+ * @example
+ * ```ts
+ * const { adapter } = (await requestNodeAdapter())!;
+ * (globalThis as { navigator?: object }).navigator ??= {};
+ * Object.assign(globalThis.navigator, { gpu: nodeGpuInstance() });
+ * ```
+ */
+export function nodeGpuInstance(): GPU | undefined {
+  return instances[instances.length - 1];
 }

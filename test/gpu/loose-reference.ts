@@ -7,6 +7,7 @@
  * - `a * b + c` may be fused into one rounding (f64 holds a * b of f32s exactly): at random.
  */
 import type { ReferenceState, ResolvedOptions } from '../../src/index.js';
+import { stepHyper, type StepHyper } from '../../src/reference.js';
 
 const f = Math.fround;
 
@@ -24,33 +25,40 @@ export function looseStep(random: () => number) {
   const sqrt = (a: number) => nudge(f(Math.sqrt(a)), 4);
   const fma = (a: number, b: number, c: number) => (random() < 0.5 ? f(a * b + c) : f(f(a * b) + c));
 
-  return (param: Float32Array, grad: Float32Array, state: ReferenceState, o: ResolvedOptions): void => {
+  // `hyper`: the per-step values (decoupled decay factor, bias correction, clipping factor), as stepResolved takes them.
+  return (param: Float32Array, grad: Float32Array, state: ReferenceState, o: ResolvedOptions, hyper: StepHyper = stepHyper(o)): void => {
     const lr = f(o.lr), alpha = f(o.alpha), oneMinusAlpha = f(1 - o.alpha), eps = f(o.eps);
     const momentum = f(o.momentum), weightDecay = f(o.weightDecay);
     const { squareAvg: v, gradAvg: m, momentumBuffer: b } = state;
+    const decoupled = o.weightDecay !== 0 && o.weightDecayMode === 'decoupled';
     for (let i = 0; i < param.length; i++) {
-      const p = param[i]!;
+      let p = param[i]!;
+      if (decoupled) p = f(p * hyper.decayFactor);
       let g = grad[i]!;
+      if (o.clipGradNorm > 0) g = f(g * hyper.gradScale);
       if (o.maximize) g = -g;
-      if (o.weightDecay !== 0) g = fma(weightDecay, p, g);
+      if (o.weightDecay !== 0 && !decoupled) g = fma(weightDecay, p, g);
       const vi = fma(alpha, v[i]!, f(f(oneMinusAlpha * g) * g));
       v[i] = vi;
-      let d = vi;
+      let d = o.biasCorrection ? div(vi, hyper.biasCorrection) : vi;
       if (m) {
         const mi = fma(alpha, m[i]!, f(oneMinusAlpha * g));
         m[i] = mi;
-        d = Math.max(fma(-mi, mi, vi), 0);
+        const mh = o.biasCorrection ? div(mi, hyper.biasCorrection) : mi;
+        d = Math.max(fma(-mh, mh, d), 0);
       }
       const den = o.epsMode === 'inside' ? sqrt(f(d + eps)) : f(sqrt(d) + eps);
       if (o.momentum > 0 && b) {
         if (o.lrInMomentum) {
-          const bi = fma(momentum, b[i]!, div(f(lr * g), den));
+          const u = div(f(lr * g), den);
+          const bi = fma(momentum, b[i]!, u);
           b[i] = bi;
-          param[i] = f(p - bi);
+          param[i] = f(p - (o.nesterov ? fma(momentum, bi, u) : bi));
         } else {
-          const bi = fma(momentum, b[i]!, div(g, den));
+          const q = div(g, den);
+          const bi = fma(momentum, b[i]!, q);
           b[i] = bi;
-          param[i] = fma(-lr, bi, p);
+          param[i] = fma(-lr, o.nesterov ? fma(momentum, bi, q) : bi, p);
         }
       } else {
         param[i] = f(p - div(f(lr * g), den));

@@ -2,7 +2,7 @@
  * A GPU optimizer and its CPU twin (`ReferenceRMSProp`) over the same starting parameters, fed the
  * same gradients, stepped together and compared.
  */
-import { presets, RMSProp, ReferenceRMSProp, type ParamSpec, type RMSPropOptions, type RMSPropState } from '../../src/index.js';
+import { presets, RMSProp, ReferenceRMSProp, type ParamSpec, type RMSPropConfig, type RMSPropOptions, type RMSPropState } from '../../src/index.js';
 import { MULTIPLY_ADD, expectUlps, randomGrads, randomParams, rng, upload, write, type Placed } from './harness.js';
 
 /**
@@ -66,7 +66,7 @@ export class Twin {
   /** Track the state's scale after every step (a copy of the CPU state per step: small tensors only). */
   readonly #trackState: boolean;
 
-  constructor(readonly device: GPUDevice, readonly tensors: readonly TwinTensor[], readonly options: Partial<RMSPropOptions>, seed = 1) {
+  constructor(readonly device: GPUDevice, readonly tensors: readonly TwinTensor[], readonly options: RMSPropConfig, seed = 1) {
     this.random = rng(seed ^ 0x5eed);
     const specs: ParamSpec[] = tensors.map((t) => ({ name: t.name, param: t.param.binding, grad: t.grad.binding }));
     this.gpu = new RMSProp(device, specs, options);
@@ -80,7 +80,7 @@ export class Twin {
    * Tensors of the given sizes, each parameter and gradient in a buffer of its own (parameters
    * uniform in [-1, 1), no gradients yet).
    */
-  static ofSizes(device: GPUDevice, sizes: readonly number[], options: Partial<RMSPropOptions>, seed = 1): Twin {
+  static ofSizes(device: GPUDevice, sizes: readonly number[], options: RMSPropConfig, seed = 1): Twin {
     const random = rng(seed);
     const tensors = sizes.map((size, i): TwinTensor => {
       const values = randomParams(size, random);

@@ -8,6 +8,7 @@ import {
   RMSProp,
   createReferenceState,
   referenceStep,
+  gradNormStats,
   detectMultiplyAdd,
   type MultiplyAdd,
   type RMSPropOptions,
@@ -203,7 +204,8 @@ function distance(p: Float32Array, state: ReferenceState, pOther: Float32Array, 
 function referenceRun(p0: Float32Array, grads: readonly Float32Array[], options: Partial<RMSPropOptions>): { p: Float32Array; state: ReferenceState } {
   const p = p0.slice();
   const state = createReferenceState(p.length, options);
-  for (const g of grads) referenceStep(p, g, state, options, multiplyAdd);
+  // The step number (biasCorrection) and the clipping factor of this one-tensor optimizer (clipGradNorm).
+  grads.forEach((g, s) => referenceStep(p, g, state, options, multiplyAdd, { step: s + 1, gradScale: gradNormStats([g], options.clipGradNorm ?? 0, multiplyAdd).scale }));
   return { p, state };
 }
 
