@@ -1,14 +1,19 @@
 /**
- * `npm start`: trains the linear-regression example with RMSProp on the best WebGPU adapter Dawn
- * finds (SwiftShader where there is no GPU), or on the CPU reference where there is no adapter at
- * all, and compares the result with the closed-form least-squares optimum.
+ * `npm start`: trains the demo's two problems headless on the best WebGPU adapter Dawn finds
+ * (SwiftShader where there is no GPU), or on the CPU reference where there is no adapter at all:
  *
- *   npm start -- [--steps 1000] [--lr 0.02] [--schedule cosine|constant] [--every 100] [--cpu]
+ * - linear regression with RMSProp, compared with the closed-form least-squares optimum;
+ * - the two-spirals MLP (2 → 32 → 32 → 1, all WGSL, parameters in one ParamArena), RMSProp beside
+ *   plain SGD from the same start, with both losses every `--every` steps and the final accuracy.
  *
- * Exits with 1 if training diverged (a non-finite loss), if the final loss is not within
- * `--max-gap` (relative) of the optimum, or on a WebGPU validation error.
+ *   npm start -- [--problem linreg|spirals|all] [--steps N] [--lr X] [--sgd-lr X] [--schedule cosine|constant]
+ *                [--every N] [--max-gap X] [--min-accuracy X] [--cpu]
+ *
+ * A flag given applies to every problem run; each problem has its own defaults (flags.ts).
+ * Exits with 1 if training diverged (a non-finite loss), if the linear regression's final loss is
+ * not within `--max-gap` (relative) of the optimum, if RMSProp's spirals accuracy is below
+ * `--min-accuracy`, or on a WebGPU validation error.
  */
-import { parseArgs } from 'node:util';
 import { DEFAULT_OPTIONS, ReferenceRMSProp, RMSProp, type RMSPropOptions } from '../../src/index.js';
 import {
   CpuLinearRegression,
@@ -18,54 +23,13 @@ import {
   solveLeastSquares,
   type LeastSquares,
 } from '../problems/linear-regression.js';
-import { requestNodeAdapter } from './dawn.js';
-
-const USAGE = 'usage: npm start -- [--steps N] [--lr X] [--schedule cosine|constant] [--every N] [--max-gap X] [--cpu]';
+import { CpuSgd, GpuSgd } from '../problems/sgd.js';
+import { CpuSpirals, GpuSpirals, HIDDEN, SPIRAL_PARAMETERS, initialSpiralParams, makeSpiralData, type SpiralMetrics } from '../problems/spirals.js';
+import { describeLimits, requestNodeAdapter, type NodeGpu } from './dawn.js';
+import { USAGE, lrAt, parseFlags, type Flags } from './flags.js';
 
 /** Steps between learning-rate updates of the schedule (each update ends a submission). */
 const LR_EVERY = 10;
-
-interface Flags {
-  steps: number;
-  lr: number;
-  schedule: 'cosine' | 'constant';
-  every: number;
-  maxGap: number;
-  cpu: boolean;
-}
-
-function parseFlags(): Flags {
-  const { values } = parseArgs({
-    options: {
-      steps: { type: 'string', default: '1000' },
-      lr: { type: 'string', default: '0.02' },
-      schedule: { type: 'string', default: 'cosine' },
-      every: { type: 'string', default: '100' },
-      'max-gap': { type: 'string', default: '1e-3' },
-      cpu: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
-  if (values.help) {
-    console.log(USAGE);
-    process.exit(0);
-  }
-  const number = (name: string, text: string, ok: (x: number) => boolean) => {
-    const x = Number(text);
-    if (!ok(x)) throw new RangeError(`--${name} ${text} is out of range.\n${USAGE}`);
-    return x;
-  };
-  if (values.schedule !== 'cosine' && values.schedule !== 'constant') throw new RangeError(`--schedule must be cosine or constant.\n${USAGE}`);
-  const positiveInteger = (x: number) => Number.isSafeInteger(x) && x > 0;
-  return {
-    steps: number('steps', values.steps, positiveInteger),
-    lr: number('lr', values.lr, (x) => Number.isFinite(x) && x > 0),
-    schedule: values.schedule,
-    every: number('every', values.every, positiveInteger),
-    maxGap: number('max-gap', values['max-gap'], (x) => x > 0),
-    cpu: values.cpu,
-  };
-}
 
 /** What the training loop needs of either twin. */
 interface Trainer {
@@ -75,8 +39,8 @@ interface Trainer {
   params(): Promise<{ w: Float32Array; b: number }>;
 }
 
-async function main(): Promise<number> {
-  const flags = parseFlags();
+async function runLinreg(flags: Flags, found: NodeGpu | null): Promise<number> {
+  const run = flags.linreg;
   const data = makeRegressionData({ samples: 4096, features: 16, seed: 1, noise: 0.5 });
   const best = solveLeastSquares(data);
   // PyTorch's defaults, with a learning rate of 0.02 instead of 0.01, decayed to 0 on a cosine.
@@ -84,20 +48,16 @@ async function main(): Promise<number> {
   // the weights here are O(1): 0.02 reaches them in a couple of hundred steps. At a constant lr it
   // then hovers around the optimum (--schedule constant: about 9% above it), because the mean
   // square shrinks with the gradient and the steps stay near lr in size; the decay lets it settle.
-  const options: Partial<RMSPropOptions> = { ...DEFAULT_OPTIONS, lr: flags.lr };
+  const options: Partial<RMSPropOptions> = { ...DEFAULT_OPTIONS, lr: run.lr };
 
   const scales = `${data.scales[0]!.toPrecision(2)} … ${data.scales[data.features - 1]!.toPrecision(2)}`;
   console.log(`Linear regression: ${data.samples} samples × ${data.features} features (feature scales ${scales}), label noise σ 0.5, seed 1`);
-  console.log(`RMSProp: lr ${options.lr} (PyTorch's default 0.01)${flags.schedule === 'cosine' ? ' on a cosine decay to 0' : ', constant'}, alpha ${options.alpha}, eps ${options.eps} (${options.epsMode} the root), no momentum; w, b start at 0`);
+  console.log(`RMSProp: lr ${options.lr} (PyTorch's default 0.01)${run.schedule === 'cosine' ? ' on a cosine decay to 0' : ', constant'}, alpha ${options.alpha}, eps ${options.eps} (${options.epsMode} the root), no momentum; w, b start at 0`);
   console.log(`Closed-form least squares (normal equations, float64): loss ${best.loss.toPrecision(7)}`);
 
-  const found = flags.cpu ? null : await requestNodeAdapter();
   let trainer: Trainer, cleanup = async (): Promise<string | null> => null;
   if (found) {
-    console.log(`WebGPU adapter: ${found.description} (${found.isSoftware ? 'software: SwiftShader, a CPU Vulkan' : 'hardware'})`);
-    const device = await found.adapter.requestDevice({ label: 'npm start (linear regression)' });
-    let lost: string | undefined;
-    device.lost.then((info) => { lost = `${info.reason}: ${info.message}`; }, () => {});
+    const { device, lost } = await deviceOf(found);
     device.pushErrorScope('validation');
     const problem = new GpuLinearRegression(device, data);
     const optimizer = new RMSProp(device, problem.params, options);
@@ -114,11 +74,9 @@ async function main(): Promise<number> {
       const error = await device.popErrorScope();
       optimizer.destroy();
       problem.destroy();
-      device.destroy();
-      return error ? `WebGPU validation error: ${error.message}` : lost ? `device lost: ${lost}` : null;
+      return error ? `WebGPU validation error: ${error.message}` : lost() ? `device lost: ${lost()}` : null;
     };
   } else {
-    console.log(flags.cpu ? 'Training on the CPU reference (--cpu)' : 'no WebGPU adapter: training on the CPU reference');
     const problem = new CpuLinearRegression(data);
     const optimizer = new ReferenceRMSProp(problem.params, options);
     trainer = {
@@ -131,24 +89,23 @@ async function main(): Promise<number> {
   }
 
   console.log(`\n${'step'.padStart(6)}  ${'lr'.padStart(9)}  ${'loss'.padStart(12)}  ${'loss - best'.padStart(12)}  ${'relative gap'.padStart(12)}`);
-  const line = (step: number, loss: number, lr = flags.lr) => {
+  const line = (step: number, loss: number, lr = run.lr) => {
     const gap = loss - best.loss;
     console.log(`${String(step).padStart(6)}  ${lr.toExponential(2).padStart(9)}  ${loss.toPrecision(7).padStart(12)}  ${gap.toExponential(3).padStart(12)}  ${(gap / best.loss).toExponential(3).padStart(12)}`);
   };
-  line(0, (await trainer.train(0, flags.lr, true))!);
-  const lrAt = (step: number) => flags.schedule === 'constant' ? flags.lr : flags.lr * 0.5 * (1 + Math.cos((Math.PI * step) / flags.steps));
+  line(0, (await trainer.train(0, run.lr, true))!);
   const start = performance.now();
   let loss = NaN, step = 0;
-  while (step < flags.steps) {
-    const report = Math.min(flags.steps, (Math.floor(step / flags.every) + 1) * flags.every);
+  while (step < run.steps) {
+    const report = Math.min(run.steps, (Math.floor(step / run.every) + 1) * run.every);
     const n = Math.min(LR_EVERY, report - step);
     const read = step + n === report;
     // The middle of the chunk, so that the piecewise-constant lr follows the cosine without lag.
-    const result = await trainer.train(n, lrAt(step + n / 2), read);
+    const result = await trainer.train(n, lrAt(run, run.lr, step + n / 2), read);
     step += n;
     if (read) {
       loss = result!;
-      line(step, loss, lrAt(step));
+      line(step, loss, lrAt(run, run.lr, step));
       if (!Number.isFinite(loss)) break;
     }
   }
@@ -183,6 +140,153 @@ function summary(r: { loss: number; exact: number; step: number; seconds: number
     return 1;
   }
   return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two spirals: RMSProp beside SGD
+
+/** What the spirals loop needs of either twin: both models trained the same number of steps. */
+interface PairTrainer {
+  /** Trains both `steps` steps; with `read`, resolves to their metrics after them. */
+  train(steps: number, lr: number, sgdLr: number, read: boolean): Promise<{ rmsprop: SpiralMetrics; sgd: SpiralMetrics } | undefined>;
+  /** Frees what it made; says what went wrong on the GPU, if anything. */
+  cleanup(): Promise<string | null>;
+}
+
+async function runSpirals(flags: Flags, found: NodeGpu | null): Promise<number> {
+  const run = flags.spirals;
+  const data = makeSpiralData();
+  const init = initialSpiralParams(1);
+  const options: Partial<RMSPropOptions> = { ...DEFAULT_OPTIONS, lr: run.lr };
+  const cosine = run.schedule === 'cosine';
+  console.log(`Two spirals: ${data.samples} points, 1.75 turns, seed 1; MLP 2→${HIDDEN}→${HIDDEN}→1 (${SPIRAL_PARAMETERS} parameters in one ParamArena), tanh, logistic loss`);
+  console.log(`RMSProp: lr ${run.lr}${cosine ? ' on a cosine decay to 0' : ', constant'}, alpha ${options.alpha}, eps ${options.eps}; SGD (p -= lr·g): lr ${run.sgdLr}${cosine ? ' on the same cosine' : ''}; both from the same initial weights`);
+
+  let trainer: PairTrainer;
+  if (found) {
+    const { device, lost } = await deviceOf(found);
+    device.pushErrorScope('validation');
+    const a = new GpuSpirals(device, data, init, { label: 'start.rmsprop' });
+    const b = new GpuSpirals(device, data, init, { label: 'start.sgd' });
+    const rmsprop = new RMSProp(device, a.params, options); // one dispatch per step for the arena's six tensors
+    const sgd = new GpuSgd(device, [{ param: b.arena.params, grad: b.arena.grads }], run.sgdLr);
+    trainer = {
+      async train(steps, lr, sgdLr, read) {
+        rmsprop.lr = lr;
+        sgd.lr = sgdLr;
+        if (!read) {
+          a.submitSteps(rmsprop, steps);
+          b.submitSteps(sgd, steps);
+          return undefined;
+        }
+        const [r, s] = await Promise.all([a.train(rmsprop, steps), b.train(sgd, steps)]);
+        return { rmsprop: r, sgd: s };
+      },
+      async cleanup() {
+        const error = await device.popErrorScope();
+        rmsprop.destroy();
+        sgd.destroy();
+        a.destroy();
+        b.destroy();
+        return error ? `WebGPU validation error: ${error.message}` : lost() ? `device lost: ${lost()}` : null;
+      },
+    };
+  } else {
+    const a = new CpuSpirals(data, init), b = new CpuSpirals(data, init);
+    const rmsprop = new ReferenceRMSProp(a.params, options);
+    const sgd = new CpuSgd(b.params, run.sgdLr);
+    trainer = {
+      async train(steps, lr, sgdLr) {
+        rmsprop.lr = lr;
+        sgd.lr = sgdLr;
+        return { rmsprop: a.train(rmsprop, steps), sgd: b.train(sgd, steps) };
+      },
+      cleanup: async () => null,
+    };
+  }
+
+  console.log(`\n${'step'.padStart(6)}  ${'RMSProp loss'.padStart(12)}  ${'accuracy'.padStart(8)}  ${'SGD loss'.padStart(12)}  ${'accuracy'.padStart(8)}`);
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const line = (step: number, m: { rmsprop: SpiralMetrics; sgd: SpiralMetrics }) => {
+    console.log(`${String(step).padStart(6)}  ${m.rmsprop.loss.toPrecision(5).padStart(12)}  ${pct(m.rmsprop.accuracy).padStart(8)}  ${m.sgd.loss.toPrecision(5).padStart(12)}  ${pct(m.sgd.accuracy).padStart(8)}`);
+  };
+  let metrics = (await trainer.train(0, run.lr, run.sgdLr, true))!;
+  line(0, metrics);
+  const start = performance.now();
+  let step = 0;
+  while (step < run.steps) {
+    const report = Math.min(run.steps, (Math.floor(step / run.every) + 1) * run.every);
+    const n = Math.min(LR_EVERY, report - step);
+    const read = step + n === report;
+    const middle = step + n / 2; // as linear regression's loop: the lr of the chunk's middle
+    const result = await trainer.train(n, lrAt(run, run.lr, middle), lrAt(run, run.sgdLr, middle), read);
+    step += n;
+    if (read) {
+      metrics = result!;
+      line(step, metrics);
+      if (!Number.isFinite(metrics.rmsprop.loss)) break;
+    }
+  }
+  const seconds = (performance.now() - start) / 1000;
+  const failure = await trainer.cleanup();
+  const { rmsprop, sgd } = metrics;
+  console.log(`\nFinal: RMSProp loss ${rmsprop.loss.toPrecision(4)}, accuracy ${pct(rmsprop.accuracy)}; SGD loss ${sgd.loss.toPrecision(4)}, accuracy ${pct(sgd.accuracy)}`);
+  console.log(`${step} steps of each in ${seconds.toFixed(2)} s: ${((2 * step) / seconds).toFixed(0)} model steps/s`);
+  if (failure) {
+    console.error(`FAILED: ${failure}`);
+    return 1;
+  }
+  if (!Number.isFinite(rmsprop.loss)) {
+    console.error(`FAILED: RMSProp diverged on the spirals (loss ${rmsprop.loss}); try a smaller --lr.`);
+    return 1;
+  }
+  if (!(rmsprop.accuracy >= flags.minAccuracy)) {
+    console.error(`FAILED: RMSProp classifies ${pct(rmsprop.accuracy)} of the spiral points right, below --min-accuracy ${flags.minAccuracy}; train longer (--steps) or change --lr.`);
+    return 1;
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** One device per adapter for the whole run, and whether it was lost. */
+const devices = new WeakMap<NodeGpu, { device: GPUDevice; lost: () => string | undefined }>();
+
+async function deviceOf(found: NodeGpu): Promise<{ device: GPUDevice; lost: () => string | undefined }> {
+  let entry = devices.get(found);
+  if (!entry) {
+    // The adapter's own buffer limits, so that a large tensor stays one binding where it can.
+    const { maxStorageBufferBindingSize, maxBufferSize } = found.adapter.limits;
+    const device = await found.adapter.requestDevice({ label: 'npm start', requiredLimits: { maxStorageBufferBindingSize, maxBufferSize } });
+    console.log(`${describeLimits(device, found.adapter)}\n`);
+    let lost: string | undefined;
+    device.lost.then((info) => { if (info.reason !== 'destroyed') lost = `${info.reason}: ${info.message}`; }, () => {});
+    entry = { device, lost: () => lost };
+    devices.set(found, entry);
+  }
+  return entry;
+}
+
+async function main(): Promise<number> {
+  const flags = parseFlags(process.argv.slice(2));
+  if (flags.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const found = flags.cpu ? null : await requestNodeAdapter();
+  if (found) console.log(`WebGPU adapter: ${found.description} (${found.isSoftware ? 'software: SwiftShader, a CPU Vulkan' : 'hardware'})\n`);
+  else console.log(`${flags.cpu ? 'Training on the CPU reference (--cpu)' : 'no WebGPU adapter: training on the CPU reference'}\n`);
+  const runs = flags.problem === 'all' ? [runLinreg, runSpirals] : flags.problem === 'linreg' ? [runLinreg] : [runSpirals];
+  let code = 0;
+  try {
+    for (const [i, runOne] of runs.entries()) {
+      if (i > 0) console.log(`\n${'─'.repeat(72)}\n`);
+      code = Math.max(code, await runOne(flags, found));
+    }
+  } finally {
+    if (found) devices.get(found)?.device.destroy();
+  }
+  return code;
 }
 
 main().then(

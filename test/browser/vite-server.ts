@@ -22,19 +22,24 @@ export interface TestServer {
 }
 
 /**
- * Starts Vite's dev server on the repo root with the repo's config.
+ * Starts Vite's dev server, by default on the repo root with the repo's config; `options` serve
+ * another config and root instead (the demo: `vite.demo.config.ts`, root `demo/web`), with paths
+ * in `url()` then relative to that root.
  *
  * @example
  * ```ts
  * const server = await startViteServer();
  * await page.goto(server.url('/test/browser/page/index.html'));
  * await server.close();
+ * const demo = await startViteServer({ configFile: 'vite.demo.config.ts', root: 'demo/web' });
+ * await page.goto(demo.url('/index.html'));
  * ```
  */
-export async function startViteServer(): Promise<TestServer> {
+export async function startViteServer(options: { configFile?: string; root?: string } = {}): Promise<TestServer> {
+  const { configFile = 'vite.config.ts', root = '' } = options;
   const server = await createServer({
-    configFile: `${REPO_ROOT}vite.config.ts`,
-    root: REPO_ROOT,
+    configFile: `${REPO_ROOT}${configFile}`,
+    root: `${REPO_ROOT}${root}`,
     logLevel: 'warn',
     clearScreen: false,
     server: {
