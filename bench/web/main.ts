@@ -1,0 +1,75 @@
+/**
+ * The benchmark page: the same workloads as the Node run (bench/core.ts), on navigator.gpu, with
+ * TF.js's WebGPU backend on the page's own device. Sets `window.__bench` when done.
+ */
+import { FULL_CONFIG, QUICK_CONFIG, runBench, type BenchConfig, type BenchReport } from '../core';
+import { formatReport } from '../table';
+
+/** What the page leaves for bench/browser.ts. */
+export type PageBench = { done: true; report: BenchReport } | { done: true; error: string };
+
+declare global {
+  interface Window {
+    __bench?: PageBench;
+  }
+}
+
+type TfjsBundle = typeof import('./tfjs-entry');
+
+/** Built by `vite build --config vite.bench.config.ts --mode web` (npm run bench does it first). */
+const TFJS_BUNDLE = '/dist-bench/web/tfjs.js';
+
+/** `?config=<JSON of a BenchConfig>` (what bench/browser.ts passes), else `?quick` or the full run. */
+function config(): BenchConfig {
+  const query = new URLSearchParams(location.search);
+  const json = query.get('config');
+  if (json) return { ...FULL_CONFIG, ...(JSON.parse(json) as Partial<BenchConfig>) };
+  return query.has('quick') ? QUICK_CONFIG : FULL_CONFIG;
+}
+
+async function run(): Promise<BenchReport> {
+  if (!navigator.gpu) throw new Error('navigator.gpu is missing: WebGPU is off in this browser (Chromium on Linux needs --enable-unsafe-webgpu).');
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) throw new Error('requestAdapter() returned null: no WebGPU adapter.');
+  const { maxStorageBufferBindingSize, maxBufferSize } = adapter.limits;
+  const timestamps = adapter.features.has('timestamp-query');
+  const device = await adapter.requestDevice({
+    label: 'webgpu-rmsprop bench (page)',
+    requiredLimits: { maxStorageBufferBindingSize, maxBufferSize },
+    requiredFeatures: timestamps ? ['timestamp-query'] : [],
+  });
+  device.addEventListener('uncapturederror', (e) => console.error(`uncaptured WebGPU error: ${(e as GPUUncapturedErrorEvent).error.message}`));
+  const { vendor, architecture, device: name, description } = adapter.info;
+  const words = [vendor, architecture, name, description].filter(Boolean).join(' ').trim() || 'unknown adapter';
+  const { tf, WebGPUBackend } = (await import(/* @vite-ignore */ TFJS_BUNDLE)) as TfjsBundle;
+  // Replace the backend TF.js registered on import (on a device of its own), if it did.
+  if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
+  tf.registerBackend('webgpu', () => new WebGPUBackend(device));
+  if (!(await tf.setBackend('webgpu'))) throw new Error('TF.js could not start its WebGPU backend on the page\'s device.');
+  const chrome = navigator.userAgent.match(/(?:HeadlessChrome|Chrome|Chromium)\/([\d.]+)/);
+  try {
+    return await runBench({
+      name: chrome ? `Chromium ${chrome[1]}` : 'browser',
+      device,
+      adapter: words,
+      isSoftware: /swiftshader/i.test(words) || (adapter.info as { isFallbackAdapter?: boolean }).isFallbackAdapter === true,
+      tfjs: { tf, WebGPUBackend },
+      now: () => performance.now(),
+      log: (line) => console.log(line),
+    }, config());
+  } finally {
+    tf.removeBackend('webgpu');
+    device.destroy();
+  }
+}
+
+run().then(
+  (report) => {
+    document.getElementById('out')!.textContent = formatReport(report);
+    window.__bench = { done: true, report };
+  },
+  (error: unknown) => {
+    console.error(error);
+    window.__bench = { done: true, error: error instanceof Error ? error.stack ?? error.message : String(error) };
+  },
+);
