@@ -1,0 +1,248 @@
+/**
+ * The published package, used from outside the repository: `npm run build`, `npm pack`, then the
+ * tarball installed into a fresh project in the system's temp directory, which uses it
+ * - in Node, with WebGPU from the `webgpu` package (Dawn);
+ * - in Deno, whose WebGPU is built in (wgpu);
+ * - in Chromium, from a plain `<script type="module">` with an import map, no bundler;
+ * - in Chromium, from an app bundled by Vite;
+ * - from TypeScript, strict, with NodeNext and Bundler module resolution.
+ * Each trains a few steps on the GPU and on the package's CPU reference (test/package/consumer/check.js)
+ * and must agree with it: bit for bit on SwiftShader. The dev tools the consumer needs (webgpu, vite,
+ * typescript, @webgpu/types) are this repository's, linked in; the package itself comes from the tarball.
+ */
+import { execFile, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, extname, join, normalize, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, type LaunchedChromium } from '../browser/chromium.js';
+import { HARDWARE_TOLERANCE_ULPS, SWIFTSHADER_TOLERANCE_ULPS } from '../gpu/harness.js';
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const CONSUMER_FILES = fileURLToPath(new URL('./consumer/', import.meta.url));
+const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+const require = createRequire(import.meta.url);
+const execFileAsync = promisify(execFile);
+
+/** What consumer/check.js reports. */
+interface CheckResult {
+  readonly steps: number;
+  readonly compared: number;
+  readonly changed: number;
+  readonly worstUlps: number;
+  readonly multiplyAdd: string;
+  readonly validationError: string | null;
+  readonly adapter: string;
+  readonly failure?: string;
+}
+
+/** The consumer's result must be the reference's, to the adapter's tolerance, after real training. */
+function expectTrained(result: CheckResult, where: string): void {
+  console.info(`${where}: ${result.adapter}, fma ${result.multiplyAdd}, worst ${result.worstUlps} ULPs over ${result.compared} values`);
+  expect(result.failure, `${where}: the page threw`).toBeUndefined();
+  expect(result.validationError, `${where}: WebGPU validation error`).toBeNull();
+  expect(result.steps).toBe(5);
+  expect(result.compared).toBe(1037 + 3);
+  expect(result.changed, `${where}: the GPU changed the parameters`).toBe(1037);
+  const tolerance = /swiftshader/i.test(result.adapter) ? SWIFTSHADER_TOLERANCE_ULPS : HARDWARE_TOLERANCE_ULPS;
+  expect(result.worstUlps, `${where} on ${result.adapter}: GPU vs reference, in ULPs`).toBeLessThanOrEqual(tolerance);
+}
+
+/** Runs a command, throwing with its output when it fails. */
+function run(command: string, args: readonly string[], cwd: string, env: NodeJS.ProcessEnv = process.env): string {
+  const r = spawnSync(command, args, { cwd, env, encoding: 'utf8', timeout: 120_000 });
+  if (r.status !== 0) {
+    throw new Error(`${command} ${args.join(' ')} (in ${cwd}) failed with ${r.status ?? r.signal}:\n${r.stdout}\n${r.stderr}`);
+  }
+  return r.stdout;
+}
+
+/** WebGPU in a child process: SwiftShader when Vulkan has no driver of its own configured (as demo/node/dawn.ts). */
+function gpuEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? tmpdir() };
+  if (!env.VK_ICD_FILENAMES && !env.VK_DRIVER_FILES && existsSync(SWIFTSHADER_ICD)) env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  return env;
+}
+
+/** The last line of a child's stdout, as JSON. */
+function lastJsonLine<T>(stdout: string): T {
+  return JSON.parse(stdout.trim().split('\n').at(-1)!) as T;
+}
+
+/** A static file server over `root` on 127.0.0.1, recording every path asked for. */
+async function serveStatic(root: string): Promise<{ origin: string; requests: string[]; close(): Promise<void> }> {
+  const types: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.map': 'application/json', '.json': 'application/json' };
+  const requests: string[] = [];
+  const server: Server = createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    if (path !== '/favicon.ico') requests.push(path); // the browser asks for it on its own
+    const file = normalize(join(root, path));
+    if (!file.startsWith(root) || !existsSync(file) || !types[extname(file)]) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': types[extname(file)]! }).end(readFileSync(file));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  if (!address || typeof address === 'string') throw new Error('The static server has no TCP address.');
+  return {
+    origin: `http://127.0.0.1:${address.port}`,
+    requests,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** Where a package of this repository's node_modules lives (following links). */
+function repoPackage(name: string): string {
+  return realpathSync(dirname(require.resolve(`${name}/package.json`, { paths: [REPO] })));
+}
+
+let temp: string; // the consumer project, outside the repo
+let packed: { filename: string; files: { path: string }[] };
+let server: Awaited<ReturnType<typeof serveStatic>> | undefined;
+let chromium: LaunchedChromium | undefined;
+
+beforeAll(() => {
+  run('npm', ['run', 'build', '--silent'], REPO);
+  temp = realpathSync(mkdtempSync(join(tmpdir(), 'webgpu-rmsprop-consumer-')));
+  [packed] = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', temp], REPO)) as [typeof packed];
+  cpSync(CONSUMER_FILES, temp, { recursive: true });
+  writeFileSync(join(temp, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }, null, 2));
+  // The package under test, from the tarball alone (it has no dependencies: nothing is downloaded).
+  run('npm', ['install', join(temp, packed.filename), '--no-audit', '--no-fund', '--ignore-scripts', '--prefer-offline', '--no-package-lock'], temp);
+  // The consumer's own dev tools, linked from this repo rather than downloaded again.
+  for (const tool of ['webgpu', 'vite', 'typescript', '@webgpu/types']) {
+    const link = join(temp, 'node_modules', tool);
+    mkdirSync(dirname(link), { recursive: true });
+    symlinkSync(repoPackage(tool), link, 'dir');
+  }
+}, 180_000);
+
+afterAll(async () => {
+  await chromium?.close();
+  await server?.close();
+  if (temp) rmSync(temp, { recursive: true, force: true });
+});
+
+describe('the tarball', () => {
+  it('holds the built module, its types and the docs, and nothing else', () => {
+    const files = packed.files.map((f) => f.path).sort();
+    for (const f of files) expect(f, 'a file the package should not ship').toMatch(/^(dist\/[\w.-]+\.(js|js\.map|d\.ts)|README\.md|LICENSE|CHANGELOG\.md|package\.json)$/);
+    expect(files).toEqual(expect.arrayContaining(['dist/index.js', 'dist/index.d.ts', 'README.md', 'LICENSE', 'CHANGELOG.md', 'package.json']));
+    // Every module a .d.ts refers to is in the tarball (a missing one is an `any` for the consumer).
+    for (const f of files.filter((f) => f.endsWith('.d.ts'))) {
+      const text = readFileSync(join(temp, 'node_modules/webgpu-rmsprop', f), 'utf8');
+      for (const [, spec] of text.matchAll(/from '(\.[^']+)'/g)) {
+        expect(files, `${f} imports ${spec}`).toContain(join(dirname(f), spec!.replace(/\.js$/, '.d.ts')));
+      }
+    }
+  });
+
+  it('installs as a package with no dependencies and the entry points package.json names', () => {
+    const installed = join(temp, 'node_modules', 'webgpu-rmsprop');
+    expect(realpathSync(installed).startsWith(temp + sep), 'installed from the tarball into the temp project').toBe(true);
+    const pkg = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')) as Record<string, unknown>;
+    expect(pkg.dependencies ?? {}).toEqual({});
+    expect(pkg.sideEffects).toBe(false);
+    expect(pkg.type).toBe('module');
+    const dot = (pkg.exports as Record<string, Record<string, string>>)['.']!;
+    expect(Object.keys(dot)[0], 'types first, as TypeScript requires').toBe('types');
+    expect(existsSync(join(installed, dot.types!))).toBe(true);
+    expect(existsSync(join(installed, dot.import!))).toBe(true);
+    expect(createRequire(join(temp, 'x.js')).resolve('webgpu-rmsprop')).toBe(join(installed, 'dist/index.js'));
+  });
+
+  it('loads from CommonJS too (require of an ES module, Node >= 20.19 as engines says)', () => {
+    const script = "const m = require('webgpu-rmsprop'); console.log(typeof m.RMSProp, typeof m.ReferenceRMSProp, m.presets.keras.alpha);";
+    expect(run(process.execPath, ['--no-warnings', '-e', script], temp).trim()).toBe('function function 0.9');
+  });
+
+  it('carries the WGSL inside dist/index.js', () => {
+    const wgsl = readFileSync(join(REPO, 'shaders/rmsprop.wgsl'), 'utf8');
+    const js = readFileSync(join(temp, 'node_modules/webgpu-rmsprop/dist/index.js'), 'utf8');
+    expect(js.includes(JSON.stringify(wgsl)), 'the shader source, as a string literal').toBe(true);
+    // Nothing loads a shader at run time (comments may name shaders/rmsprop.wgsl, code may not).
+    expect(js).not.toMatch(/\bfetch\s*\(|new URL\s*\(|import\s*\(|import\.meta/);
+  });
+});
+
+describe('used from outside the repo', () => {
+  it('trains in Node through Dawn, as the reference does', () => {
+    const result = lastJsonLine<CheckResult>(run(process.execPath, ['node-check.mjs'], temp, gpuEnv()));
+    expectTrained(result, 'Node');
+  });
+
+  it('trains in Deno (built-in WebGPU), as the reference does', () => {
+    const deno = join(repoPackage('deno'), 'bin.cjs'); // the npm package's launcher of its platform binary
+    const env = { ...gpuEnv(), DENO_DIR: join(temp, '.deno'), DENO_NO_UPDATE_CHECK: '1' };
+    const result = lastJsonLine<CheckResult>(run(process.execPath, [deno, 'run', '--no-prompt', 'deno-check.js'], temp, env));
+    expectTrained(result, 'Deno');
+  });
+
+  it('type-checks with strict settings, NodeNext and Bundler resolution, the package\'s .d.ts included', async () => {
+    const tsc = join(temp, 'node_modules/typescript/bin/tsc');
+    // Both at once (about 5 s each on 2 cores); NodeNext also checks the package's .d.ts files (skipLibCheck false).
+    await Promise.all(['tsconfig.nodenext.json', 'tsconfig.bundler.json'].map(async (config) => {
+      try {
+        await execFileAsync(process.execPath, [tsc, '-p', config], { cwd: temp, encoding: 'utf8' });
+      } catch (error) {
+        const e = error as { stdout?: string; stderr?: string };
+        throw new Error(`tsc -p ${config} failed:\n${e.stdout ?? ''}${e.stderr ?? ''}`);
+      }
+    }));
+    // And the checks have teeth: a wrong import is an error.
+    writeFileSync(join(temp, 'wrong.ts'), "import { RMSprop } from 'webgpu-rmsprop';\nexport { RMSprop };\n");
+    const r = spawnSync(process.execPath, [tsc, '--noEmit', '--strict', '--module', 'NodeNext', '--moduleResolution', 'NodeNext', '--types', '@webgpu/types', 'wrong.ts'], { cwd: temp, encoding: 'utf8' });
+    expect(r.stdout).toMatch(/has no exported member named 'RMSprop'. Did you mean 'RMSProp'/);
+  });
+
+  describe('in Chromium', () => {
+    beforeAll(async () => {
+      // The Vite app: a production build of vite-app/index.html, which imports the package by name.
+      run(process.execPath, [join(temp, 'node_modules/vite/bin/vite.js'), 'build', '--base', './', '--logLevel', 'warn', '--outDir', 'dist'], join(temp, 'vite-app'));
+      server = await serveStatic(temp);
+      chromium = await launchChromium();
+    }, 120_000);
+
+    async function load(path: string): Promise<{ result: CheckResult; requests: string[] }> {
+      const page = await chromium!.browser.newPage();
+      try {
+        const errors: string[] = [];
+        page.on('pageerror', (e) => errors.push(String(e)));
+        const from = server!.requests.length;
+        await page.goto(`${server!.origin}${path}`);
+        await page.waitForFunction(() => (window as { __result?: unknown }).__result !== undefined, { timeout: 90_000 });
+        const result = await page.evaluate(() => (window as unknown as { __result: CheckResult }).__result);
+        expect(errors, 'page errors').toEqual([]);
+        return { result, requests: server!.requests.slice(from) };
+      } finally {
+        await page.close();
+      }
+    }
+
+    it('trains from a plain <script type="module"> with an import map, no bundler', async () => {
+      const { result, requests } = await load('/plain.html');
+      expectTrained(result, 'plain module');
+      expect(requests).toContain('/node_modules/webgpu-rmsprop/dist/index.js');
+      expect(requests.filter((r) => /\.wgsl/.test(r)), 'no shader fetched at run time').toEqual([]);
+    });
+
+    it('trains in a Vite app that imports it by name', async () => {
+      const built = readdirSync(join(temp, 'vite-app/dist/assets'));
+      expect(built.filter((f) => !f.endsWith('.js')), 'no .wgsl or other asset emitted').toEqual([]);
+      const bundle = built.map((f) => readFileSync(join(temp, 'vite-app/dist/assets', f), 'utf8')).join('\n');
+      const overrides = readFileSync(join(REPO, 'shaders/rmsprop.wgsl'), 'utf8').split('\n').filter((l) => l.startsWith('override '));
+      expect(overrides.length).toBeGreaterThan(0);
+      for (const line of overrides) expect(bundle, 'the WGSL is in the bundle').toContain(line);
+      const { result, requests } = await load('/vite-app/dist/index.html');
+      expectTrained(result, 'Vite app');
+      expect(requests.every((r) => r.startsWith('/vite-app/dist/')), `only the app's files: ${requests.join(', ')}`).toBe(true);
+      expect(requests.filter((r) => /\.wgsl/.test(r))).toEqual([]);
+    });
+  });
+});
