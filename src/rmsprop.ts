@@ -14,6 +14,9 @@ import { checkStateDict, type RMSPropState, type TensorState } from './state-dic
 // GPUBufferUsage flags, spelled out so that importing this module needs no WebGPU globals.
 const STORAGE = 0x80, UNIFORM = 0x40, COPY_SRC = 0x04, COPY_DST = 0x08;
 
+/** Steps with new hyperparameters that may be recorded before their command buffers are submitted. */
+const HYPER_RING = 64;
+
 /** Bytes of `struct Hyper` in shaders/rmsprop.wgsl: 6 f32, 4 u32, 2 f32, u32, f32, rounded up to 16. */
 const HYPER_BYTES = 64;
 /** Bytes of `struct Control` (shaders/rmsprop.wgsl, shaders/grad-norm.wgsl): bad, scale, norm, skipped. */
@@ -78,10 +81,20 @@ export class RMSProp {
   readonly #reduceBuffers: readonly GPUBuffer[];
   /** Whether a group needs a per-step uniform value (bias correction's 1 - alpha^t). */
   readonly #perStepHyper: boolean;
-  /** Hyperparameters of every chunk, one uniform slot each, in chunk order. */
+  /** Hyperparameters of every chunk, one uniform slot each, in chunk order: what the shaders read. */
   readonly #hyper: GPUBuffer;
+  /**
+   * HYPER_RING copies of `#hyper`'s contents. A step whose values changed writes the next copy with
+   * queue.writeBuffer, and every step records a copy of its own values into `#hyper` ahead of its
+   * pass, so each step runs with the values it was recorded with, in whatever encoder and order.
+   */
+  readonly #hyperRing: GPUBuffer;
   readonly #hyperData: ArrayBuffer;
   readonly #hyperStride: number;
+  /** The ring slot holding the latest values (-1: none written yet). */
+  #ringSlot = -1;
+  /** Ring writes made for steps recorded into `#lastEncoder`. */
+  #ringWritesInEncoder = 0;
   readonly #lrs: number[];
   /** Each group's lr schedule (undefined: a fixed lr); evaluated before every step. */
   readonly #schedules: (LrSchedule | undefined)[];
@@ -133,6 +146,7 @@ export class RMSProp {
     const chunkCount = this.#segments.reduce((n, s) => n + s.chunks.length, 0);
     this.#hyperData = new ArrayBuffer(chunkCount * this.#hyperStride);
     this.#hyper = device.createBuffer({ label: 'RMSProp.hyperparameters', size: this.#hyperData.byteLength, usage: UNIFORM | COPY_DST });
+    this.#hyperRing = device.createBuffer({ label: 'RMSProp.hyperparameters.ring', size: this.#hyperData.byteLength * HYPER_RING, usage: COPY_SRC | COPY_DST });
     this.#perStepHyper = this.#groups.some((g) => g.options.biasCorrection);
     this.#control = device.createBuffer({ label: 'RMSProp.control', size: CONTROL_BYTES, usage: STORAGE | COPY_SRC | COPY_DST, mappedAtCreation: true });
     new Float32Array(this.#control.getMappedRange()).set([0, 1, 0, 0]); // bad 0, scale 1, norm 0, skipped 0 (0 in either type)
@@ -341,9 +355,11 @@ export class RMSProp {
    * With skipNonFinite or clipGradNorm, the gradient pre-pass (shaders/grad-norm.wgsl) runs first in
    * the same compute pass. An lr schedule is evaluated here, at `stepCount` (skipped steps count).
    *
-   * Hyperparameters changed since the last step (`lr`) are written with `queue.writeBuffer`, which
-   * takes effect before the next submitted command buffer: so change `lr` only between submissions,
-   * not between two steps recorded into the same encoder (that throws).
+   * Each step runs with the hyperparameters it was recorded with (`lr`, a schedule's value, bias
+   * correction's 1 - alpha^t), even when several steps go into one encoder or encoders are submitted
+   * out of order: new values are staged in a ring of HYPER_RING slots (queue.writeBuffer) and copied
+   * into the uniform by a command recorded ahead of the step's pass. So at most HYPER_RING steps with
+   * new values may be recorded before their command buffers are submitted; more into one encoder throws.
    */
   step(encoder?: GPUCommandEncoder): void {
     this.#checkUsable('step()');
@@ -353,17 +369,20 @@ export class RMSProp {
     // Schedules first: a bad value throws here, before anything changes.
     const lrs = scheduledLrs(this.#schedules, this.#lrs, this.#step, 'step()');
     const lrChanged = lrs !== undefined && lrs.some((lr, g) => lr !== this.#lrs[g]);
-    if (encoder !== undefined && encoder === this.#lastEncoder && (this.#hyperDirty || lrChanged || this.#perStepHyper)) {
-      throw new Error(this.#perStepHyper
-        ? 'step(encoder): biasCorrection writes a new 1 - alpha^t into the uniform for every step, and queue.writeBuffer would apply the last one to both steps recorded into this encoder: submit the encoder after each step.'
-        : 'step(encoder): lr changed between two steps recorded into the same encoder. queue.writeBuffer would apply the new value to both: submit the encoder before changing lr.');
+    const writes = this.#hyperDirty || lrChanged || this.#perStepHyper || this.#ringSlot < 0;
+    const sameEncoder = encoder !== undefined && encoder === this.#lastEncoder;
+    if (writes && sameEncoder && this.#ringWritesInEncoder >= HYPER_RING) {
+      throw new RangeError(`step(encoder): ${HYPER_RING} steps with new hyperparameters (lr, a schedule, biasCorrection) are already recorded into this encoder, as many as the optimizer can stage: submit it before recording more.`);
     }
     if (lrChanged) {
       lrs.forEach((lr, g) => { this.#lrs[g] = lr; });
       this.#hyperDirty = true;
     }
-    this.#writeHyper();
+    if (writes) this.#writeHyper();
+    this.#ringWritesInEncoder = (sameEncoder ? this.#ringWritesInEncoder : 0) + (writes ? 1 : 0);
     const commands = encoder ?? this.device.createCommandEncoder({ label: 'RMSProp.step' });
+    const bytes = this.#hyperData.byteLength;
+    commands.copyBufferToBuffer(this.#hyperRing, this.#ringSlot * bytes, this.#hyper, 0, bytes);
     const pass = commands.beginComputePass({ label: 'RMSProp.step' });
     let pipeline: GPUComputePipeline | undefined;
     // The pre-pass first (when on): the update's dispatches read what its `finish` wrote.
@@ -380,9 +399,8 @@ export class RMSProp {
     this.#step++;
   }
 
-  /** Writes the uniform slots if a hyperparameter changed since they were last written. */
+  /** Stages the current hyperparameters of every chunk in the next ring slot. */
   #writeHyper(): void {
-    if (!this.#hyperDirty && !this.#perStepHyper) return;
     const f32 = new Float32Array(this.#hyperData), u32 = new Uint32Array(this.#hyperData);
     const groups = this.groupOptions;
     // The same per-step values as the CPU twin computes (1 - lr*wd, 1 - alpha^t), from one function.
@@ -399,7 +417,8 @@ export class RMSProp {
         at += this.#hyperStride / 4;
       }
     }
-    this.device.queue.writeBuffer(this.#hyper, 0, this.#hyperData);
+    this.#ringSlot = (this.#ringSlot + 1) % HYPER_RING;
+    this.device.queue.writeBuffer(this.#hyperRing, this.#ringSlot * this.#hyperData.byteLength, this.#hyperData);
     this.#hyperDirty = false;
   }
 
@@ -525,6 +544,7 @@ export class RMSProp {
     this.#destroyed = true;
     for (const s of this.#segments) for (const c of s.chunks) c.buffer.destroy();
     this.#hyper.destroy();
+    this.#hyperRing.destroy();
     this.#control.destroy();
     for (const b of this.#reduceBuffers) b.destroy();
   }

@@ -193,23 +193,68 @@ describe('lr between steps', () => {
     });
   }
 
-  gpuTest('changing lr between two steps recorded into one encoder throws the documented error', gpu, async (device) => {
-    const twin = Twin.ofSizes(device, [1031], { momentum: 0.9 }, 53);
+  gpuTest('steps recorded into one encoder each run with the lr they were recorded with', gpu, async (device) => {
+    const twin = Twin.ofSizes(device, [1031, 6], { momentum: 0.9 }, 53);
     twin.setGrads();
-    const encoder = device.createCommandEncoder();
-    twin.gpu.step(encoder);
-    twin.cpuStep();
-    twin.gpu.lr = 0.05;
-    expect(() => twin.gpu.step(encoder)).toThrow(/lr changed between two steps recorded into the same encoder.*submit the encoder before changing lr/);
-    expect(twin.gpu.stepCount).toBe(1);
-    // The encoder still holds the one step, at the old lr.
+    const encoder = device.createCommandEncoder({ label: 'test.one-encoder' });
+    for (const lr of [0.01, 0.05, 0.05, 0.002]) {
+      twin.lr = lr;
+      twin.step(encoder);
+    }
     device.queue.submit([encoder.finish()]);
-    await twin.expectParams('the step before the error');
-    // After the submit, the new lr applies.
-    twin.cpu.lr = 0.05;
+    await twin.expectParams('four steps, three lrs, one encoder');
+    twin.destroy();
+  });
+
+  gpuTest('encoders submitted out of order still run each step with its own lr', gpu, async (device) => {
+    const twin = Twin.ofSizes(device, [1031], { momentum: 0.9 }, 59);
     twin.setGrads();
-    twin.step();
-    await twin.expectParams('the step after, at lr 0.05');
+    const first = device.createCommandEncoder({ label: 'test.first' });
+    twin.gpu.lr = 0.002;
+    twin.gpu.step(first);
+    const second = device.createCommandEncoder({ label: 'test.second' });
+    twin.gpu.lr = 0.2;
+    twin.gpu.step(second);
+    device.queue.submit([second.finish()]); // the lr 0.2 step runs first,
+    device.queue.submit([first.finish()]); // then the lr 0.002 one.
+    twin.cpu.lr = 0.2;
+    twin.cpuStep();
+    twin.cpu.lr = 0.002;
+    twin.cpuStep();
+    await twin.expectParams('lr 0.2 then lr 0.002');
+    twin.destroy();
+  });
+
+  gpuTest('more changed-lr steps in one encoder than the optimizer can stage throws, and the recorded ones stand', gpu, async (device) => {
+    const twin = Twin.ofSizes(device, [37], {}, 61);
+    twin.setGrads();
+    const encoder = device.createCommandEncoder({ label: 'test.ring' });
+    let recorded = 0;
+    const lrAt = (k: number) => 0.001 * (1 + (k % 7));
+    let thrown: unknown;
+    for (let k = 0; k < 100 && thrown === undefined; k++) {
+      twin.gpu.lr = lrAt(k);
+      try {
+        twin.gpu.step(encoder);
+        twin.cpu.lr = lrAt(k);
+        twin.cpuStep();
+        recorded++;
+      } catch (e) {
+        thrown = e;
+      }
+    }
+    expect(thrown).toBeInstanceOf(RangeError);
+    expect(String(thrown)).toMatch(/64 steps with new hyperparameters .* already recorded into this encoder.*submit it/);
+    expect(recorded).toBe(64);
+    expect(twin.gpu.stepCount).toBe(64);
+    device.queue.submit([encoder.finish()]);
+    await twin.expectParams('the 64 recorded steps');
+    // A new encoder takes steps again.
+    const next = device.createCommandEncoder({ label: 'test.ring.next' });
+    twin.lr = 0.5;
+    twin.step(next);
+    device.queue.submit([next.finish()]);
+    await twin.expectParams('a step in a new encoder');
     twin.destroy();
   });
 });

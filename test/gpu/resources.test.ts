@@ -111,8 +111,8 @@ describe('destroy()', () => {
     } finally {
       created.restore();
     }
-    expect(own.length).toBe(4); // a state buffer per tensor, the uniform, and the 16-byte control buffer the shader binds
-    expect(own.map((b) => b.label)).toEqual([expect.stringMatching(/^RMSProp\.state\[0\]/), expect.stringMatching(/^RMSProp\.state\[1\]/), 'RMSProp.hyperparameters', 'RMSProp.control']);
+    expect(own.length).toBe(5); // a state buffer per tensor, the uniform, its staging ring, and the 16-byte control buffer the shader binds
+    expect(own.map((b) => b.label)).toEqual([expect.stringMatching(/^RMSProp\.state\[0\]/), expect.stringMatching(/^RMSProp\.state\[1\]/), 'RMSProp.hyperparameters', 'RMSProp.hyperparameters.ring', 'RMSProp.control']);
     optimizer.step();
     await device.queue.onSubmittedWorkDone();
     const ownDestroys = own.map((b) => vi.spyOn(b, 'destroy'));

@@ -378,31 +378,23 @@ async function lrCase(device: GPUDevice, c: LrCase): Promise<Outcome> {
     if (optimizer.lr !== 0.003) problems.push(`lr reads ${optimizer.lr} after setting 0.003`);
     feed(1); optimizer.step(); reference.step(); lrs.push(0.003);
 
-    // Two steps in one encoder with lr changed between them: the second must throw (one uniform
-    // write would serve both), and the first still runs with the old lr.
+    // Two steps in one encoder with lr changed between them: each runs with its own lr.
     feed(2);
     const encoder = device.createCommandEncoder({ label: 'checks.lr.encoder' });
     optimizer.step(encoder);
     optimizer.lr = 0.03;
-    let threw: unknown;
-    try {
-      optimizer.step(encoder);
-    } catch (error) {
-      threw = error;
-    }
-    if (!(threw instanceof Error) || !/lr changed/.test(threw.message)) {
-      problems.push(`step(encoder) after an lr change into the same encoder should throw 'lr changed ...', got ${threw === undefined ? 'no error' : String(threw)}`);
-    }
+    optimizer.step(encoder);
     device.queue.submit([encoder.finish()]);
     reference.step(); lrs.push(0.003);
     reference.lr = 0.03;
+    reference.step(); lrs.push(0.03);
 
     feed(3); optimizer.step(); reference.step(); lrs.push(0.03);
 
     optimizer.lr = 0; reference.lr = 0; // lr 0: the state moves, the parameters do not
     feed(4); optimizer.step(); reference.step(); lrs.push(0);
 
-    if (optimizer.stepCount !== 5) problems.push(`stepCount is ${optimizer.stepCount} after 5 steps (the throwing one must not count)`);
+    if (optimizer.stepCount !== 6) problems.push(`stepCount is ${optimizer.stepCount} after 6 steps`);
     if (optimizer.groupOptions[0]?.lr !== 0) problems.push(`groupOptions[0].lr is ${optimizer.groupOptions[0]?.lr}, expected 0`);
     const [p] = await optimizer.readParams();
     const saved = await optimizer.stateDict();
