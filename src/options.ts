@@ -223,8 +223,8 @@ export function resolveOptions(
   const merged: Record<string, unknown> = { ...base };
   for (const [key, value] of Object.entries(options ?? {})) {
     if (value === undefined) continue;
-    if (!(key in DEFAULT_OPTIONS)) {
-      const hint = FOREIGN_NAMES[key];
+    if (!Object.hasOwn(DEFAULT_OPTIONS, key)) { // not `in`: 'toString' and 'constructor' are no options
+      const hint = Object.hasOwn(FOREIGN_NAMES, key) ? FOREIGN_NAMES[key] : undefined;
       throw new TypeError(
         `${where}.${key} is not an RMSProp option` +
           (hint ? `: this library calls it '${hint}' (names follow PyTorch; see presets for other frameworks).` : `. Known options: ${OPTION_NAMES.join(', ')}.`),

@@ -110,6 +110,11 @@ describe('validation', () => {
     expect(message).toContain(`this library calls it '${ours}'`);
   });
 
+  it.each(['toString', 'constructor', 'hasOwnProperty', 'valueOf'])('%s (a key of Object.prototype) is no option', (key) => {
+    const message = rejects({ [key]: 1 }, TypeError, key);
+    expect(message).toContain('Known options: lr,');
+  });
+
   it('an unknown key without a known equivalent lists the options', () => {
     const message = rejects({ amsgrad: true }, TypeError, 'amsgrad');
     for (const name of OPTION_NAMES) expect(message).toContain(name);
