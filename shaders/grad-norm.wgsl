@@ -104,7 +104,10 @@ fn partialNormsPacked(
     let words = gradPacked[i];
     x = vec4f(unpackHalves(words.x), unpackHalves(words.y));
   } else if (i == unit.count4 && unit.tailCount > 0u) {
-    x = vec4f(unpackHalves(gradTailPacked[unit.tailStart]), 0.0, 0.0);
+    // 1 to 3 elements in one or two words; an odd count's last high half is not the tensor's: dropped.
+    var t = vec4f(unpackHalves(gradTailPacked[unit.tailStart]), 0.0, 0.0);
+    if (unit.tailCount > 2u) { t = vec4f(t.xy, unpackHalves(gradTailPacked[unit.tailStart + 1u])); }
+    x = select(vec4f(0.0), t, vec4u(0u, 1u, 2u, 3u) < vec4u(unit.tailCount));
   }
   partial(lid, w, x);
 }

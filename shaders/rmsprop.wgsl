@@ -14,6 +14,12 @@
 //                are padding and are never written.
 //   gradPacked, gradTailPacked  instead of grad and gradTail when GRAD_DTYPE is 1 (f16) or 2 (bf16):
 //                two 16-bit values per u32, decoded exactly (entry points stepBodyPacked, stepTailPacked).
+//   paramPacked, paramTailPacked  instead of param and paramTail when PARAM_DTYPE is 1 (f16) or 2
+//                (bf16): two 16-bit values per u32 (entry points stepBodyHalf*, stepTailHalf*). The
+//                tail (1 to 3 elements) starts at word hp.gradTailStart; with an odd count its last
+//                word's high half is not the tensor's and is written back as it was read.
+//                With MASTER, the f32 master copy is the last state slot: the update reads and writes
+//                it, and stores its rounded value into paramPacked (initMasterBody, initMasterTail fill it).
 //   control      what shaders/grad-norm.wgsl found this step (SKIP_NON_FINITE, CLIP).
 
 override WORKGROUP_SIZE: u32 = 256u;
@@ -30,6 +36,8 @@ override SKIP_NON_FINITE: bool = false; // leave everything unchanged when contr
 override CLIP: bool = false;           // g *= control.scale (global-norm clipping, grad-norm.wgsl)
 override UNSCALE: bool = false;        // g *= hp.unscale (1 / lossScale), first
 override GRAD_DTYPE: u32 = 0u;         // 0: f32 (stepBody, stepTail); 1: f16, 2: bf16 (stepBodyPacked, stepTailPacked)
+override PARAM_DTYPE: u32 = 0u;        // 0: f32; 1: f16, 2: bf16 (stepBodyHalf*, stepTailHalf*)
+override MASTER: bool = false;         // PARAM_DTYPE 1, 2: an f32 master copy in the last state slot
 
 struct Hyper {
   lr: f32,
@@ -44,7 +52,7 @@ struct Hyper {
   tailCount: u32,      // 0 to 3
   decayFactor: f32,    // 1 - lr * weightDecay, rounded once on the host (DECOUPLED_DECAY)
   biasCorrection: f32, // 1 - alpha^t, rounded once on the host (BIAS_CORRECTION)
-  gradTailStart: u32,  // GRAD_DTYPE 1, 2: the tail's word in gradTailPacked
+  gradTailStart: u32,  // GRAD_DTYPE 1, 2: the tail's word in gradTailPacked; PARAM_DTYPE 1, 2: in paramTailPacked
   unscale: f32,        // 1 / lossScale, rounded once on the host (UNSCALE)
 }
 
@@ -67,10 +75,14 @@ struct Control {
 @group(0) @binding(4) var<storage, read_write> paramTail: array<f32>;
 @group(0) @binding(5) var<storage, read_write> gradTail: array<f32>;
 @group(0) @binding(6) var<storage, read> control: Control;
-// 16-bit gradients (GRAD_DTYPE 1, 2), two per u32: the body's 4 elements per vec2u, the tail (0 or
-// 2 elements: a 16-bit tensor has an even count) in one word.
+// 16-bit gradients (GRAD_DTYPE 1, 2), two per u32: the body's 4 elements per vec2u, the tail (1 to 3
+// elements) in one or two words (packedTailGrad).
 @group(0) @binding(7) var<storage, read_write> gradPacked: array<vec2u>;
 @group(0) @binding(8) var<storage, read_write> gradTailPacked: array<u32>;
+// 16-bit parameters (PARAM_DTYPE 1, 2), two per u32, laid out as gradPacked and gradTailPacked (the
+// tail: 1 or 2 words).
+@group(0) @binding(9) var<storage, read_write> paramPacked: array<vec2u>;
+@group(0) @binding(10) var<storage, read_write> paramTailPacked: array<u32>;
 
 // Four elements' parameter and state, in registers.
 struct Lanes {
@@ -129,16 +141,23 @@ fn momentumSlot() -> u32 {
   return select(1u, 2u, CENTERED) * hp.slotStride;
 }
 
+// The f32 master copy of 16-bit parameters (MASTER): the slot after v, m, b.
+fn masterSlot() -> u32 {
+  return (1u + select(0u, 1u, CENTERED) + select(0u, 1u, MOMENTUM)) * hp.slotStride;
+}
+
 fn loadState(e: ptr<function, Lanes>, i: u32) {
   (*e).v = state[i];
   if (CENTERED) { (*e).m = state[i + hp.slotStride]; }
   if (MOMENTUM) { (*e).b = state[i + momentumSlot()]; }
+  if (MASTER) { (*e).p = state[i + masterSlot()]; }
 }
 
 fn storeState(e: ptr<function, Lanes>, i: u32) {
   state[i] = (*e).v;
   if (CENTERED) { state[i + hp.slotStride] = (*e).m; }
   if (MOMENTUM) { state[i + momentumSlot()] = (*e).b; }
+  if (MASTER) { state[i + masterSlot()] = (*e).p; }
 }
 
 // The body: one vec4 per invocation. Dispatches wider than maxComputeWorkgroupsPerDimension
@@ -170,8 +189,138 @@ fn bodyStep(i: u32, g: vec4f) {
 // The two 16-bit floats of a word (low half first), exactly, by bit operations (WGSL's
 // unpack2x16float may flush f16 subnormals).
 fn unpackHalves(w: u32) -> vec2f {
-  if (GRAD_DTYPE == 2u) { return vec2f(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u)); }
+  return decodeWord(w, GRAD_DTYPE);
+}
+
+fn decodeWord(w: u32, dtype: u32) -> vec2f {
+  if (dtype == 2u) { return vec2f(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u)); }
   return vec2f(f16ToF32(w & 0xffffu), f16ToF32(w >> 16u));
+}
+
+// Two parameters rounded to PARAM_DTYPE, in one word (low half first). By bit operations, not
+// pack2x16float, whose rounding WGSL leaves open. src/half.ts f32ToF16 and f32ToBf16 are the twins.
+fn encodeWord(p: vec2f) -> u32 {
+  if (PARAM_DTYPE == 2u) { return f32ToBf16(p.x) | (f32ToBf16(p.y) << 16u); }
+  return f32ToF16(p.x) | (f32ToF16(p.y) << 16u);
+}
+
+// Round to nearest, ties to even, keeping the high 16 bits; NaN to 0x7fc0 (rounding could carry a
+// NaN's payload into Infinity).
+fn f32ToBf16(x: f32) -> u32 {
+  let b = bitcast<u32>(x);
+  if ((b & 0x7fffffffu) > 0x7f800000u) { return 0x7fc0u; }
+  return (b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u;
+}
+
+// Round to nearest, ties to even: 65520 (65504 + half an ULP) and above to ±Infinity, below 2^-14
+// to a subnormal (or ±0), NaN to 0x7e00.
+fn f32ToF16(x: f32) -> u32 {
+  let b = bitcast<u32>(x);
+  let sign = (b >> 16u) & 0x8000u;
+  let a = b & 0x7fffffffu;
+  if (a > 0x7f800000u) { return 0x7e00u; }
+  if (a >= 0x477ff000u) { return sign | 0x7c00u; }
+  if (a >= 0x38800000u) { // normal: rebias the exponent (127 - 15 = 112), round off 13 mantissa bits
+    let r = a - 0x38000000u;
+    return sign | ((r + 0xfffu + ((r >> 13u) & 1u)) >> 13u);
+  }
+  // Subnormal: the significand (implicit bit included) shifted down to units of 2^-24, rounded to
+  // even; a carry to 0x400 is the smallest normal, as it should be. Below 2^-25 (and f32 subnormals): 0.
+  let exponent = a >> 23u;
+  if (exponent < 102u) { return sign; }
+  let significand = (a & 0x7fffffu) | 0x800000u;
+  let shift = 126u - exponent; // 14 to 24
+  let q = significand >> shift;
+  let rest = significand & ((1u << shift) - 1u);
+  let half = 1u << (shift - 1u);
+  return sign | (q + select(0u, 1u, rest > half || (rest == half && (q & 1u) == 1u)));
+}
+
+// 16-bit parameters: the body. Without MASTER the update reads the 16-bit values; with it, the f32
+// master copy (loadState); either way the caller's buffer gets the result rounded.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn stepBodyHalf(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let i = id.x + id.y * groups.x * WORKGROUP_SIZE;
+  if (i >= hp.count4 || skipped()) { return; }
+  halfBodyStep(i, grad[i]);
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn stepBodyHalfPacked(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let i = id.x + id.y * groups.x * WORKGROUP_SIZE;
+  if (i >= hp.count4 || skipped()) { return; }
+  let w = gradPacked[i];
+  halfBodyStep(i, vec4f(unpackHalves(w.x), unpackHalves(w.y)));
+}
+
+fn halfBodyStep(i: u32, g: vec4f) {
+  var e: Lanes;
+  loadState(&e, i);
+  if (!MASTER) {
+    let w = paramPacked[i];
+    e.p = vec4f(decodeWord(w.x, PARAM_DTYPE), decodeWord(w.y, PARAM_DTYPE));
+  }
+  update(&e, g);
+  paramPacked[i] = vec2u(encodeWord(e.p.xy), encodeWord(e.p.zw));
+  storeState(&e, i);
+}
+
+// 16-bit parameters: the tail of 1 to 3 elements in one or two words, by one invocation, so the
+// read-modify-write of a half-used last word races with nothing.
+@compute @workgroup_size(1)
+fn stepTailHalf() {
+  if (skipped()) { return; }
+  var g = vec4f(0.0);
+  for (var k = 0u; k < hp.tailCount; k++) { g[k] = gradTail[hp.tailStart + k]; }
+  halfTailStep(g);
+}
+
+@compute @workgroup_size(1)
+fn stepTailHalfPacked() {
+  if (skipped()) { return; }
+  halfTailStep(packedTailGrad());
+}
+
+fn halfTailStep(g: vec4f) {
+  let at = hp.gradTailStart;
+  let twoWords = hp.tailCount > 2u;
+  var old = vec2u(paramTailPacked[at], 0u);
+  if (twoWords) { old.y = paramTailPacked[at + 1u]; }
+  var e: Lanes;
+  loadState(&e, hp.count4);
+  if (!MASTER) { e.p = vec4f(decodeWord(old.x, PARAM_DTYPE), decodeWord(old.y, PARAM_DTYPE)); }
+  let before = e;
+  update(&e, g);
+  let live = vec4u(0u, 1u, 2u, 3u) < vec4u(hp.tailCount);
+  e.p = select(before.p, e.p, live);
+  e.v = select(before.v, e.v, live);
+  e.m = select(before.m, e.m, live);
+  e.b = select(before.b, e.b, live);
+  var w = vec2u(encodeWord(e.p.xy), encodeWord(e.p.zw));
+  // An odd count: the last word's high half is not this tensor's; it goes back bit for bit.
+  if (hp.tailCount == 1u) { w.x = (w.x & 0xffffu) | (old.x & 0xffff0000u); }
+  if (hp.tailCount == 3u) { w.y = (w.y & 0xffffu) | (old.y & 0xffff0000u); }
+  paramTailPacked[at] = w.x;
+  if (twoWords) { paramTailPacked[at + 1u] = w.y; }
+  storeState(&e, hp.count4);
+}
+
+// MASTER: the master copy from the caller's 16-bit parameters, once, when the optimizer is made.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn initMasterBody(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let i = id.x + id.y * groups.x * WORKGROUP_SIZE;
+  if (i >= hp.count4) { return; }
+  let w = paramPacked[i];
+  state[i + masterSlot()] = vec4f(decodeWord(w.x, PARAM_DTYPE), decodeWord(w.y, PARAM_DTYPE));
+}
+
+@compute @workgroup_size(1)
+fn initMasterTail() {
+  let at = hp.gradTailStart;
+  var p = vec4f(decodeWord(paramTailPacked[at], PARAM_DTYPE), 0.0, 0.0);
+  if (hp.tailCount > 2u) { p = vec4f(p.xy, decodeWord(paramTailPacked[at + 1u], PARAM_DTYPE)); }
+  // Lanes past the tail (padding, and an odd count's neighbouring half) stay 0.
+  state[hp.count4 + masterSlot()] = select(vec4f(0.0), p, vec4u(0u, 1u, 2u, 3u) < vec4u(hp.tailCount));
 }
 
 fn f16ToF32(h: u32) -> f32 {
@@ -199,7 +348,15 @@ fn stepTail() {
 @compute @workgroup_size(1)
 fn stepTailPacked() {
   if (skipped()) { return; }
-  tailStep(vec4f(unpackHalves(gradTailPacked[hp.gradTailStart]), 0.0, 0.0));
+  tailStep(packedTailGrad());
+}
+
+// The 1 to 3 tail gradients of GRAD_DTYPE 1, 2, lanes past the tail 0 (an odd count's last word's
+// high half is not the tensor's).
+fn packedTailGrad() -> vec4f {
+  var g = vec4f(unpackHalves(gradTailPacked[hp.gradTailStart]), 0.0, 0.0);
+  if (hp.tailCount > 2u) { g = vec4f(g.xy, unpackHalves(gradTailPacked[hp.gradTailStart + 1u])); }
+  return select(vec4f(0.0), g, vec4u(0u, 1u, 2u, 3u) < vec4u(hp.tailCount));
 }
 
 fn tailStep(g: vec4f) {

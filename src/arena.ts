@@ -8,14 +8,31 @@ import type { ParamSpec } from './params.js';
 
 const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08;
 
-/** Tensors start at multiples of 256 bytes: the largest minStorageBufferOffsetAlignment WebGPU allows. */
+/**
+ * Tensors start at multiples of 256 bytes: the largest minStorageBufferOffsetAlignment WebGPU allows.
+ *
+ * @example
+ * ```ts
+ * arena.tensor('b1').offset % ARENA_ALIGNMENT; // 0, for every tensor of a ParamArena
+ * ```
+ */
 export const ARENA_ALIGNMENT = 256;
 
 /** Marks specs that come from an arena, so the optimizer may update their zero padding along with them. */
 export const ARENA = Symbol('webgpu-rmsprop.arena');
 
-/** A tensor's place in an arena. */
+/**
+ * A tensor's place in an arena.
+ *
+ * @example
+ * ```ts
+ * const w1: ArenaTensor = arena.tensor('w1');
+ * device.queue.writeBuffer(arena.params, w1.offset, initialW1); // initialW1: w1.size f32 values
+ * pass.setBindGroup(0, device.createBindGroup({ layout, entries: [{ binding: 0, resource: w1.param }, { binding: 1, resource: w1.grad }] }));
+ * ```
+ */
 export interface ArenaTensor {
+  /** The name given to the `ParamArena` constructor, unique in the arena; also the spec's `name`. */
   readonly name: string;
   /** Elements. */
   readonly size: number;

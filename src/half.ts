@@ -1,8 +1,9 @@
 /**
  * 16-bit floats (IEEE f16 and bfloat16) as the bit patterns that gradients in `gradDtype: 'f16' |
- * 'bf16'` buffers hold, two per u32 (element 2k in the low half of word k). Decoding is exact, and
- * the shaders decode with bit operations, so the GPU and these functions agree bit for bit.
- * Encoding rounds to nearest, ties to even; values past the largest finite value become ±Infinity.
+ * 'bf16'` buffers and parameters in `paramDtype: 'f16' | 'bf16'` buffers hold, two per u32 (element
+ * 2k in the low half of word k). Decoding is exact, and the shaders decode with bit operations, so
+ * the GPU and these functions agree bit for bit. Encoding rounds to nearest, ties to even; values
+ * past the largest finite value become ±Infinity; the shaders' encodeWord rounds the same way.
  */
 
 const scratch = new DataView(new ArrayBuffer(4));
@@ -83,7 +84,16 @@ function roundHalfEven(x: number): number {
   return floor;
 }
 
-/** Decodes 16-bit gradients into `out` (f32). */
+/**
+ * Decodes 16-bit bit patterns (f16 or bf16) into `out` as f32, exactly, and returns `out`; `out` needs at
+ * least `bits.length` elements.
+ *
+ * @example
+ * ```ts
+ * const bits = encodeHalves(new Float32Array([0.5, -2]), 'bf16');
+ * decodeHalves(bits, 'bf16', new Float32Array(bits.length)); // Float32Array [0.5, -2]
+ * ```
+ */
 export function decodeHalves(bits: Uint16Array, dtype: 'f16' | 'bf16', out: Float32Array): Float32Array {
   const decode = dtype === 'f16' ? f16ToF32 : bf16ToF32;
   for (let i = 0; i < bits.length; i++) out[i] = decode(bits[i]!);

@@ -13,6 +13,7 @@ export {
   type EpsMode,
   type WeightDecayMode,
   type GradDtype,
+  type ParamDtype,
   type RMSPropConfig,
   type RMSPropOptions,
   type ResolvedOptions,

@@ -6,17 +6,52 @@
 
 import type { LrSchedule } from './schedules.js';
 
-/** Where `eps` enters the denominator: `sqrt(v) + eps` (PyTorch) or `sqrt(v + eps)` (Keras, TF, Optax). */
+/**
+ * Where `eps` enters the denominator: `sqrt(v) + eps` (PyTorch) or `sqrt(v + eps)` (Keras, TF, Optax).
+ *
+ * @example
+ * ```ts
+ * const epsMode: EpsMode = 'inside';
+ * new RMSProp(device, params, { eps: 1e-7, epsMode }); // denominator sqrt(v + 1e-7), as Keras
+ * ```
+ */
 export type EpsMode = 'outside' | 'inside';
 
 /**
  * How `weightDecay` applies: `'l2'` adds `weightDecay * p` to the gradient (PyTorch `RMSprop`);
  * `'decoupled'` shrinks the parameter before the step, `p *= 1 - lr * weightDecay` (AdamW, Keras 3).
+ *
+ * @example
+ * ```ts
+ * const weightDecayMode: WeightDecayMode = 'decoupled';
+ * new RMSProp(device, params, { lr: 1e-3, weightDecay: 0.01, weightDecayMode });
+ * ```
  */
 export type WeightDecayMode = 'l2' | 'decoupled';
 
-/** What a gradient buffer holds: f32, or 16-bit floats two per u32 (element 2k in the low half of word k). */
+/**
+ * What a gradient buffer holds: f32, or 16-bit floats two per u32 (element 2k in the low half of word k).
+ *
+ * @example
+ * ```ts
+ * const gradDtype: GradDtype = 'bf16';
+ * device.queue.writeBuffer(gradBuffer, 0, encodeHalves(gradValues, gradDtype)); // gradValues: a Float32Array
+ * new RMSProp(device, [{ param: weights, grad: gradBuffer }], { gradDtype });
+ * ```
+ */
 export type GradDtype = 'f32' | 'f16' | 'bf16';
+
+/**
+ * What a parameter buffer holds: f32, or 16-bit floats two per u32, as {@link GradDtype}.
+ *
+ * @example
+ * ```ts
+ * const paramDtype: ParamDtype = 'f16';
+ * // f16 weights and gradients, with an f32 master copy in the optimizer's state (masterWeights, the default)
+ * new RMSProp(device, [{ param: halfWeights, grad: halfGrads }], { paramDtype, gradDtype: 'f16' });
+ * ```
+ */
+export type ParamDtype = 'f32' | 'f16' | 'bf16';
 
 /**
  * Hyperparameters of one RMSProp step. Every field is optional where an options object is taken;
@@ -24,7 +59,8 @@ export type GradDtype = 'f32' | 'f16' | 'bf16';
  *
  * @example
  * ```ts
- * const options: RMSPropOptions = { lr: 1e-3, alpha: 0.9, momentum: 0.9, centered: true };
+ * const options: RMSPropOptions = { ...DEFAULT_OPTIONS, lr: 1e-3, alpha: 0.9, momentum: 0.9, centered: true };
+ * const partial: Partial<RMSPropOptions> = { lr: 1e-3, centered: true }; // what referenceStep takes
  * ```
  */
 export interface RMSPropOptions {
@@ -76,9 +112,9 @@ export interface RMSPropOptions {
    */
   clipGradNorm: number;
   /**
-   * The gradient buffers' element type: `'f32'`, or `'f16'` / `'bf16'` (2 bytes each, an even
-   * count per tensor) from a 16-bit backward pass; decoded exactly to f32. Parameters and state stay
-   * f32 (the parameters are the f32 master weights).
+   * The gradient buffers' element type: `'f32'`, or `'f16'` / `'bf16'` (2 bytes each, two per u32,
+   * any count; the buffer must reach the end of a tensor's last u32) from a 16-bit backward pass;
+   * decoded exactly to f32. The state stays f32; the parameters are f32 unless `paramDtype` says otherwise.
    */
   gradDtype: GradDtype;
   /**
@@ -87,6 +123,21 @@ export interface RMSPropOptions {
    * unscaled values, as PyTorch AMP's `GradScaler.unscale_`. 1: none.
    */
   lossScale: number;
+  /**
+   * The parameter buffers' element type: `'f32'`, or `'f16'` / `'bf16'` (2 bytes each, two per u32,
+   * any count; the buffer must reach the end of a tensor's last u32). The update computes in f32 and
+   * writes each parameter back rounded to nearest even (f16: overflow to ±Infinity, subnormals kept;
+   * NaN stays NaN). The state stays f32.
+   */
+  paramDtype: ParamDtype;
+  /**
+   * With a 16-bit `paramDtype`: keep an f32 master copy of the parameters (in the optimizer's state,
+   * copied from the caller's buffer when the optimizer is made, saved in the state dict as `master`),
+   * update it, and write its rounded value to the caller's buffer, as PyTorch AMP / apex O2 do, so that
+   * updates smaller than half a 16-bit ULP are not lost. `false`: update the 16-bit values themselves.
+   * No effect with `paramDtype: 'f32'`.
+   */
+  masterWeights: boolean;
 }
 
 /**
@@ -98,9 +149,25 @@ export interface RMSPropOptions {
  * const config: RMSPropConfig = { lr: schedules.linearWarmup(1e-3, 100), momentum: 0.9 };
  * ```
  */
-export type RMSPropConfig = Partial<Omit<RMSPropOptions, 'lr'>> & { lr?: number | LrSchedule };
+export type RMSPropConfig = Partial<Omit<RMSPropOptions, 'lr'>> & {
+  /**
+   * The learning rate (a finite number >= 0; default 0.01), or a schedule `(step) => lr` called
+   * before each step with the 0-based step count, whose value is checked the same way.
+   */
+  lr?: number | LrSchedule;
+};
 
-/** Options with every field present, as the optimizer holds them. */
+/**
+ * Options with every field present, as the optimizer holds them: what {@link resolveOptions}
+ * returns and `groupOptions` lists, and what a state dict saves for each group.
+ *
+ * @example
+ * ```ts
+ * const resolved: ResolvedOptions = resolveOptions({ lr: 1e-3 });
+ * resolved.alpha; // 0.99, PyTorch's default
+ * optimizer.groupOptions[0]!.lr; // the first group's current learning rate
+ * ```
+ */
 export type ResolvedOptions = Readonly<RMSPropOptions>;
 
 /**
@@ -129,6 +196,8 @@ export const DEFAULT_OPTIONS: ResolvedOptions = Object.freeze({
   clipGradNorm: 0,
   gradDtype: 'f32',
   lossScale: 1,
+  paramDtype: 'f32',
+  masterWeights: true,
 });
 
 /**
@@ -253,6 +322,10 @@ export function resolveOptions(
   if (o.gradDtype !== 'f32' && o.gradDtype !== 'f16' && o.gradDtype !== 'bf16') {
     throw new TypeError(`${where}.gradDtype must be 'f32', 'f16' or 'bf16', got ${describe(o.gradDtype)}.`);
   }
+  if (o.paramDtype !== 'f32' && o.paramDtype !== 'f16' && o.paramDtype !== 'bf16') {
+    throw new TypeError(`${where}.paramDtype must be 'f32', 'f16' or 'bf16', got ${describe(o.paramDtype)}.`);
+  }
+  if (typeof o.masterWeights !== 'boolean') throw new TypeError(`${where}.masterWeights must be true or false, got ${describe(o.masterWeights)}.`);
   number(o.lossScale, `${where}.lossScale`, (x) => x >= 2 ** -126 && x <= 2 ** 126, 'a loss scale in [2^-126, 2^126], such as 65536 (1: none)');
   if (o.nesterov && o.momentum === 0) {
     throw new RangeError(`${where}.nesterov needs momentum > 0: set momentum (such as 0.9) or leave nesterov false.`);

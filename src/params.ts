@@ -8,7 +8,8 @@ import { splitSchedule, type LrSchedule } from './schedules.js';
 
 /**
  * One trainable tensor: the caller's parameter and gradient, each a whole `GPUBuffer` or a
- * `GPUBufferBinding` (a range of one). Both hold f32 values, the same number of them. The optimizer
+ * `GPUBufferBinding` (a range of one). Both hold f32 values, the same number of them, unless the
+ * options say `paramDtype` / `gradDtype` 'f16' or 'bf16' (2 bytes per element, two per u32). The optimizer
  * updates `param` in place, reads `grad`, and never copies or destroys either.
  *
  * @example
@@ -17,7 +18,13 @@ import { splitSchedule, type LrSchedule } from './schedules.js';
  * ```
  */
 export interface ParamSpec {
+  /**
+   * The parameter, updated in place: a whole buffer, or a range `{ buffer, offset?, size? }` of one
+   * (offset a multiple of the device's minStorageBufferOffsetAlignment; size defaults to the rest of
+   * the buffer). The buffer needs STORAGE usage, and COPY_SRC for `readParams()`.
+   */
   param: GPUBuffer | GPUBufferBinding;
+  /** The gradient, only read: a buffer or a range of one, as `param`, with as many elements as `param`. */
   grad: GPUBuffer | GPUBufferBinding;
   /** Used in error messages, labels and state dicts; defaults to `param{index}`. */
   name?: string;
@@ -29,10 +36,18 @@ export interface ParamSpec {
  *
  * @example
  * ```ts
- * new RMSProp(device, [{ params: weights }, { params: biases, weightDecay: 0 }], { lr: 1e-3, weightDecay: 1e-4 });
+ * const weightSpecs: ParamSpec[] = [{ param: w1, grad: gw1 }, { param: w2, grad: gw2 }];
+ * const biasSpecs: ParamSpec[] = [{ param: b1, grad: gb1 }];
+ * new RMSProp(device, [{ params: weightSpecs }, { params: biasSpecs, weightDecay: 0 }], { lr: 1e-3, weightDecay: 1e-4 });
  * ```
  */
-export type ParamGroup = { params: ParamSpec[] } & RMSPropConfig;
+export type ParamGroup = {
+  /**
+   * The group's parameters, at least one. Parameters are numbered across all groups in order: the
+   * numbers a state dict's `groups[g].params` lists.
+   */
+  params: ParamSpec[];
+} & RMSPropConfig;
 
 /** A checked range of a buffer, in bytes. */
 export interface ByteRange {
@@ -146,19 +161,45 @@ function resolveParam(
   o: ResolvedOptions,
 ): ResolvedParam {
   const { name, label } = specName(spec, index, where);
-  const param = toByteRange(spec.param, `${label}.param`, limits);
-  const grad = toByteRange(spec.grad, `${label}.grad`, limits);
+  const halfParam = o.paramDtype !== 'f32';
+  const param = toByteRange(spec.param, `${label}.param`, limits, halfParam ? 2 : 4);
+  const halfGrad = o.gradDtype !== 'f32';
+  const grad = toByteRange(spec.grad, `${label}.grad`, limits, halfGrad ? 2 : 4);
   const arena = (spec as { [ARENA]?: object })[ARENA];
+  if (halfGrad) checkLastWord(grad, `${label}.grad`, o.gradDtype);
+  if (halfParam) {
+    if (arena) throw new TypeError(`${label} comes from a ParamArena, whose parameters are f32: use paramDtype 'f32' with an arena.`);
+    // 16-bit parameters: 2 bytes each, any count. The shader reads and writes whole u32 words, so the
+    // buffer must hold the word that the last element of an odd count shares (its other half is kept).
+    checkLastWord(param, `${label}.param`, o.paramDtype);
+    const n = param.size / 2;
+    const gradBytes = n * (o.gradDtype === 'f32' ? 4 : 2);
+    if (grad.size !== gradBytes) {
+      throw new RangeError(`${label}: grad covers ${grad.size} bytes but ${n} ${o.gradDtype} gradients take ${gradBytes} (param holds ${n} ${o.paramDtype} values, ${param.size} bytes).`);
+    }
+    return { name, index, group, size: n, param, grad };
+  }
   if (o.gradDtype !== 'f32') {
     if (arena) throw new TypeError(`${label} comes from a ParamArena, whose gradients are f32: use gradDtype 'f32' with an arena.`);
-    // 16-bit gradients: 2 bytes per element of the f32 parameter; whole u32 words, so an even count.
+    // 16-bit gradients: 2 bytes per element of the f32 parameter.
     if (grad.size * 2 !== param.size) {
-      throw new RangeError(`${label}: grad covers ${grad.size} bytes but param ${param.size}: with gradDtype '${o.gradDtype}' the gradient holds 2 bytes per f32 parameter (pad a tensor of odd length to an even one).`);
+      throw new RangeError(`${label}: grad covers ${grad.size} bytes but param ${param.size}: with gradDtype '${o.gradDtype}' the gradient holds 2 bytes per f32 parameter.`);
     }
   } else if (param.size !== grad.size) {
     throw new RangeError(`${label}: grad covers ${grad.size} bytes but param covers ${param.size}: they must hold the same number of f32 values.`);
   }
   return { name, index, group, size: param.size / 4, param, grad, ...(arena ? { arena } : {}) };
+}
+
+/**
+ * 16-bit values are read (and parameters written) as whole u32 words: an odd count's last element
+ * shares a word with the next 2 bytes, which the buffer must hold (they are read and kept, never changed).
+ */
+function checkLastWord(range: ByteRange, where: string, dtype: string): void {
+  const end = range.offset + Math.ceil(range.size / 4) * 4;
+  if (end > range.buffer.size) {
+    throw new RangeError(`${where}: ${range.size / 2} ${dtype} values end mid-word at byte ${range.offset + range.size} of a ${range.buffer.size}-byte buffer: make the buffer at least ${end} bytes (its last half-word is left untouched).`);
+  }
 }
 
 function isBuffer(x: unknown): x is GPUBuffer {
@@ -171,6 +212,7 @@ export function toByteRange(
   x: GPUBuffer | GPUBufferBinding,
   where: string,
   limits: { minStorageBufferOffsetAlignment: number },
+  elementBytes: 2 | 4 = 4,
 ): ByteRange {
   const buffer = isBuffer(x) ? x : typeof x === 'object' && x !== null && isBuffer(x.buffer) ? x.buffer : undefined;
   if (!buffer) throw new TypeError(`${where} must be a GPUBuffer or a GPUBufferBinding { buffer, offset?, size? }, got ${describe(x)}.`);
@@ -191,9 +233,11 @@ export function toByteRange(
   if (offset % align !== 0) {
     throw new RangeError(`${where}.offset is ${offset}, not a multiple of the device's minStorageBufferOffsetAlignment (${align}): align each tensor's offset to ${align} bytes.`);
   }
-  if (size === 0) throw new RangeError(`${where} covers 0 bytes: a parameter needs at least one f32.`);
-  if (size % 4 !== 0) {
-    throw new RangeError(`${where} covers ${size} bytes, not a multiple of 4: it must hold whole f32 values.`);
+  if (size === 0) throw new RangeError(`${where} covers 0 bytes: a parameter needs at least one element.`);
+  if (size % elementBytes !== 0) {
+    throw new RangeError(elementBytes === 4
+      ? `${where} covers ${size} bytes, not a multiple of 4: it must hold whole f32 values.`
+      : `${where} covers ${size} bytes, an odd number: it must hold whole 16-bit values (2 bytes each).`);
   }
   return { buffer, offset, size };
 }

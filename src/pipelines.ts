@@ -9,13 +9,15 @@ import type { GradDtype, ResolvedOptions } from './options.js';
 
 /** The GRAD_DTYPE override of both shaders. */
 const GRAD_DTYPES: Record<GradDtype, number> = { f32: 0, f16: 1, bf16: 2 };
-import { WORKGROUP_SIZE } from './plan.js';
+import { hasMaster, WORKGROUP_SIZE } from './plan.js';
 
 export interface StepPipelines {
   /** One vec4 per invocation. */
   readonly body: GPUComputePipeline;
   /** The last 1 to 3 elements of a tensor. */
   readonly tail: GPUComputePipeline;
+  /** With a master copy (16-bit parameters, masterWeights): fill it from the caller's parameters, once. */
+  readonly initMaster?: { readonly body: GPUComputePipeline; readonly tail: GPUComputePipeline };
 }
 
 /** The override constants of shaders/rmsprop.wgsl for these options. */
@@ -35,6 +37,8 @@ export function variantConstants(o: ResolvedOptions): Record<string, number> {
     CLIP: Number(o.clipGradNorm > 0),
     UNSCALE: Number(o.lossScale !== 1),
     GRAD_DTYPE: GRAD_DTYPES[o.gradDtype],
+    PARAM_DTYPE: GRAD_DTYPES[o.paramDtype],
+    MASTER: Number(hasMaster(o)),
   };
 }
 
@@ -49,6 +53,7 @@ export function variantKey(o: ResolvedOptions): string {
   ];
   const flags = names.filter(([k]) => c[k]).map(([, n]) => n);
   if (o.gradDtype !== 'f32') flags.push(`grad${o.gradDtype.toUpperCase()}`);
+  if (o.paramDtype !== 'f32') flags.push(`param${o.paramDtype.toUpperCase()}${hasMaster(o) ? '+master' : ''}`);
   return flags.join('+') || 'plain';
 }
 
@@ -71,8 +76,13 @@ export function stepPipelines(device: GPUDevice, options: ResolvedOptions): Step
       layout: 'auto',
       compute: { module, entryPoint, constants },
     });
-    const packed = options.gradDtype !== 'f32';
-    pipelines = { body: make(packed ? 'stepBodyPacked' : 'stepBody'), tail: make(packed ? 'stepTailPacked' : 'stepTail') };
+    // Entry points by what they bind: 16-bit parameters (Half) and 16-bit gradients (Packed).
+    const suffix = (options.paramDtype !== 'f32' ? 'Half' : '') + (options.gradDtype !== 'f32' ? 'Packed' : '');
+    pipelines = {
+      body: make(`stepBody${suffix}`),
+      tail: make(`stepTail${suffix}`),
+      ...(hasMaster(options) ? { initMaster: { body: make('initMasterBody'), tail: make('initMasterTail') } } : {}),
+    };
     perDevice.pipelines.set(key, pipelines);
   }
   return pipelines;

@@ -7,7 +7,15 @@
  */
 import type { ByteRange, ResolvedParam } from './params.js';
 
-/** Invocations per workgroup of the body: one source for the WGSL override and the dispatch arithmetic. */
+/**
+ * Invocations per workgroup of the body: one source for the WGSL override and the dispatch arithmetic.
+ * Each invocation updates one vec4 (4 elements).
+ *
+ * @example
+ * ```ts
+ * const elementsPerWorkgroup = WORKGROUP_SIZE * 4; // 1024 elements per workgroup of the update pass
+ * ```
+ */
 export const WORKGROUP_SIZE = 256;
 
 /** Storage binding offsets must be multiples of this many bytes (WebGPU allows no larger minimum). */
@@ -30,9 +38,17 @@ export interface Chunk {
   readonly tailStart: number;
 }
 
-/** The number of vec4 state slots a variant keeps: v, plus m when centered, plus b with momentum. */
-export function stateSlots(o: { centered: boolean; momentum: number }): number {
-  return 1 + (o.centered ? 1 : 0) + (o.momentum > 0 ? 1 : 0);
+/**
+ * The number of vec4 state slots a variant keeps: v, plus m when centered, plus b with momentum, plus
+ * the f32 master copy of 16-bit parameters (masterWeights), always last.
+ */
+export function stateSlots(o: { centered: boolean; momentum: number; paramDtype?: string; masterWeights?: boolean }): number {
+  return 1 + (o.centered ? 1 : 0) + (o.momentum > 0 ? 1 : 0) + (hasMaster(o) ? 1 : 0);
+}
+
+/** Whether a variant keeps an f32 master copy of its parameters: 16-bit parameters with masterWeights. */
+export function hasMaster(o: { paramDtype?: string; masterWeights?: boolean }): boolean {
+  return o.paramDtype !== undefined && o.paramDtype !== 'f32' && o.masterWeights === true;
 }
 
 /**
@@ -121,14 +137,16 @@ export function planSegments(params: readonly ResolvedParam[]): Segment[] {
     // An arena's span runs on to its aligned end (zero padding), so its length is a multiple of 64: no tail.
     const end = arena ? Math.min(align(param.offset + param.size), param.buffer.size, grad.buffer.size - grad.offset + param.offset) : param.offset + param.size;
     const bytes = end - param.offset;
-    return { group, members, size: bytes / 4, param: { ...param, size: bytes }, grad: { ...grad, size: bytes } };
+    // A lone tensor keeps its own count (its parameter may hold 16-bit values: paramDtype).
+    return { group, members, size: arena ? bytes / 4 : members[0]!.size, param: { ...param, size: bytes }, grad: { ...grad, size: bytes } };
   });
 }
 
 /**
- * Where a chunk's 16-bit gradient tail lies (gradDtype 'f16' / 'bf16', 2 bytes per element): the
+ * Where a chunk's 16-bit tail lies (gradDtype or paramDtype 'f16' / 'bf16', 2 bytes per element): the
  * 256-aligned binding offset at or below the end of the body's `count4 * 8` bytes, and the index of
- * the tail's u32 word within that binding. The tail is 0 or 2 elements (an even count): one word.
+ * the tail's first u32 word within that binding. A tail of 1 to 3 elements is one or two words, the
+ * last half used when the count is odd.
  */
 export function packedTail(chunk: Chunk): { bindingOffset: number; start: number } {
   const bodyBytes = chunk.count4 * 8;

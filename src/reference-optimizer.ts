@@ -4,7 +4,7 @@
  */
 import { validateLr, type RMSPropConfig, type ResolvedOptions } from './options.js';
 import { scheduledLrs, type LrSchedule } from './schedules.js';
-import { decodeHalves } from './half.js';
+import { decodeHalves, f32ToBf16, f32ToF16 } from './half.js';
 import { groupParams, specName } from './params.js';
 import { checkMultiplyAdd, checkStep, createReferenceState, gradNormStats, stepHyper, stepResolved, type MultiplyAdd, type ReferenceState } from './reference.js';
 import { checkStateDict, type RMSPropState } from './state-dict.js';
@@ -18,40 +18,77 @@ import { checkStateDict, type RMSPropState } from './state-dict.js';
  * ```
  */
 export interface ReferenceParamSpec {
+  /** The parameter values, updated in place by `step()`. */
   param: Float32Array;
+  /** The gradient, only read: as many elements as `param`. */
   grad: Float32Array;
+  /** Used in error messages and state dicts; defaults to `param{index}`. */
   name?: string;
 }
 
 /**
- * One tensor whose gradient holds 16-bit floats (gradDtype 'f16' or 'bf16'), one bit pattern per element.
+ * One tensor with 16-bit floats, one bit pattern per element: its gradient (gradDtype 'f16' or
+ * 'bf16': `grad` a Uint16Array), its parameter (paramDtype 'f16' or 'bf16': `param` a Uint16Array,
+ * updated in place, rounded as the GPU rounds), or both.
  *
  * @example
  * ```ts
  * const spec: ReferenceHalfParamSpec = { param: new Float32Array(4), grad: encodeHalves(new Float32Array(4), 'f16') };
+ * const half: ReferenceHalfParamSpec = { param: encodeHalves(new Float32Array([1, 2]), 'bf16'), grad: new Float32Array(2) };
  * ```
  */
 export interface ReferenceHalfParamSpec {
-  param: Float32Array;
-  grad: Uint16Array;
+  /** The parameter, updated in place: a Float32Array (paramDtype 'f32') or a Uint16Array of f16 / bf16 bit patterns. */
+  param: Float32Array | Uint16Array;
+  /** The gradient, only read: a Float32Array (gradDtype 'f32') or a Uint16Array of bit patterns; as many elements as `param`. */
+  grad: Float32Array | Uint16Array;
+  /** Used in error messages and state dicts; defaults to `param{index}`. */
   name?: string;
 }
 
-/** How the CPU optimizer rounds; see {@link MultiplyAdd}. */
+/**
+ * How the CPU optimizer rounds; see {@link MultiplyAdd}.
+ *
+ * @example
+ * ```ts
+ * const rounding: ReferenceRounding = { multiplyAdd: await detectMultiplyAdd(device) }; // round as this GPU does
+ * const twin = new ReferenceRMSProp([{ param: w, grad: gw }], { lr: 0.01 }, rounding);
+ * ```
+ */
 export interface ReferenceRounding {
   /** `'fused'` (default) rounds as PyTorch; `'separate'` as SwiftShader (`detectMultiplyAdd`). */
   multiplyAdd?: MultiplyAdd;
 }
 
-/** Parameters that share options, as {@link ParamGroup} for the GPU optimizer. */
-export type ReferenceParamGroup = { params: (ReferenceParamSpec | ReferenceHalfParamSpec)[] } & RMSPropConfig;
+/**
+ * Parameters that share options, as {@link ParamGroup} for the GPU optimizer.
+ *
+ * @example
+ * ```ts
+ * const w = new Float32Array(6), gw = new Float32Array(6), b = new Float32Array(2), gb = new Float32Array(2);
+ * const groups: ReferenceParamGroup[] = [{ params: [{ param: w, grad: gw }] }, { params: [{ param: b, grad: gb }], weightDecay: 0 }];
+ * const optimizer = new ReferenceRMSProp(groups, { lr: 1e-3, weightDecay: 1e-4 });
+ * ```
+ */
+export type ReferenceParamGroup = {
+  /**
+   * The group's parameters, at least one. Parameters are numbered across all groups in order: the
+   * numbers a state dict's `groups[g].params` lists.
+   */
+  params: (ReferenceParamSpec | ReferenceHalfParamSpec)[];
+} & RMSPropConfig;
 
 interface CpuParam {
   readonly name: string;
   readonly index: number;
   readonly group: number;
   readonly size: number;
+  /** The parameters as f32: the caller's array; or, for 16-bit parameters, the master copy or the decoded values. */
   readonly values: Float32Array;
+  /** The caller's 16-bit parameters, if paramDtype is 'f16' or 'bf16': encoded from `values` after each step. */
+  readonly paramHalves?: Uint16Array;
+  /** Whether `values` is a master copy (masterWeights) that persists between steps. */
+  readonly master: boolean;
   /** The gradients as f32: the caller's array, or (16-bit gradients) decoded into this one before each step. */
   readonly grads: Float32Array;
   /** The caller's 16-bit gradients, if gradDtype is 'f16' or 'bf16'. */
@@ -93,12 +130,14 @@ export class ReferenceRMSProp {
     this.#groups = groupParams(params, options, (spec: ReferenceParamSpec | ReferenceHalfParamSpec, index, group, where, groupOptions): CpuParam => {
       const { name, label } = specName(spec, index, where);
       const packed = groupOptions.gradDtype !== 'f32';
+      const paramDtype = groupOptions.paramDtype;
       for (const key of ['param', 'grad'] as const) {
         const x = spec[key];
-        if (key === 'grad' && packed) {
-          if (!(x instanceof Uint16Array)) throw new TypeError(`${label}.grad must be a Uint16Array of ${groupOptions.gradDtype} bit patterns (gradDtype '${groupOptions.gradDtype}'); encodeHalves makes one.`);
+        const dtype = key === 'grad' ? groupOptions.gradDtype : paramDtype;
+        if (dtype !== 'f32') {
+          if (!(x instanceof Uint16Array)) throw new TypeError(`${label}.${key} must be a Uint16Array of ${dtype} bit patterns (${key}Dtype '${dtype}'); encodeHalves makes one.`);
         } else if (!(x instanceof Float32Array)) {
-          throw new TypeError(`${label}.${key} must be a Float32Array${key === 'grad' ? " (or a Uint16Array with gradDtype 'f16' / 'bf16')" : ''}.`);
+          throw new TypeError(`${label}.${key} must be a Float32Array (or a Uint16Array with ${key}Dtype 'f16' / 'bf16').`);
         }
         if (x.length === 0) throw new RangeError(`${label}.${key} is empty: a parameter needs at least one element.`);
       }
@@ -106,8 +145,14 @@ export class ReferenceRMSProp {
         throw new RangeError(`${label}: grad has ${spec.grad.length} elements but param has ${spec.param.length}: they must match.`);
       }
       const range = (x: Float32Array | Uint16Array) => ({ buffer: x.buffer, offset: x.byteOffset, size: x.byteLength });
+      const halves = paramDtype !== 'f32' ? (spec.param as Uint16Array) : undefined;
+      const master = halves !== undefined && groupOptions.masterWeights;
       return {
-        name, index, group, size: spec.param.length, values: spec.param,
+        name, index, group, size: spec.param.length,
+        // The master copy starts as the caller's 16-bit values, decoded exactly (as the GPU's initMaster).
+        values: halves ? decodeHalves(halves, paramDtype as 'f16' | 'bf16', new Float32Array(halves.length)) : (spec.param as Float32Array),
+        ...(halves ? { paramHalves: halves } : {}),
+        master,
         ...(packed ? { grads: new Float32Array(spec.param.length), halves: spec.grad as Uint16Array } : { grads: spec.grad as Float32Array }),
         param: range(spec.param), grad: range(spec.grad),
         state: createReferenceState(spec.param.length, groupOptions),
@@ -127,6 +172,15 @@ export class ReferenceRMSProp {
     return this.#lrs[0]!;
   }
 
+  /**
+   * Sets every param group's learning rate to `value` and drops any schedule. Throws a TypeError
+   * (not a number) or RangeError (NaN, ±Infinity or negative) before changing anything.
+   *
+   * @example
+   * ```ts
+   * optimizer.lr = 1e-4; // every group, from the next step() on
+   * ```
+   */
   set lr(value: number) {
     validateLr(value, 'lr');
     this.#lrs.fill(value);
@@ -147,9 +201,12 @@ export class ReferenceRMSProp {
       for (const p of group.params) checkStep(p.values, p.grads, p.state, groups[g]!, `'${p.name}': `);
     }
     lrs?.forEach((lr, g) => { this.#lrs[g] = lr; });
-    // 16-bit gradients, decoded exactly (as the shaders decode them).
+    // 16-bit gradients, decoded exactly (as the shaders decode them); 16-bit parameters without a master copy too.
     for (const group of this.#groups) {
-      for (const p of group.params) if (p.halves) decodeHalves(p.halves, group.options.gradDtype as 'f16' | 'bf16', p.grads);
+      for (const p of group.params) {
+        if (p.halves) decodeHalves(p.halves, group.options.gradDtype as 'f16' | 'bf16', p.grads);
+        if (p.paramHalves && !p.master) decodeHalves(p.paramHalves, group.options.paramDtype as 'f16' | 'bf16', p.values);
+      }
     }
     // The pre-pass of skipNonFinite and clipGradNorm (optimizer-wide: the same in every group).
     const first = groups[0]!;
@@ -166,7 +223,10 @@ export class ReferenceRMSProp {
     }
     for (const [g, group] of this.#groups.entries()) {
       const hyper = stepHyper(groups[g]!, { step: this.#step + 1, gradScale });
-      for (const p of group.params) stepResolved(p.values, p.grads, p.state, groups[g]!, this.#multiplyAdd, hyper);
+      for (const p of group.params) {
+        stepResolved(p.values, p.grads, p.state, groups[g]!, this.#multiplyAdd, hyper);
+        if (p.paramHalves) encodeInto(p.values, group.options.paramDtype as 'f16' | 'bf16', p.paramHalves);
+      }
     }
     this.#step++;
   }
@@ -204,7 +264,9 @@ export class ReferenceRMSProp {
   /** Copies of the parameters, in the order given. */
   async readParams(): Promise<Float32Array[]> {
     this.#checkUsable('readParams()');
-    return this.#groups.flatMap((g) => g.params.map((p) => p.values.slice()));
+    return this.#groups.flatMap((g) => g.params.map((p) => p.paramHalves
+      ? decodeHalves(p.paramHalves, g.options.paramDtype as 'f16' | 'bf16', new Float32Array(p.size))
+      : p.values.slice()));
   }
 
   /** A copy of the state, in the same form as `RMSProp.stateDict()`. */
@@ -214,12 +276,13 @@ export class ReferenceRMSProp {
     return {
       step: this.#step,
       groups: groups.map((options, g) => ({ options, params: this.#groups[g]!.params.map((p) => p.index) })),
-      tensors: this.#groups.flatMap((g) => g.params.map(({ name, size, state }) => ({
+      tensors: this.#groups.flatMap((g) => g.params.map(({ name, size, state, values, master }) => ({
         name,
         size,
         squareAvg: state.squareAvg.slice(),
         ...(state.gradAvg ? { gradAvg: state.gradAvg.slice() } : {}),
         ...(state.momentumBuffer ? { momentumBuffer: state.momentumBuffer.slice() } : {}),
+        ...(master ? { master: values.slice() } : {}),
       }))),
       ...(this.#groups[0]!.options.skipNonFinite ? { skippedSteps: this.#skipped } : {}),
     };
@@ -238,6 +301,7 @@ export class ReferenceRMSProp {
           ...(t.gradAvg ? { gradAvg: t.gradAvg.slice() } : {}),
           ...(t.momentumBuffer ? { momentumBuffer: t.momentumBuffer.slice() } : {}),
         };
+        if (p.master) p.values.set(t.master!);
       }
     }
     lrs.forEach((lr, g) => { this.#lrs[g] = lr; });
@@ -253,4 +317,10 @@ export class ReferenceRMSProp {
   #checkUsable(what: string): void {
     if (this.#destroyed) throw new Error(`ReferenceRMSProp.${what} after destroy(): create a new optimizer (and loadStateDict to resume).`);
   }
+}
+
+/** Rounds f32 `values` to 16-bit patterns into `out`, as the shader's encodeWord (nearest, ties to even). */
+function encodeInto(values: Float32Array, dtype: 'f16' | 'bf16', out: Uint16Array): void {
+  const encode = dtype === 'f16' ? f32ToF16 : f32ToBf16;
+  for (let i = 0; i < values.length; i++) out[i] = encode(values[i]!);
 }

@@ -17,6 +17,12 @@ import { resolveOptions, type RMSPropOptions, type ResolvedOptions } from './opt
 /**
  * Optimizer state of one tensor, named as PyTorch's `RMSprop.state` names it.
  * `gradAvg` exists only when centered, `momentumBuffer` only when momentum > 0.
+ *
+ * @example
+ * ```ts
+ * const state: ReferenceState = createReferenceState(4, { centered: true });
+ * state.squareAvg; // Float32Array(4) of zeros; state.gradAvg too; no momentumBuffer
+ * ```
  */
 export interface ReferenceState {
   /** Number of elements. */
@@ -57,6 +63,14 @@ export function createReferenceState(size: number, options?: Partial<RMSPropOpti
 /**
  * What one step needs besides the options: the 1-based number of the step (for `biasCorrection`) and
  * the factor every gradient is multiplied by first (`clipGradNorm`; see {@link gradNormStats}).
+ *
+ * @example
+ * ```ts
+ * const options = { lr: 0.01, clipGradNorm: 1 };
+ * const { scale } = gradNormStats([g], options.clipGradNorm);
+ * const context: StepContext = { gradScale: scale };
+ * referenceStep(p, g, state, options, 'fused', context);
+ * ```
  */
 export interface StepContext {
   /** The 1-based count of this step among the applied ones; needed when `biasCorrection` is on. */
@@ -148,6 +162,12 @@ const f = Math.fround;
  * How `a*b + c` rounds in the rule's five multiply-adds: `'fused'` once (PyTorch's CPU kernels, and
  * GPUs whose WGSL `fma` is a hardware fma), `'separate'` after the product and again after the sum
  * (SwiftShader's `fma`).
+ *
+ * @example
+ * ```ts
+ * const multiplyAdd: MultiplyAdd = await detectMultiplyAdd(device); // 'separate' on SwiftShader
+ * referenceStep(p, g, state, { lr: 0.01 }, multiplyAdd);
+ * ```
  */
 export type MultiplyAdd = 'fused' | 'separate';
 
@@ -222,7 +242,15 @@ export function stepResolved(
 /** Invocations per workgroup of the reduction; each reads one vec4 (4 elements). */
 export const REDUCE_WORKGROUP_SIZE = 256;
 
-/** What the pre-pass finds over every gradient of a step. */
+/**
+ * What the pre-pass finds over every gradient of a step.
+ *
+ * @example
+ * ```ts
+ * const stats: GradStats = gradNormStats([gradA, gradB], 1.0);
+ * if (!stats.nonFinite) console.log(`norm ${stats.norm}, gradients scaled by ${stats.scale}`);
+ * ```
+ */
 export interface GradStats {
   /** Whether any element is NaN or ±Inf. */
   readonly nonFinite: boolean;

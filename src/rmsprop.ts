@@ -5,11 +5,12 @@
 import { validateLr, type RMSPropConfig, type ResolvedOptions } from './options.js';
 import { scheduledLrs, type LrSchedule } from './schedules.js';
 import { resolveParams, type ParamGroup, type ParamSpec, type ResolvedGroup, type ResolvedParam } from './params.js';
-import { dispatchSize, maxChunkElements, packedChunkElements, packedTail, planChunks, planSegments, stateSlots, type Chunk, type Segment } from './plan.js';
+import { dispatchSize, hasMaster, maxChunkElements, packedChunkElements, packedTail, planChunks, planSegments, stateSlots, type Chunk, type Segment } from './plan.js';
 import { reducePipelines, stepPipelines } from './pipelines.js';
 import { REDUCE_WORKGROUP_SIZE, stepHyper } from './reference.js';
 import { checkReadable, deviceLostError, readRanges, watchDeviceLoss, type DeviceLossWatch } from './readback.js';
 import { checkStateDict, type RMSPropState, type TensorState } from './state-dict.js';
+import { decodeHalves } from './half.js';
 
 // GPUBufferUsage flags, spelled out so that importing this module needs no WebGPU globals.
 const STORAGE = 0x80, UNIFORM = 0x40, COPY_SRC = 0x04, COPY_DST = 0x08;
@@ -107,6 +108,8 @@ export class RMSProp {
 
   /**
    * Checks `params` and `options` (throwing before any GPU object is made), then allocates the state.
+   * With 16-bit parameters and masterWeights, it also submits one pass that fills the f32 master copies
+   * from the parameter buffers as they are then (after every write the queue had before).
    *
    * @param device The device that owns the parameter and gradient buffers.
    * @param params `{ param, grad, name? }` per tensor, or param groups `{ params, ...options }`.
@@ -130,7 +133,8 @@ export class RMSProp {
       const options = this.#groups[segment.group]!.options;
       const slots = stateSlots(options);
       const maxChunk = maxChunkElements(limits.maxStorageBufferBindingSize, limits.maxBufferSize, slots);
-      const chunks = planChunks(segment.size, options.gradDtype === 'f32' ? maxChunk : packedChunkElements(maxChunk));
+      const halves = options.gradDtype !== 'f32' || options.paramDtype !== 'f32'; // 16-bit bindings start at 256-byte offsets too
+      const chunks = planChunks(segment.size, halves ? packedChunkElements(maxChunk) : maxChunk);
       const names = segment.members.length === 1 ? resolved[segment.members[0]!.index]!.name : `${segment.members.length} tensors`;
       return {
         segment,
@@ -152,6 +156,7 @@ export class RMSProp {
     new Float32Array(this.#control.getMappedRange()).set([0, 1, 0, 0]); // bad 0, scale 1, norm 0, skipped 0 (0 in either type)
     this.#control.unmap();
     this.#dispatches = this.#createDispatches();
+    if (this.#groups.some((g) => hasMaster(g.options))) this.#initMasters();
     const o = this.#groups[0]!.options; // skipNonFinite and clipGradNorm are the same in every group
     const reduce = o.skipNonFinite || o.clipGradNorm > 0 ? this.#createReduceDispatches(resolved, o) : { dispatches: [], buffers: [] };
     this.#reduceDispatches = reduce.dispatches;
@@ -181,6 +186,7 @@ export class RMSProp {
       const options = this.#groups[segment.group]!.options;
       const pipelines = stepPipelines(this.device, options);
       const packed = options.gradDtype !== 'f32'; // 16-bit gradients: bindings 7 and 8, 2 bytes per element
+      const halfParams = options.paramDtype !== 'f32'; // 16-bit parameters: bindings 9 and 10
       for (const { chunk, buffer: state } of chunks) {
         const hyper = { binding: 0, resource: { buffer: this.#hyper, offset: slot++ * this.#hyperStride, size: HYPER_BYTES } };
         const stateEntry = { binding: 3, resource: { buffer: state } };
@@ -197,7 +203,7 @@ export class RMSProp {
               layout: pipelines.body.getBindGroupLayout(0),
               entries: [
                 hyper,
-                { binding: 1, resource: { buffer: segment.param.buffer, offset: at, size: bodyBytes } },
+                halfParams ? halfParamBindings(segment, chunk).body : { binding: 1, resource: { buffer: segment.param.buffer, offset: at, size: bodyBytes } },
                 packed
                   ? { binding: 7, resource: { buffer: segment.grad.buffer, offset: gradAt, size: bodyBytes / 2 } }
                   : { binding: 2, resource: { buffer: segment.grad.buffer, offset: gradAt, size: bodyBytes } },
@@ -218,9 +224,9 @@ export class RMSProp {
               entries: [
                 hyper,
                 stateEntry,
-                { binding: 4, resource: { buffer: segment.param.buffer, offset: at + chunk.tailBindingOffset, size: tailBytes } },
+                halfParams ? halfParamBindings(segment, chunk).tail : { binding: 4, resource: { buffer: segment.param.buffer, offset: at + chunk.tailBindingOffset, size: tailBytes } },
                 packed
-                  ? { binding: 8, resource: { buffer: segment.grad.buffer, offset: gradAt + packedTail(chunk).bindingOffset, size: chunk.count * 2 - packedTail(chunk).bindingOffset } }
+                  ? { binding: 8, resource: { buffer: segment.grad.buffer, offset: gradAt + packedTail(chunk).bindingOffset, size: wordBytes(chunk.count * 2 - packedTail(chunk).bindingOffset) } }
                   : { binding: 5, resource: { buffer: segment.grad.buffer, offset: gradAt + chunk.tailBindingOffset, size: tailBytes } },
                 controlEntry,
               ],
@@ -230,6 +236,47 @@ export class RMSProp {
       }
     });
     return dispatches;
+  }
+
+  /**
+   * Fills the master copies (masterWeights) from the caller's 16-bit parameters, on the GPU: one pass,
+   * submitted now, so it reads what the queue had written to them before the optimizer was made.
+   * The uniform is staged as the first step's (that step stages its own values again only if they change).
+   */
+  #initMasters(): void {
+    this.#writeHyper();
+    const encoder = this.device.createCommandEncoder({ label: 'RMSProp.initMaster' });
+    const bytes = this.#hyperData.byteLength;
+    encoder.copyBufferToBuffer(this.#hyperRing, this.#ringSlot * bytes, this.#hyper, 0, bytes);
+    const pass = encoder.beginComputePass({ label: 'RMSProp.initMaster' });
+    const maxPerDimension = this.device.limits.maxComputeWorkgroupsPerDimension;
+    let slot = 0;
+    this.#segments.forEach(({ segment, chunks }, s) => {
+      const options = this.#groups[segment.group]!.options;
+      const init = stepPipelines(this.device, options).initMaster;
+      for (const { chunk, buffer: state } of chunks) {
+        const hyper = { binding: 0, resource: { buffer: this.#hyper, offset: slot++ * this.#hyperStride, size: HYPER_BYTES } };
+        if (!init) continue;
+        const bindings = halfParamBindings(segment, chunk);
+        const parts = [
+          { pipeline: init.body, binding: bindings.body, count: chunk.count4, part: 'body' },
+          { pipeline: init.tail, binding: bindings.tail, count: chunk.tailCount, part: 'tail' },
+        ];
+        for (const { pipeline, binding, count, part } of parts) {
+          if (count === 0) continue;
+          pass.setPipeline(pipeline);
+          pass.setBindGroup(0, this.device.createBindGroup({
+            label: `RMSProp.initMaster.bindGroup[${s}]${chunks.length > 1 ? `.chunk[${chunk.first}]` : ''}.${part}`,
+            layout: pipeline.getBindGroupLayout(0),
+            entries: [hyper, { binding: 3, resource: { buffer: state } }, binding],
+          }));
+          const [x, y] = part === 'body' ? dispatchSize(count, maxPerDimension) : [1, 1];
+          pass.dispatchWorkgroups(x, y);
+        }
+      }
+    });
+    pass.end();
+    this.device.queue.submit([encoder.finish()]);
   }
 
   /**
@@ -275,7 +322,7 @@ export class RMSProp {
         ? { buffer: param.grad.buffer, offset: at, size: piece.count4 * 4 * bytes }
         : { buffer: this.#control, offset: 0, size: CONTROL_BYTES }; // unread (count4 is 0), but a binding is needed
       const tail = piece.tailCount > 0
-        ? { buffer: param.grad.buffer, offset: at + tailAt, size: piece.count * bytes - tailAt }
+        ? { buffer: param.grad.buffer, offset: at + tailAt, size: wordBytes(piece.count * bytes - tailAt) }
         : body; // unread (tailCount is 0)
       return {
         pipeline: pipelines.partials,
@@ -335,6 +382,15 @@ export class RMSProp {
     return this.#lrs[0]!;
   }
 
+  /**
+   * Sets every param group's learning rate to `value` and drops any schedule. Throws a TypeError
+   * (not a number) or RangeError (NaN, ±Infinity or negative) before changing anything.
+   *
+   * @example
+   * ```ts
+   * optimizer.lr = optimizer.lr * 0.5; // halve the learning rate from the next step on
+   * ```
+   */
   set lr(value: number) {
     validateLr(value, 'lr');
     this.#lrs.fill(value);
@@ -425,12 +481,21 @@ export class RMSProp {
   /**
    * Reads every parameter back, one Float32Array each, in the order given (groups flattened).
    * It sees every step submitted before the call. The parameter buffers need COPY_SRC usage.
+   * 16-bit parameters (paramDtype) come back decoded to f32 exactly; their master copies are in `stateDict()`.
    */
   async readParams(): Promise<Float32Array[]> {
     this.#checkUsable('readParams()');
     const params = this.#groups.flatMap((g) => g.params);
     params.forEach((p) => checkReadable(p.param, `readParams(): '${p.name}'.param`));
-    return readRanges(this.device, params.map((p) => p.param), 'RMSProp.readParams');
+    // 16-bit parameters are read as whole words (the buffer holds an odd count's last one) and decoded.
+    const ranges = params.map((p) => ({ ...p.param, size: Math.ceil(p.param.size / 4) * 4 }));
+    const raw = await readRanges(this.device, ranges, 'RMSProp.readParams');
+    return raw.map((values, i) => {
+      const dtype = this.#groups[params[i]!.group]!.options.paramDtype;
+      if (dtype === 'f32') return values;
+      const n = params[i]!.size;
+      return decodeHalves(new Uint16Array(values.buffer, values.byteOffset, n), dtype, new Float32Array(n));
+    });
   }
 
   /**
@@ -463,6 +528,7 @@ export class RMSProp {
         squareAvg: slotData(0),
         ...(o.centered ? { gradAvg: slotData(1) } : {}),
         ...(o.momentum > 0 ? { momentumBuffer: slotData(o.centered ? 2 : 1) } : {}),
+        ...(hasMaster(o) ? { master: slotData(stateSlots(o) - 1) } : {}),
       };
     }));
     return {
@@ -514,14 +580,17 @@ export class RMSProp {
   /**
    * Restores a state from `stateDict()`: the step count, each group's lr, and every tensor's state.
    * The state must come from the same parameters (names and sizes) and options (lr aside);
-   * otherwise it throws, and the optimizer stays as it was.
+   * otherwise it throws, and the optimizer stays as it was. With 16-bit parameters and masterWeights it
+   * restores the f32 master copies; the 16-bit parameter buffers stay the caller's to restore (each step
+   * overwrites them with the master's rounded values).
    */
   loadStateDict(state: RMSPropState): void {
     this.#checkUsable('loadStateDict()');
     const lrs = checkStateDict(state, { groups: this.#groups });
     for (const param of this.#groups.flatMap((g) => g.params)) {
       const saved = state.tensors[param.index]!;
-      const slots = [saved.squareAvg, saved.gradAvg, saved.momentumBuffer].filter((x): x is Float32Array => x !== undefined);
+      // In slot order (checkStateDict made sure each is there exactly when the options use it).
+      const slots = [saved.squareAvg, saved.gradAvg, saved.momentumBuffer, saved.master].filter((x): x is Float32Array => x !== undefined);
       this.#forEachPiece(param.index, param.size, (c, inChunk, inTensor, count) => {
         slots.forEach((values, slot) => {
           // From the ArrayBuffer itself, so that offset and size are in bytes.
@@ -554,4 +623,24 @@ export class RMSProp {
     const lost = this.#loss.info;
     if (lost !== undefined) throw deviceLostError(`RMSProp.${what}`, lost);
   }
+}
+
+/** Bytes rounded up to whole u32 words: 16-bit data of an odd count ends mid-word (resolveParam made sure the buffer holds it). */
+function wordBytes(bytes: number): number {
+  return Math.ceil(bytes / 4) * 4;
+}
+
+/**
+ * The bindings of a chunk's 16-bit parameters (paramDtype 'f16' / 'bf16'): the body's `count4`
+ * vec2u words (binding 9) and the tail's words (binding 10) from a 256-aligned offset, through the
+ * last word, which an odd count only half uses (resolveParam made sure the buffer holds it).
+ */
+function halfParamBindings(segment: Segment, chunk: Chunk): { body: GPUBindGroupEntry; tail: GPUBindGroupEntry } {
+  const at = segment.param.offset + chunk.first * 2;
+  const tail = packedTail(chunk);
+  const tailWords = Math.ceil(chunk.tailCount / 2);
+  return {
+    body: { binding: 9, resource: { buffer: segment.param.buffer, offset: at, size: chunk.count4 * 8 } },
+    tail: { binding: 10, resource: { buffer: segment.param.buffer, offset: at + tail.bindingOffset, size: chunk.count4 * 8 - tail.bindingOffset + tailWords * 4 } },
+  };
 }

@@ -13,7 +13,7 @@
  *   "w.grad_avg":        { "dtype": "F32", "shape": [1024], "data_offsets": [4096, 8192] }, ... }
  * ```
  * State tensors carry PyTorch's names (`square_avg`, `grad_avg`, `momentum_buffer`) after the
- * parameter's name; the parameters themselves, when saved too, are stored under their own names.
+ * parameter's name, and `master` the f32 master copy of 16-bit parameters (masterWeights); the parameters themselves, when saved too, are stored under their own names.
  * Metadata values are strings, as the format requires: the options of each group, with its
  * parameters' indices, and the names, are JSON inside those strings; `skipped_steps` is there when
  * the state counts steps that `skipNonFinite` skipped.
@@ -25,9 +25,25 @@
 import { DEFAULT_OPTIONS, describe, OPTION_NAMES, resolveOptions, type ResolvedOptions } from './options.js';
 import { checkStateDict, type RMSPropState, type StateShape, type TensorState } from './state-dict.js';
 
-/** The `format` metadata of this library's checkpoints. */
+/**
+ * The `format` metadata of this library's checkpoints.
+ *
+ * @example
+ * ```ts
+ * const headerLength = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+ * const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLength)));
+ * header.__metadata__.format === CHECKPOINT_FORMAT; // true for a checkpoint of this library
+ * ```
+ */
 export const CHECKPOINT_FORMAT = 'webgpu-rmsprop';
-/** The `format_version` this library writes and reads. */
+/**
+ * The `format_version` this library writes and reads (a string in the metadata, as safetensors requires).
+ *
+ * @example
+ * ```ts
+ * header.__metadata__.format_version === String(CHECKPOINT_FORMAT_VERSION); // '1'
+ * ```
+ */
 export const CHECKPOINT_FORMAT_VERSION = 1;
 
 /** The largest header accepted (the limit of the reference implementation, 100 MB). */
@@ -38,6 +54,8 @@ const SLOTS = [
   { field: 'squareAvg', suffix: 'square_avg' },
   { field: 'gradAvg', suffix: 'grad_avg' },
   { field: 'momentumBuffer', suffix: 'momentum_buffer' },
+  // The f32 master copy of 16-bit parameters (paramDtype 'f16' / 'bf16' with masterWeights).
+  { field: 'master', suffix: 'master' },
 ] as const;
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -83,7 +101,7 @@ export function stateDictToSafetensors(state: RMSPropState, options: { params?: 
   const seen = new Map<string, number>([['__metadata__', -1]]);
   entries.forEach(({ key }, i) => {
     if (seen.has(key)) {
-      throw new RangeError(`${where}: two tensors would both be stored as '${key}': give every parameter a unique name (ParamSpec.name) that is not another's name plus '.square_avg', '.grad_avg' or '.momentum_buffer'.`);
+      throw new RangeError(`${where}: two tensors would both be stored as '${key}': give every parameter a unique name (ParamSpec.name) that is not another's name plus '.square_avg', '.grad_avg', '.momentum_buffer' or '.master'.`);
     }
     seen.set(key, i);
   });
@@ -258,11 +276,12 @@ function parseCheckpoint(input: Uint8Array | ArrayBuffer, where: string): { stat
       squareAvg: read(`${name}.square_avg`, name, size),
       ...(o.centered ? { gradAvg: read(`${name}.grad_avg`, name, size) } : {}),
       ...(o.momentum > 0 ? { momentumBuffer: read(`${name}.momentum_buffer`, name, size) } : {}),
+      ...(o.paramDtype !== 'f32' && o.masterWeights ? { master: read(`${name}.master`, name, size) } : {}),
     };
   });
   for (const key of entries.keys()) {
     if (!expected.has(key)) {
-      throw new RangeError(`${where}: tensor '${key}' is not one this checkpoint's options and parameters use (a '.grad_avg' needs centered, a '.momentum_buffer' momentum > 0): the file does not match its own metadata.`);
+      throw new RangeError(`${where}: tensor '${key}' is not one this checkpoint's options and parameters use (a '.grad_avg' needs centered, a '.momentum_buffer' momentum > 0, a '.master' a 16-bit paramDtype with masterWeights): the file does not match its own metadata.`);
     }
   }
   const state: RMSPropState = { step, groups, tensors, ...(skipped !== undefined ? { skippedSteps: Number(skipped) } : {}) };

@@ -10,7 +10,15 @@
 
 import { validateLr } from './options.js';
 
-/** A learning rate as a function of the 0-based step number; it must return a finite number >= 0. */
+/**
+ * A learning rate as a function of the 0-based step number; it must return a finite number >= 0.
+ *
+ * @example
+ * ```ts
+ * const halveEvery100: LrSchedule = (step) => 0.01 * 0.5 ** Math.floor(step / 100);
+ * new RMSProp(device, params, { lr: halveEvery100 });
+ * ```
+ */
 export type LrSchedule = (step: number) => number;
 
 /**
@@ -138,4 +146,13 @@ export function cosineWithWarmup(peak: number, warmupSteps: number, totalSteps: 
  * const opt = new RMSProp(device, params, { lr: schedules.cosineWithWarmup(1e-3, 100, 5000) });
  * ```
  */
-export const schedules = Object.freeze({ stepDecay, exponential, linearWarmup, cosineWithWarmup });
+export const schedules = Object.freeze({
+  /** `lr * gamma^floor(step / stepSize)`, PyTorch `StepLR`: see {@link stepDecay}. */
+  stepDecay,
+  /** `lr * decayRate^(step / transitionSteps)`, Optax `exponential_decay`: see {@link exponential}. */
+  exponential,
+  /** Linear from `initial` to `lr` over `warmupSteps`, then `lr`: see {@link linearWarmup}. */
+  linearWarmup,
+  /** Linear warmup to `peak`, then a cosine down to `final` at `totalSteps`: see {@link cosineWithWarmup}. */
+  cosineWithWarmup,
+});

@@ -5,9 +5,20 @@
 import { DEFAULT_OPTIONS, describe, OPTION_NAMES, type ResolvedOptions } from './options.js';
 import type { ReferenceState } from './reference.js';
 
-/** One tensor's optimizer state, with the name of its parameter. */
+/**
+ * One tensor's optimizer state, with the name of its parameter: an entry of {@link RMSPropState}'s `tensors`.
+ *
+ * @example
+ * ```ts
+ * const { tensors } = await optimizer.stateDict();
+ * for (const t of tensors) console.log(t.name, t.size, t.squareAvg[0], t.momentumBuffer?.[0]);
+ * ```
+ */
 export interface TensorState extends ReferenceState {
+  /** The parameter's name (its spec's `name`, else `param{index}`); loading checks it matches. */
   readonly name: string;
+  /** The f32 master copy of 16-bit parameters (paramDtype 'f16' / 'bf16' with masterWeights). */
+  readonly master?: Float32Array;
 }
 
 /**
@@ -22,8 +33,16 @@ export interface TensorState extends ReferenceState {
  * ```
  */
 export interface RMSPropState {
+  /** Steps taken: the optimizer's `stepCount`, skipped steps (`skipNonFinite`) included. */
   readonly step: number;
-  readonly groups: readonly { readonly options: ResolvedOptions; readonly params: readonly number[] }[];
+  /** One entry per param group, in order. */
+  readonly groups: readonly {
+    /** The group's options, `lr` being its learning rate when saved (with a schedule, the last step's value). */
+    readonly options: ResolvedOptions;
+    /** The numbers of the group's parameters: indices into `tensors`. */
+    readonly params: readonly number[];
+  }[];
+  /** One entry per parameter, in the order the parameters were given (across groups). */
   readonly tensors: readonly TensorState[];
   /** Steps skipped by `skipNonFinite` so far (present only with that option). */
   readonly skippedSteps?: number;
@@ -82,6 +101,7 @@ export function checkStateDict(state: unknown, shape: StateShape, where = 'loadS
     slot(t.squareAvg, 'squareAvg', true, p.size, at);
     slot(t.gradAvg, 'gradAvg', o.centered, p.size, at);
     slot(t.momentumBuffer, 'momentumBuffer', o.momentum > 0, p.size, at);
+    slot(t.master, 'master', o.paramDtype !== 'f32' && o.masterWeights, p.size, at);
   }));
   return lrs;
 }

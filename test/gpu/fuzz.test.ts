@@ -77,6 +77,9 @@ const optionsArb: fc.Arbitrary<RMSPropOptions> = fc.record({
   // 16-bit gradients and loss scales have their own tests (extensions.test.ts): these cases feed f32 gradients.
   gradDtype: fc.constant('f32' as const),
   lossScale: fc.constant(1),
+  // 16-bit parameters have their own tests (mixed-precision.test.ts).
+  paramDtype: fc.constant('f32' as const),
+  masterWeights: fc.boolean(), // no effect with f32 parameters
 }).map((o) => ({
   ...o,
   // Combinations the options refuse (nesterov needs momentum; biasCorrection needs alpha < 1 and no skipNonFinite).
@@ -208,6 +211,8 @@ const BAD_VALUES: Record<keyof RMSPropOptions, fc.Arbitrary<[unknown, typeof Typ
     clipGradNorm: fc.oneof(range(...nonFinite, -1, -1e-30), notNumber),
     gradDtype: type('f64', 'F16', '', null, 16),
     lossScale: fc.oneof(range(...nonFinite, 0, -1), notNumber),
+    paramDtype: type('f64', 'F16', '', null, 16),
+    masterWeights: notBoolean,
   };
 })();
 

@@ -11,7 +11,7 @@ import { Twin } from './twin.js';
 
 const gpu = useDevice();
 
-/** Even sizes (16-bit tensors hold whole words): a tail of 2, a lone tail, a vec4 multiple, several workgroups. */
+/** Even sizes here; odd ones are covered by half-params.test.ts: a tail of 2, a lone tail, a vec4 multiple, several workgroups. */
 const SIZES = [1030, 2, 64, 5000];
 
 interface HalfTensor {
