@@ -13,6 +13,7 @@
  */
 import type { ParamSpec, ReferenceParamSpec, ReferenceRMSProp, RMSProp } from '../../src/index.js';
 import shaderSource from '../shaders/linear-regression.wgsl?raw';
+import { mulberry32 } from './random.js';
 
 // ---------------------------------------------------------------------------------------------
 // Data and the closed-form optimum
@@ -152,17 +153,6 @@ export function lossAndGradient(data: RegressionData, w: ArrayLike<number>, b: n
   return { loss: sumSq / n, gradW, gradB: (2 * sumR) / n };
 }
 
-/** A deterministic 32-bit generator (mulberry32): uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Standard normal draws from a uniform generator (Box–Muller). */
 function gaussian(uniform: () => number): () => number {

@@ -13,6 +13,7 @@
  */
 import { ParamArena, type ParamSpec, type ReferenceParamSpec } from '../../src/index.js';
 import shaderSource from '../shaders/mlp.wgsl?raw';
+import { mulberry32 } from './random.js';
 
 // ---------------------------------------------------------------------------------------------
 // The model's shape and data
@@ -491,18 +492,7 @@ export class GpuSpirals {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Seeded randomness (the same generator as the linear-regression problem's)
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Seeded randomness (mulberry32 is in ./random.ts)
 
 function gaussian(uniform: () => number): () => number {
   return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());

@@ -13,6 +13,7 @@
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import { requestNodeDevice } from '../../demo/node/dawn.js';
 import { detectMultiplyAdd, type MultiplyAdd } from '../../src/index.js';
+import { mulberry32 } from '../../demo/problems/random.js';
 
 // ---------------------------------------------------------------------------------------------
 // Tolerance
@@ -210,16 +211,7 @@ export function bits(x: Float32Array): Uint32Array {
 // ---------------------------------------------------------------------------------------------
 
 /** A deterministic RNG (mulberry32): the same seed, the same sequence, on every machine. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 
 /** Parameters uniform in [-1, 1). */
 export function randomParams(n: number, random: () => number): Float32Array {

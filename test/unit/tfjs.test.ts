@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { presets, type RMSPropOptions } from '../../src/options.js';
 import { createReferenceState, referenceStep, type ReferenceState } from '../../src/reference.js';
 import { ulp, ulpDistance } from './helpers/ulp.js';
+import { mulberry32 } from '../../demo/problems/random.js';
 
 /**
  * Tolerances in ULPs, per element, of the largest magnitude that element has held so far (see
@@ -38,17 +39,7 @@ beforeAll(async () => {
   await tf.ready();
 });
 
-/** A seeded generator (mulberry32), so every run sees the same gradients. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 /** Gradients log-uniform in [10^lo, 10^hi], random signs, with ~5% exact zeros. */
 function gradients(random: () => number, size: number, steps: number, lo = -3, hi = 3): Float32Array[] {

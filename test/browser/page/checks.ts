@@ -29,6 +29,7 @@ import {
   type StateDictCase,
 } from './cases';
 import { bitEqual, compareUlps } from './ulp';
+import { mulberry32 } from '../../../demo/problems/random';
 
 /** Elements of untouchable padding around each guarded tensor: 256 bytes keeps bindings aligned. */
 const GUARD = 64;
@@ -46,17 +47,7 @@ let multiplyAdd: MultiplyAdd = 'fused';
 // ---------------------------------------------------------------------------------------------
 // Data: deterministic, and free of cancellations (see TOLERANCE_ULPS).
 
-/** mulberry32: a small seeded generator, so a failing case fails the same way every run. */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const generator = mulberry32;
 
 function seedOf(name: string): number {
   let h = 2166136261;
