@@ -3,25 +3,11 @@
  * work (no buffer, bind group, pipeline, shader, encoder, write or submit), with the caller's
  * parameters unchanged. And use after destroy().
  */
-import { afterEach, beforeEach, describe, expect, vi, type MockInstance } from 'vitest';
+import { afterEach, beforeEach, describe, expect } from 'vitest';
 import { RMSProp, type ParamSpec, type RMSPropOptions, type RMSPropState } from '../../src/index.js';
-import { expectBitExact, gpuTest, randomParams, readFloats, rng, upload, useDevice, type Placed } from './harness.js';
+import { expectBitExact, gpuTest, spyOnGpuWork, randomParams, readFloats, rng, upload, useDevice, type Placed } from './harness.js';
 
 const gpu = useDevice();
-
-/** Spies on every way the library could start GPU work. */
-function spyOnGpuWork(device: GPUDevice): { calls: () => Record<string, number>; restore: () => void } {
-  const spies: [string, MockInstance][] = [
-    ...(['createBuffer', 'createBindGroup', 'createBindGroupLayout', 'createComputePipeline', 'createShaderModule', 'createCommandEncoder'] as const)
-      .map((name): [string, MockInstance] => [name, vi.spyOn(device, name)]),
-    ['queue.writeBuffer', vi.spyOn(device.queue, 'writeBuffer')],
-    ['queue.submit', vi.spyOn(device.queue, 'submit')],
-  ];
-  return {
-    calls: () => Object.fromEntries(spies.map(([name, spy]) => [name, spy.mock.calls.length])),
-    restore: () => spies.forEach(([, spy]) => spy.mockRestore()),
-  };
-}
 
 const NO_CALLS = {
   createBuffer: 0, createBindGroup: 0, createBindGroupLayout: 0, createComputePipeline: 0, createShaderModule: 0, createCommandEncoder: 0,

@@ -7,7 +7,7 @@
  *     or RangeError whose message names the culprit, with no GPU work started and nothing changed.
  */
 import fc from 'fast-check';
-import { describe, expect, vi, type MockInstance } from 'vitest';
+import { describe, expect } from 'vitest';
 import { OPTION_NAMES } from '../../src/options.js';
 import { RMSProp, ReferenceRMSProp, type RMSPropOptions, type RMSPropState } from '../../src/index.js';
 import {
@@ -22,6 +22,7 @@ import {
   randomParams,
   readBytes,
   rng,
+  spyOnGpuWork,
   upload,
   useDevice,
   write,
@@ -245,16 +246,6 @@ const badArb: fc.Arbitrary<Bad> = fc.oneof(
     .map(({ usage, on }): Bad => ({ kind: 'usage', usage, on })),
   fc.record({ mutation: fc.integer({ min: 0, max: 12 }), index: fc.integer({ min: 0, max: 1 }) }).map(({ mutation, index }): Bad => ({ kind: 'state', mutation, index })),
 );
-
-/** Spies on every way the library could start GPU work. */
-function spyOnGpuWork(device: GPUDevice): { count: () => number; restore: () => void } {
-  const spies: MockInstance[] = [
-    ...(['createBuffer', 'createBindGroup', 'createBindGroupLayout', 'createComputePipeline', 'createShaderModule', 'createCommandEncoder'] as const).map((n) => vi.spyOn(device, n)),
-    vi.spyOn(device.queue, 'writeBuffer'),
-    vi.spyOn(device.queue, 'submit'),
-  ];
-  return { count: () => spies.reduce((n, s) => n + s.mock.calls.length, 0), restore: () => spies.forEach((s) => s.mockRestore()) };
-}
 
 /** A mutation of a valid state dict that loadStateDict must refuse, and what the message must name. */
 function mutate(state: RMSPropState, mutation: number, index: number): { state: unknown; names: RegExp } {

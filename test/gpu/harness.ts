@@ -10,7 +10,7 @@
  * - A deterministic RNG and the data the tests train on.
  * - `expectUlps()`: GPU against CPU in ULPs of f32 bit patterns, reporting the worst element.
  */
-import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, test, vi, type MockInstance } from 'vitest';
 import { requestNodeDevice } from '../../demo/node/dawn.js';
 import { detectMultiplyAdd, type MultiplyAdd } from '../../src/index.js';
 import { mulberry32 } from '../../demo/problems/random.js';
@@ -349,4 +349,26 @@ export function expectBitExact(actual: Float32Array | Uint32Array, expected: Flo
 
 function reportMeasured(): void {
   if (process.env.ULP_REPORT) console.info(`worst GPU vs CPU: ${measured.worst} ULPs (${measured.where}); ${measured.elements} elements compared, ${measured.differing} comparisons not bit-exact`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPU work
+
+/**
+ * Spies on every way the library could start GPU work (creating buffers, bind groups, layouts,
+ * pipelines, shader modules or encoders; writing or submitting on the queue), for tests that a
+ * refused call did none. `calls()` counts each, `count()` all of them; `restore()` removes the spies.
+ */
+export function spyOnGpuWork(device: GPUDevice): { calls: () => Record<string, number>; count: () => number; restore: () => void } {
+  const spies: [string, MockInstance][] = [
+    ...(['createBuffer', 'createBindGroup', 'createBindGroupLayout', 'createComputePipeline', 'createShaderModule', 'createCommandEncoder'] as const)
+      .map((name): [string, MockInstance] => [name, vi.spyOn(device, name)]),
+    ['queue.writeBuffer', vi.spyOn(device.queue, 'writeBuffer')],
+    ['queue.submit', vi.spyOn(device.queue, 'submit')],
+  ];
+  return {
+    calls: () => Object.fromEntries(spies.map(([name, spy]) => [name, spy.mock.calls.length])),
+    count: () => spies.reduce((n, [, spy]) => n + spy.mock.calls.length, 0),
+    restore: () => spies.forEach(([, spy]) => spy.mockRestore()),
+  };
 }
