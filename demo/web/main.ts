@@ -18,6 +18,8 @@ export interface DemoState {
   backend: Backend | null;
   adapter: string;
   running: boolean;
+  /** True while a reset or a start is queued or under way: the numbers below may be about to change. */
+  busy: boolean;
   step: number;
   rmspropLoss: number | null;
   sgdLoss: number | null;
@@ -73,6 +75,8 @@ let running = false;
 let looping: Promise<void> | null = null;
 /** Resets and starts run one after another, each after the last has finished (see `serialized`). */
 let queue: Promise<unknown> = Promise.resolve();
+/** How many of those are queued or under way. */
+let queued = 0;
 let step = 0;
 let last: { rmsprop: Metrics; sgd: Metrics } | null = null;
 let error: string | undefined;
@@ -86,6 +90,7 @@ window.__demo = {
     backend,
     adapter,
     running,
+    busy: queued > 0,
     step,
     rmspropLoss: last?.rmsprop.loss ?? null,
     sgdLoss: last?.sgd.loss ?? null,
@@ -230,7 +235,8 @@ function fail(message: string): void {
  * another reset is still reading from the GPU (its mapAsync would fail), however fast one clicks.
  */
 function serialized<T>(task: () => Promise<T>): Promise<T> {
-  const result = queue.then(task);
+  queued += 1;
+  const result = queue.then(task).finally(() => { queued -= 1; });
   queue = result.catch(() => {});
   return result;
 }

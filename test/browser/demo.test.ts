@@ -212,7 +212,8 @@ describe('the demo page', () => {
     await p.click('#reset');
     await p.waitForFunction(() => {
       const s = window.__demo!.state();
-      return s.problem === 'spirals' && s.step === 0 && !s.running && s.rmspropLoss !== null;
+      // busy: the four clicks queue four resets; each passes through a moment that looks finished.
+      return !s.busy && s.problem === 'spirals' && s.step === 0 && !s.running && s.rmspropLoss !== null;
     }, { timeout: READY_TIMEOUT_MS });
     const fresh2 = await state(p);
     expect(fresh2.error).toBeUndefined();
@@ -223,7 +224,10 @@ describe('the demo page', () => {
   it('linear regression: RMSProp is near the least-squares loss in 400 steps, SGD is not', async () => {
     const p = await openDemo();
     await p.click('#problem-linreg');
-    await p.waitForFunction(() => window.__demo!.state().problem === 'linreg' && window.__demo!.state().rmspropLoss !== null, { timeout: READY_TIMEOUT_MS });
+    await p.waitForFunction(() => {
+      const s = window.__demo!.state();
+      return !s.busy && s.problem === 'linreg' && s.rmspropLoss !== null;
+    }, { timeout: READY_TIMEOUT_MS });
     await typeInto(p, 'lr', '0.01');
     await typeInto(p, 'sgd-lr', '0.005');
     await typeInto(p, 'max-steps', '400');
