@@ -173,7 +173,8 @@ describe('the demo page', () => {
       expect(await text(p, `${id}-error`), `${id} = '${value}'`).toMatch(message);
       expect(await p.$eval(`#${id}`, (e) => e.getAttribute('aria-invalid'))).toBe('true');
       await p.click('#start');
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // The click queues a start; once nothing is queued, it has been refused (or it ran).
+      await p.waitForFunction(() => !window.__demo!.state().busy, { timeout: READY_TIMEOUT_MS });
       const s = await state(p);
       expect(s.running, `started with ${id} = '${value}'`).toBe(false);
       expect(s.step).toBe(0);
