@@ -60,8 +60,8 @@ export async function resumeFromCheckpoint(device: GPUDevice, data: Dataset, pat
   const state = safetensorsToStateDict(bytes); // checks the file's layout, names and options
   const [w, b] = safetensorsToParams(bytes);
   const model = new LinearRegression(device, data);
-  device.queue.writeBuffer(model.w, 0, w!.buffer, w!.byteOffset, w!.byteLength);
-  device.queue.writeBuffer(model.b, 0, b!.buffer, b!.byteOffset, b!.byteLength);
+  device.queue.writeBuffer(model.w, 0, w!);
+  device.queue.writeBuffer(model.b, 0, b!);
   const optimizer = createOptimizer(device, model);
   optimizer.loadStateDict(state); // checks names, sizes and options against this optimizer before it changes anything
   return { model, optimizer };

@@ -94,7 +94,7 @@ function roundHalfEven(x: number): number {
  * decodeHalves(bits, 'bf16', new Float32Array(bits.length)); // Float32Array [0.5, -2]
  * ```
  */
-export function decodeHalves(bits: Uint16Array, dtype: 'f16' | 'bf16', out: Float32Array): Float32Array {
+export function decodeHalves<T extends Float32Array>(bits: Uint16Array, dtype: 'f16' | 'bf16', out: T): T {
   const decode = dtype === 'f16' ? f16ToF32 : bf16ToF32;
   for (let i = 0; i < bits.length; i++) out[i] = decode(bits[i]!);
   return out;
@@ -108,7 +108,7 @@ export function decodeHalves(bits: Uint16Array, dtype: 'f16' | 'bf16', out: Floa
  * device.queue.writeBuffer(gradBuffer, 0, encodeHalves(new Float32Array([0.5, -2]), 'f16'));
  * ```
  */
-export function encodeHalves(values: Float32Array, dtype: 'f16' | 'bf16'): Uint16Array {
+export function encodeHalves(values: Float32Array, dtype: 'f16' | 'bf16'): Uint16Array<ArrayBuffer> {
   const encode = dtype === 'f16' ? f32ToF16 : f32ToBf16;
   return Uint16Array.from(values, (x) => encode(x));
 }

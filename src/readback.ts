@@ -65,14 +65,14 @@ export function watchDeviceLoss(device: GPUDevice): DeviceLossWatch {
  * If the device is lost before the data arrives, it rejects with `deviceLostError` rather than a
  * bare AbortError, and never waits on a mapAsync that a lost device might not settle.
  */
-export async function readRanges(device: GPUDevice, ranges: readonly ByteRange[], label: string): Promise<Float32Array[]> {
+export async function readRanges(device: GPUDevice, ranges: readonly ByteRange[], label: string): Promise<Float32Array<ArrayBuffer>[]> {
   const watch = watchDeviceLoss(device) as Watch;
   if (watch.info) throw deviceLostError(`${label}()`, watch.info);
   let onLost!: (info: GPUDeviceLostInfo) => void;
   const lost = new Promise<{ lost: GPUDeviceLostInfo }>((resolve) => { onLost = (info) => resolve({ lost: info }); });
   watch.waiters.add(onLost);
   try {
-    let result: { value: Float32Array[] } | { lost: GPUDeviceLostInfo };
+    let result: { value: Float32Array<ArrayBuffer>[] } | { lost: GPUDeviceLostInfo };
     try {
       result = await Promise.race([readAll(device, ranges, label).then((value) => ({ value })), lost]);
     } catch (e) {
@@ -91,8 +91,8 @@ export async function readRanges(device: GPUDevice, ranges: readonly ByteRange[]
   }
 }
 
-async function readAll(device: GPUDevice, ranges: readonly ByteRange[], label: string): Promise<Float32Array[]> {
-  const out: Float32Array[] = [];
+async function readAll(device: GPUDevice, ranges: readonly ByteRange[], label: string): Promise<Float32Array<ArrayBuffer>[]> {
+  const out: Float32Array<ArrayBuffer>[] = [];
   const batchLimit = Math.min(device.limits.maxBufferSize, 256 * 1024 * 1024);
   for (let start = 0; start < ranges.length;) {
     let end = start, bytes = 0;
@@ -103,7 +103,7 @@ async function readAll(device: GPUDevice, ranges: readonly ByteRange[], label: s
   return out;
 }
 
-async function readBatch(device: GPUDevice, ranges: readonly ByteRange[], bytes: number, label: string): Promise<Float32Array[]> {
+async function readBatch(device: GPUDevice, ranges: readonly ByteRange[], bytes: number, label: string): Promise<Float32Array<ArrayBuffer>[]> {
   const staging = device.createBuffer({ label: `${label}.staging`, size: bytes, usage: MAP_READ | COPY_DST });
   try {
     const encoder = device.createCommandEncoder({ label: `${label}.copy` });

@@ -262,7 +262,7 @@ export class ReferenceRMSProp {
   }
 
   /** Copies of the parameters, in the order given. */
-  async readParams(): Promise<Float32Array[]> {
+  async readParams(): Promise<Float32Array<ArrayBuffer>[]> {
     this.#checkUsable('readParams()');
     return this.#groups.flatMap((g) => g.params.map((p) => p.paramHalves
       ? decodeHalves(p.paramHalves, g.options.paramDtype as 'f16' | 'bf16', new Float32Array(p.size))

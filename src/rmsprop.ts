@@ -483,7 +483,7 @@ export class RMSProp {
    * It sees every step submitted before the call. The parameter buffers need COPY_SRC usage.
    * 16-bit parameters (paramDtype) come back decoded to f32 exactly; their master copies are in `stateDict()`.
    */
-  async readParams(): Promise<Float32Array[]> {
+  async readParams(): Promise<Float32Array<ArrayBuffer>[]> {
     this.#checkUsable('readParams()');
     const params = this.#groups.flatMap((g) => g.params);
     params.forEach((p) => checkReadable(p.param, `readParams(): '${p.name}'.param`));

@@ -169,7 +169,7 @@ export function safetensorsToStateDict(bytes: Uint8Array | ArrayBuffer): RMSProp
  * device.queue.writeBuffer(weights, 0, w);
  * ```
  */
-export function safetensorsToParams(bytes: Uint8Array | ArrayBuffer): Float32Array[] {
+export function safetensorsToParams(bytes: Uint8Array | ArrayBuffer): Float32Array<ArrayBuffer>[] {
   const where = 'safetensorsToParams(bytes)';
   const { params } = parseCheckpoint(bytes, where);
   if (!params) throw new RangeError(`${where}: the checkpoint holds the optimizer state only: save it with stateDictToSafetensors(state, { params: await optimizer.readParams() }) to keep the parameters too.`);
@@ -183,7 +183,7 @@ interface TensorEntry {
   readonly end: number;
 }
 
-function parseCheckpoint(input: Uint8Array | ArrayBuffer, where: string): { state: RMSPropState; params: Float32Array[] | undefined } {
+function parseCheckpoint(input: Uint8Array | ArrayBuffer, where: string): { state: RMSPropState; params: Float32Array<ArrayBuffer>[] | undefined } {
   const bytes = input instanceof ArrayBuffer ? new Uint8Array(input) : input;
   if (!(bytes instanceof Uint8Array)) throw new TypeError(`${where}: bytes must be a Uint8Array or ArrayBuffer of a .safetensors file, got ${describe(input)}.`);
   const truncated = 'the file is truncated or not a safetensors file';
@@ -256,14 +256,14 @@ function parseCheckpoint(input: Uint8Array | ArrayBuffer, where: string): { stat
   groups.forEach((g, gi) => g.params.forEach((i) => { groupOf[i] = gi; }));
   const expected = new Set<string>();
   const hasParams = entries.has(names[0]!);
-  const read = (key: string, name: string, size: number): Float32Array => {
+  const read = (key: string, name: string, size: number): Float32Array<ArrayBuffer> => {
     const e = entries.get(key);
     if (!e) throw new RangeError(`${where}: tensor '${key}' is missing: the checkpoint does not match its own metadata (the file is corrupt).`);
     if (e.shape !== size) throw new RangeError(`${where}: tensor '${key}' has shape [${e.shape}], but '${name}.square_avg' has [${size}]: every tensor of a parameter has its size (the file is corrupt).`);
     expected.add(key);
     return readF32(bytes, dataStart + e.begin, size);
   };
-  const params: Float32Array[] = [];
+  const params: Float32Array<ArrayBuffer>[] = [];
   const tensors = (names as string[]).map((name, i): TensorState => {
     const o = groups[groupOf[i]!]!.options;
     const first = entries.get(`${name}.square_avg`);
@@ -384,7 +384,7 @@ function writeF32(out: Uint8Array, offset: number, values: Float32Array): void {
 }
 
 /** `count` little-endian f32 at byte `offset` of `bytes`, copied into a new, aligned array, bit for bit. */
-function readF32(bytes: Uint8Array, offset: number, count: number): Float32Array {
+function readF32(bytes: Uint8Array, offset: number, count: number): Float32Array<ArrayBuffer> {
   const copy = bytes.slice(offset, offset + count * 4);
   if (!LITTLE_ENDIAN) for (let i = 0; i < copy.length; i += 4) copy.subarray(i, i + 4).reverse();
   return new Float32Array(copy.buffer);

@@ -9,6 +9,9 @@ import {
   type ParamSpec,
   type RMSPropOptions,
   type RMSPropState,
+  encodeHalves,
+  safetensorsToParams,
+  stateDictToSafetensors,
 } from 'webgpu-rmsprop';
 
 export async function train(device: GPUDevice, weights: GPUBuffer, grads: GPUBuffer): Promise<Float32Array> {
@@ -25,6 +28,16 @@ export async function train(device: GPUDevice, weights: GPUBuffer, grads: GPUBuf
   optimizer.destroy();
   if (!w) throw new Error('one tensor in, one out');
   return w;
+}
+
+/** What the package hands back goes straight into writeBuffer, as resuming from a checkpoint does. */
+export async function resume(device: GPUDevice, optimizer: RMSProp, weights: GPUBuffer, halfGrads: GPUBuffer): Promise<void> {
+  const bytes = stateDictToSafetensors(await optimizer.stateDict(), { params: await optimizer.readParams() });
+  const [w] = safetensorsToParams(bytes);
+  if (w) device.queue.writeBuffer(weights, 0, w);
+  const [read] = await optimizer.readParams();
+  if (read) device.queue.writeBuffer(weights, 0, read);
+  device.queue.writeBuffer(halfGrads, 0, encodeHalves(new Float32Array([0.5, -2]), 'f16'));
 }
 
 export function onTheCpu(): number {
