@@ -8,17 +8,8 @@ import { hasMaster, stateSlots } from '../../src/plan.js';
 import { ReferenceRMSProp } from '../../src/reference-optimizer.js';
 import { safetensorsToStateDict, stateDictToSafetensors } from '../../src/safetensors.js';
 import type { RMSPropState } from '../../src/state-dict.js';
+import { bits, values } from './helpers/arrays.js';
 
-/** Deterministic pseudo-random f32 values in (-scale, scale). */
-function values(n: number, seed: number, scale = 1): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return (s / 2 ** 32 - 0.5) * 2 * scale;
-  });
-}
-
-const bits = (x: Float32Array) => Array.from(new Uint32Array(x.buffer, x.byteOffset, x.length));
 const options = { centered: true, momentum: 0.9, lr: 0.05 };
 
 describe('16-bit parameters on the CPU', () => {

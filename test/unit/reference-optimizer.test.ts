@@ -4,18 +4,7 @@ import { createReferenceState, referenceStep } from '../../src/reference.js';
 import { ReferenceRMSProp, type ReferenceParamGroup, type ReferenceParamSpec } from '../../src/reference-optimizer.js';
 import { DEFAULT_OPTIONS, resolveOptions, type RMSPropOptions } from '../../src/options.js';
 import type { RMSPropState } from '../../src/state-dict.js';
-
-/** Deterministic pseudo-random f32 values in (-scale, scale). */
-function values(n: number, seed: number, scale = 1): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return (s / 2 ** 32 - 0.5) * 2 * scale;
-  });
-}
-
-/** Bit patterns, so that comparisons tell -0 from 0 and see every bit. */
-const bits = (x: Float32Array) => Array.from(new Uint32Array(x.buffer, x.byteOffset, x.length));
+import { bits, values } from './helpers/arrays.js';
 
 /** New gradients for step `step` into every spec (same data for twins built alike). */
 function feed(specs: ReferenceParamSpec[], step: number): void {

@@ -12,17 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { ReferenceRMSProp, type ReferenceParamSpec } from '../../src/reference-optimizer.js';
 import { safetensorsToParams, safetensorsToStateDict, stateDictToSafetensors } from '../../src/safetensors.js';
 import type { RMSPropState } from '../../src/state-dict.js';
-
-/** Deterministic pseudo-random f32 values in (-scale, scale). */
-function values(n: number, seed: number, scale = 1): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return (s / 2 ** 32 - 0.5) * 2 * scale;
-  });
-}
-
-const bits = (x: Float32Array) => Array.from(new Uint32Array(x.buffer, x.byteOffset, x.length));
+import { bits, values } from './helpers/arrays.js';
 
 /** f32 bit patterns no arithmetic would keep: quiet NaNs with payloads, a signalling NaN, -0, ±Inf, subnormals. */
 const ODD_BITS = [0x7fc12345, 0xffc00001, 0x7f800001, 0x80000000, 0x7f800000, 0xff800000, 0x00000001, 0x807fffff];
