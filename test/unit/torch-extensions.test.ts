@@ -7,37 +7,13 @@
  *
  * Set RMSPROP_ULP_REPORT=1 to print the measured errors.
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ReferenceRMSProp } from '../../src/reference-optimizer.js';
 import { gradNormStats } from '../../src/reference.js';
-import type { RMSPropOptions } from '../../src/options.js';
 import { ulp, ulpDistance } from './helpers/ulp.js';
+import { loadTorchCases } from './helpers/torch-fixtures.js';
 
-interface TorchTensor {
-  size: number;
-  initial: number[];
-  grads: number[][];
-  params: number[][];
-  state: { squareAvg: number[]; gradAvg?: number[]; momentumBuffer?: number[] };
-}
-
-interface TorchCase {
-  name: string;
-  options: RMSPropOptions;
-  steps: number;
-  lrPerStep?: number[];
-  /** What clip_grad_norm_ returned at each step. */
-  gradNorms?: number[];
-  tensors: TorchTensor[];
-}
-
-const dir = new URL('../fixtures/torch-extensions/', import.meta.url);
-const cases: TorchCase[] = readdirSync(dir)
-  .filter((f) => f.endsWith('.json'))
-  .sort()
-  .map((f) => JSON.parse(readFileSync(new URL(f, dir), 'utf8')) as TorchCase)
-  .filter((c) => Array.isArray(c.tensors)); // lr-schedules.json is schedules.test.ts's
+const cases = loadTorchCases('torch-extensions');
 
 /**
  * Tolerances, measured (RMSPROP_ULP_REPORT=1), in ULPs of each element's running magnitude as in

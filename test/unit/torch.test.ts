@@ -6,35 +6,15 @@
  *
  * Set RMSPROP_ULP_REPORT=1 to print the measured error of every case.
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createReferenceState, referenceStep, type ReferenceState } from '../../src/reference.js';
 import { ReferenceRMSProp } from '../../src/reference-optimizer.js';
 import type { RMSPropOptions } from '../../src/options.js';
 import { fmaf } from '../../src/fma.js';
 import { ulp, ulpDistance } from './helpers/ulp.js';
+import { loadTorchCases, type TorchCase } from './helpers/torch-fixtures.js';
 
-interface TorchTensor {
-  size: number;
-  initial: number[];
-  grads: number[][];
-  params: number[][];
-  state: { squareAvg: number[]; gradAvg?: number[]; momentumBuffer?: number[] };
-}
-
-interface TorchCase {
-  name: string;
-  options: RMSPropOptions;
-  steps: number;
-  lrPerStep?: number[];
-  tensors: TorchTensor[];
-}
-
-const dir = new URL('../fixtures/torch/', import.meta.url);
-const cases: TorchCase[] = readdirSync(dir)
-  .filter((f) => f.endsWith('.json'))
-  .sort()
-  .map((f) => JSON.parse(readFileSync(new URL(f, dir), 'utf8')) as TorchCase);
+const cases = loadTorchCases('torch');
 
 /**
  * Tolerances, in ULPs, of the reference against PyTorch: none. PyTorch 1.13's CPU kernels (this
