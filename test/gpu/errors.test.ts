@@ -5,14 +5,9 @@
  */
 import { afterEach, beforeEach, describe, expect } from 'vitest';
 import { RMSProp, type ParamSpec, type RMSPropOptions, type RMSPropState } from '../../src/index.js';
-import { expectBitExact, gpuTest, spyOnGpuWork, randomParams, readFloats, rng, upload, useDevice, type Placed } from './harness.js';
+import { attemptWatchingGpuWork, expectBitExact, gpuTest, NO_GPU_WORK, spyOnGpuWork, randomParams, readFloats, rng, upload, useDevice, type Placed } from './harness.js';
 
 const gpu = useDevice();
-
-const NO_CALLS = {
-  createBuffer: 0, createBindGroup: 0, createBindGroupLayout: 0, createComputePipeline: 0, createShaderModule: 0, createCommandEncoder: 0,
-  'queue.writeBuffer': 0, 'queue.submit': 0,
-};
 
 const N = 1027;
 let values: Float32Array, param: Placed, grad: Placed;
@@ -33,18 +28,10 @@ afterEach(() => {
  * and that the parameter buffer still holds its values.
  */
 async function expectRejected(device: GPUDevice, attempt: () => unknown, type: typeof TypeError | typeof RangeError, message: RegExp): Promise<void> {
-  const work = spyOnGpuWork(device);
-  let error: unknown;
-  try {
-    attempt();
-  } catch (e) {
-    error = e;
-  } finally {
-    work.restore();
-  }
+  const { error, calls } = attemptWatchingGpuWork(device, attempt);
   expect(error, 'an exception').toBeInstanceOf(type);
   expect((error as Error).message).toMatch(message);
-  expect(work.calls(), 'GPU work before the error').toEqual(NO_CALLS);
+  expect(calls, 'GPU work before the error').toEqual(NO_GPU_WORK);
   expectBitExact(await readFloats(device, param.buffer), values, 'the parameter after the error');
 }
 
@@ -139,7 +126,7 @@ describe('use that cannot work', () => {
     try {
       await expect(optimizer.readParams()).rejects.toThrow(TypeError);
       await expect(optimizer.readParams()).rejects.toThrow(/readParams\(\): 'hidden'\.param: buffer \('write-only'\) lacks GPUBufferUsage\.COPY_SRC/);
-      expect(work.calls()).toEqual(NO_CALLS);
+      expect(work.calls()).toEqual(NO_GPU_WORK);
     } finally {
       work.restore();
     }
@@ -160,7 +147,7 @@ describe('use that cannot work', () => {
       await expect(optimizer.readParams()).rejects.toThrow(/readParams\(\) after destroy\(\)/);
       await expect(optimizer.stateDict()).rejects.toThrow(/stateDict\(\) after destroy\(\)/);
       const calls = work.calls();
-      expect({ ...calls, createCommandEncoder: 0 }).toEqual(NO_CALLS); // the one encoder is the test's own
+      expect({ ...calls, createCommandEncoder: 0 }).toEqual(NO_GPU_WORK); // the one encoder is the test's own
     } finally {
       work.restore();
     }

@@ -12,8 +12,9 @@ import { OPTION_NAMES } from '../../src/options.js';
 import { RMSProp, ReferenceRMSProp, type RMSPropOptions, type RMSPropState } from '../../src/index.js';
 import {
   MULTIPLY_ADD,
-  STORAGE_USAGE,
+  NO_GPU_WORK,
   TOLERANCE_ULPS,
+  attemptWatchingGpuWork,
   bits,
   compareUlps,
   expectBitExact,
@@ -22,7 +23,6 @@ import {
   randomParams,
   readBytes,
   rng,
-  spyOnGpuWork,
   upload,
   useDevice,
   write,
@@ -335,20 +335,12 @@ describe('random bad input: a clear TypeError or RangeError, nothing changed', (
           break;
         }
       }
-      const work = spyOnGpuWork(device);
-      let error: unknown;
-      try {
-        attempt();
-      } catch (e) {
-        error = e;
-      } finally {
-        work.restore();
-      }
+      const { error, calls } = attemptWatchingGpuWork(device, attempt);
       made.forEach((b) => b.destroy());
       const what = JSON.stringify(bad, (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v));
       expect(type.some((t) => error instanceof t), `${what}: threw ${String(error)}`).toBe(true);
       expect((error as Error).message, what).toMatch(names);
-      expect(work.count(), `${what}: GPU work before the error`).toBe(0);
+      expect(calls, `${what}: GPU work before the error`).toEqual(NO_GPU_WORK);
       // Nothing changed: the victim's step, lr, state and parameters, bit for bit.
       expect(victim.stepCount).toBe(2);
       expect(victim.lr).toBe(0.02);

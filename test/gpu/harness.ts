@@ -372,3 +372,22 @@ export function spyOnGpuWork(device: GPUDevice): { calls: () => Record<string, n
     restore: () => spies.forEach(([, spy]) => spy.mockRestore()),
   };
 }
+
+/** What {@link spyOnGpuWork}'s `calls()` reports when nothing was started. */
+export const NO_GPU_WORK: Readonly<Record<string, number>> = Object.freeze({
+  createBuffer: 0, createBindGroup: 0, createBindGroupLayout: 0, createComputePipeline: 0, createShaderModule: 0, createCommandEncoder: 0,
+  'queue.writeBuffer': 0, 'queue.submit': 0,
+});
+
+/** Runs `attempt` under {@link spyOnGpuWork}: what it threw (undefined if nothing) and the GPU calls it made, by name. */
+export function attemptWatchingGpuWork(device: GPUDevice, attempt: () => unknown): { error: unknown; calls: Record<string, number> } {
+  const work = spyOnGpuWork(device);
+  try {
+    attempt();
+    return { error: undefined, calls: work.calls() };
+  } catch (error) {
+    return { error, calls: work.calls() };
+  } finally {
+    work.restore();
+  }
+}
