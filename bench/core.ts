@@ -206,7 +206,7 @@ function tfjsRunner(tfjs: TfjsModules, set: TensorSet, data: SetData, variant: V
     return variable;
   });
   const grads: Record<string, TF.Tensor> = {};
-  set.tensors.forEach((t, i) => { grads[variables[i]!.name] = tf.tensor1d(data.grads[i]!); });
+  set.tensors.forEach((_, i) => { grads[variables[i]!.name] = tf.tensor1d(data.grads[i]!); });
   const v = variant.tfjs;
   const optimizer = tf.train.rmsprop(v.learningRate, v.decay, v.momentum, v.epsilon, v.centered);
   const backend = tf.backend() as WebGPUBackend;

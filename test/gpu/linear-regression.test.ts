@@ -14,9 +14,6 @@ import {
   type RegressionData,
 } from '../../demo/problems/linear-regression.js';
 
-/** f32 machine epsilon. */
-const EPS32 = 2 ** -23;
-
 /**
  * How far an f32 gradient may be from the exact one, per element. Each gradient element sums
  * terms r_i·x_ij, where r_i = x_i·w + b − y_i is itself a sum: f32 rounding errs by at most about

@@ -55,7 +55,7 @@ function gradientScale(cpu: CpuSpirals): SpiralParams {
 }
 
 /** Checks the GPU's gradient, loss and accuracy at its current parameters against the twin's at the same parameters. */
-async function expectMatchesTwin(device: GPUDevice, problem: GpuSpirals, where: string): Promise<number> {
+async function expectMatchesTwin(problem: GpuSpirals, where: string): Promise<number> {
   const metrics = await problem.metrics();
   const { params, grads } = await problem.read();
   const cpu = new CpuSpirals(data, params);
@@ -82,9 +82,9 @@ describe('two-spirals MLP on WebGPU (the demo problem)', () => {
     const problem = new GpuSpirals(device, data, init, { label: 'test.spirals' });
     const optimizer = new RMSProp(device, problem.params, { lr: 0.01 });
     try {
-      const start = await expectMatchesTwin(device, problem, 'at the start');
+      const start = await expectMatchesTwin(problem, 'at the start');
       await problem.train(optimizer, 100);
-      const trained = await expectMatchesTwin(device, problem, 'after 100 steps');
+      const trained = await expectMatchesTwin(problem, 'after 100 steps');
       console.log(`worst gradient error / magnitude: ${start.toExponential(2)} at the start, ${trained.toExponential(2)} after 100 steps (tolerance ${GRADIENT_TOLERANCE})`);
     } finally {
       optimizer.destroy();

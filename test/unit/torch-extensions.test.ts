@@ -71,7 +71,7 @@ describe('CPU reference vs PyTorch: clip_grad_norm_ and decoupled weight decay',
     it(c.name, async () => {
       const params = c.tensors.map((t) => Float32Array.from(t.initial));
       const grads = c.tensors.map((t) => new Float32Array(t.size));
-      const opt = new ReferenceRMSProp(c.tensors.map((t, i) => ({ name: `t${i}`, param: params[i]!, grad: grads[i]! })), c.options);
+      const opt = new ReferenceRMSProp(c.tensors.map((_, i) => ({ name: `t${i}`, param: params[i]!, grad: grads[i]! })), c.options);
       const scale = c.tensors.map((t) => Float32Array.from(t.initial, Math.abs));
       const stateScale = c.tensors.map((t) => Object.fromEntries(slots.map((k) => [k, new Float32Array(t.size)])) as Record<Slot, Float32Array>);
       let worstParam = 0, worstNorm = 0, worstUnclipped = 0;
