@@ -3,22 +3,37 @@
 // shaders/rmsprop.wgsl reads later in the same compute pass. Nothing is read back.
 // The CPU twin of this file is `gradNormStats` in src/reference.ts; keep the two line for line.
 //
-// `partialNorms` runs once per tensor (per piece of a tensor past the binding limit, pieces being
-// whole workgroups long): each workgroup sums the squares of 256 vec4s in a tree and writes one
-// partial. `finish` (one workgroup) sums all partials in a fixed order, and so the result does not
-// depend on scheduling: the same bits on every run, and on the CPU twin.
+// Two levels, each wide, in a fixed order (src/reduce-plan.ts plans it):
+//   `partialNorms`  one workgroup per block of a tensor: WORKGROUP_SIZE lanes, each summing
+//                   `laneVec4s` vec4s strided by WORKGROUP_SIZE, then a tree over the lanes, one
+//                   partial per block. Blocks never cross tensors, and they are numbered tensor by
+//                   tensor, so the order depends on the tensors' sizes only: not on whether they
+//                   share a ParamArena (one dispatch for all its blocks, through a table) or not,
+//                   nor on how a tensor past the binding limit is cut (pieces are whole blocks).
+//   `finish`        one workgroup: lane l sums partials l, l + WORKGROUP_SIZE, ... (a few each:
+//                   laneVec4s keeps the partials near 1024), a tree, the square root, the clipping
+//                   factor, and the skip counter.
+// So the same gradients give the same bits on every run, and on the CPU twin.
 
 override WORKGROUP_SIZE: u32 = 256u; // a power of two (the trees halve it)
 override GRAD_DTYPE: u32 = 0u;       // 0: f32 (partialNorms); 1: f16, 2: bf16 (partialNormsPacked)
 
-// One dispatch of `partialNorms`: a tensor's gradient (or a piece of it) as the body and tail
-// bindings of shaders/rmsprop.wgsl.
-struct Unit {
-  count4: u32,       // whole vec4s in the body
-  tailStart: u32,    // first tail element in gradTail
-  tailCount: u32,    // 0 to 3: read by the invocation after the body's last
-  firstPartial: u32, // where this dispatch's partials go
-  unscale: f32,      // 1 / lossScale: the check and the norm see unscaled gradients
+// One dispatch of `partialNorms`: a run of blocks in one gradient binding.
+struct Run {
+  firstBlock: u32, // its first entry in `blocks`
+  blockCount: u32, // workgroups that do work (a 2-D grid may have more)
+  laneVec4s: u32,  // vec4s each lane sums in a block
+  tailStart: u32,  // where the tail of a tensor that has one starts in gradTail (gradTailPacked: its word)
+  unscale: f32,    // 1 / lossScale: the norm is of the unscaled gradients
+}
+
+// A block: vec4s [first4, first4 + count4) of the binding, then, if tailCount > 0, the tensor's last
+// 1 to 3 elements (from gradTail) as one more vec4, zero-padded; its partial goes to `partials[partial]`.
+struct Block {
+  first4: u32,
+  count4: u32,
+  tailCount: u32,
+  partial: u32,
 }
 
 struct Partial {
@@ -40,7 +55,7 @@ struct Control {
   skipped: u32,
 }
 
-@group(0) @binding(0) var<uniform> unit: Unit;
+@group(0) @binding(0) var<uniform> run: Run;
 @group(0) @binding(1) var<storage, read> grad: array<vec4f>;
 @group(0) @binding(2) var<storage, read> gradTail: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partials: array<Partial>;
@@ -49,11 +64,13 @@ struct Control {
 // 16-bit gradients, as shaders/rmsprop.wgsl binds them.
 @group(0) @binding(6) var<storage, read> gradPacked: array<vec2u>;
 @group(0) @binding(7) var<storage, read> gradTailPacked: array<u32>;
+@group(0) @binding(8) var<storage, read> blocks: array<Block>;
 
 var<workgroup> sums: array<f32, WORKGROUP_SIZE>;
 var<workgroup> anyBad: atomic<u32>;
 
-// NaN or ±Inf: every exponent bit set. On the bits, so no fast-math assumption can drop the test.
+// NaN or ±Inf: every exponent bit set. Tested on the bits of the gradient as loaded, before any
+// arithmetic: WGSL lets an implementation assume finite values in arithmetic and comparisons.
 fn nonFinite(x: vec4f) -> bool {
   return any((bitcast<vec4u>(x) & vec4u(0x7f800000u)) == vec4u(0x7f800000u));
 }
@@ -65,6 +82,13 @@ fn sumSquares(x: vec4f) -> f32 {
   return fma(x.w, x.w, s);
 }
 
+// The workgroup flag starts at 0 explicitly (an embedder may turn WGSL's zero-initialisation of
+// workgroup memory off), before any lane can set it.
+fn clearFlag(lid: u32) {
+  if (lid == 0u) { atomicStore(&anyBad, 0u); }
+  workgroupBarrier();
+}
+
 // Sums `sums` into sums[0], halving the active lanes each round.
 fn treeSum(lid: u32) {
   workgroupBarrier();
@@ -74,21 +98,48 @@ fn treeSum(lid: u32) {
   }
 }
 
+// The f32 gradients of element vec4 j of a block (j == count4: the tail vec4).
+fn loadF32(b: Block, j: u32) -> vec4f {
+  if (j < b.count4) { return grad[b.first4 + j]; }
+  var x = vec4f(0.0);
+  for (var k = 0u; k < b.tailCount; k++) { x[k] = gradTail[run.tailStart + k]; }
+  return x;
+}
+
+// The same for 16-bit gradients; an odd count's last high half is not the tensor's: dropped.
+fn loadPacked(b: Block, j: u32) -> vec4f {
+  if (j < b.count4) {
+    let words = gradPacked[b.first4 + j];
+    return vec4f(unpackHalves(words.x), unpackHalves(words.y));
+  }
+  var t = vec4f(unpackHalves(gradTailPacked[run.tailStart]), 0.0, 0.0);
+  if (b.tailCount > 2u) { t = vec4f(t.xy, unpackHalves(gradTailPacked[run.tailStart + 1u])); }
+  return select(vec4f(0.0), t, vec4u(0u, 1u, 2u, 3u) < vec4u(b.tailCount));
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn partialNorms(
   @builtin(local_invocation_index) lid: u32,
   @builtin(workgroup_id) wid: vec3u,
   @builtin(num_workgroups) groups: vec3u,
 ) {
+  clearFlag(lid);
   let w = wid.x + wid.y * groups.x;
-  let i = w * WORKGROUP_SIZE + lid;
-  var x = vec4f(0.0);
-  if (i < unit.count4) {
-    x = grad[i];
-  } else if (i == unit.count4) {
-    for (var k = 0u; k < unit.tailCount; k++) { x[k] = gradTail[unit.tailStart + k]; }
+  let live = w < run.blockCount; // uniform per workgroup: the barriers below stay in uniform flow
+  var s = 0.0;
+  var bad = false;
+  if (live) {
+    let b = blocks[run.firstBlock + w];
+    let vec4s = b.count4 + select(0u, 1u, b.tailCount > 0u);
+    for (var k = 0u; k < run.laneVec4s; k++) {
+      let j = lid + k * WORKGROUP_SIZE;
+      if (j >= vec4s) { break; }
+      let x = loadF32(b, j);
+      bad = bad || nonFinite(x);
+      s = s + sumSquares(x * run.unscale);
+    }
   }
-  partial(lid, w, x);
+  finishBlock(lid, w, live, s, bad);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -97,27 +148,32 @@ fn partialNormsPacked(
   @builtin(workgroup_id) wid: vec3u,
   @builtin(num_workgroups) groups: vec3u,
 ) {
+  clearFlag(lid);
   let w = wid.x + wid.y * groups.x;
-  let i = w * WORKGROUP_SIZE + lid;
-  var x = vec4f(0.0);
-  if (i < unit.count4) {
-    let words = gradPacked[i];
-    x = vec4f(unpackHalves(words.x), unpackHalves(words.y));
-  } else if (i == unit.count4 && unit.tailCount > 0u) {
-    // 1 to 3 elements in one or two words; an odd count's last high half is not the tensor's: dropped.
-    var t = vec4f(unpackHalves(gradTailPacked[unit.tailStart]), 0.0, 0.0);
-    if (unit.tailCount > 2u) { t = vec4f(t.xy, unpackHalves(gradTailPacked[unit.tailStart + 1u])); }
-    x = select(vec4f(0.0), t, vec4u(0u, 1u, 2u, 3u) < vec4u(unit.tailCount));
+  let live = w < run.blockCount;
+  var s = 0.0;
+  var bad = false;
+  if (live) {
+    let b = blocks[run.firstBlock + w];
+    let vec4s = b.count4 + select(0u, 1u, b.tailCount > 0u);
+    for (var k = 0u; k < run.laneVec4s; k++) {
+      let j = lid + k * WORKGROUP_SIZE;
+      if (j >= vec4s) { break; }
+      let x = loadPacked(b, j); // decoded by bit operations: a 16-bit NaN or Inf stays one
+      bad = bad || nonFinite(x);
+      s = s + sumSquares(x * run.unscale);
+    }
   }
-  partial(lid, w, x);
+  finishBlock(lid, w, live, s, bad);
 }
 
-fn partial(lid: u32, w: u32, gradient: vec4f) {
-  let x = gradient * unit.unscale;
-  if (nonFinite(x)) { atomicOr(&anyBad, 1u); }
-  sums[lid] = sumSquares(x);
+// The block's tree and its partial. Every lane of every workgroup reaches the barriers.
+fn finishBlock(lid: u32, w: u32, live: bool, s: f32, bad: bool) {
+  if (bad) { atomicOr(&anyBad, 1u); }
+  sums[lid] = s;
   treeSum(lid);
-  if (lid == 0u) { partials[unit.firstPartial + w] = Partial(sums[0], atomicLoad(&anyBad)); }
+  let flag = atomicLoad(&anyBad);
+  if (lid == 0u && live) { partials[blocks[run.firstBlock + w].partial] = Partial(sums[0], flag); }
 }
 
 // As in shaders/rmsprop.wgsl: the two 16-bit floats of a word, low half first, exactly.
@@ -140,6 +196,7 @@ fn f16ToF32(h: u32) -> f32 {
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn finish(@builtin(local_invocation_index) lid: u32) {
+  clearFlag(lid);
   var s = 0.0;
   var bad = 0u;
   for (var k = lid; k < finishing.partialCount; k += WORKGROUP_SIZE) {
@@ -149,9 +206,9 @@ fn finish(@builtin(local_invocation_index) lid: u32) {
   if (bad != 0u) { atomicOr(&anyBad, 1u); }
   sums[lid] = s;
   treeSum(lid);
+  let isBad = atomicLoad(&anyBad);
   if (lid == 0u) {
     let norm = sqrt(sums[0]);
-    let isBad = atomicLoad(&anyBad);
     control.bad = isBad;
     control.norm = norm;
     // PyTorch's clip_grad_norm_: max_norm / (total_norm + 1e-6) is `reciprocal() * max_norm`,

@@ -2,8 +2,11 @@
 // written once. The CPU twin of this file is src/reference.ts; keep the two line for line.
 //
 // The variant is fixed when the pipeline is made (override constants), so a variant's unused
-// state is never read or written and its branches compile away. Hyperparameters live in a
-// uniform, so a new learning rate rebuilds nothing.
+// state is never read or written and its branches compile away. Nothing about a tensor's shape or
+// a group's constant hyperparameters changes after the optimizer is made: they live in `geo`,
+// written once. What may change per step (lr, the decoupled decay factor, bias correction) lives
+// per param group in a slot of `steps`, a small ring that each step selects with a dynamic offset
+// (src/step-values.ts): no copy command per step, and each step reads the values it was recorded with.
 //
 // Layout of one dispatch unit (a whole tensor, or one chunk of a tensor past the binding limit):
 //   param, grad  the caller's buffers as vec4s: the first `count4 * 4` elements (the body);
@@ -16,11 +19,17 @@
 //                two 16-bit values per u32, decoded exactly (entry points stepBodyPacked, stepTailPacked).
 //   paramPacked, paramTailPacked  instead of param and paramTail when PARAM_DTYPE is 1 (f16) or 2
 //                (bf16): two 16-bit values per u32 (entry points stepBodyHalf*, stepTailHalf*). The
-//                tail (1 to 3 elements) starts at word hp.gradTailStart; with an odd count its last
+//                tail (1 to 3 elements) starts at word geo.gradTailStart; with an odd count its last
 //                word's high half is not the tensor's and is written back as it was read.
 //                With MASTER, the f32 master copy is the last state slot: the update reads and writes
 //                it, and stores its rounded value into paramPacked (initMasterBody, initMasterTail fill it).
 //   control      what shaders/grad-norm.wgsl found this step (SKIP_NON_FINITE, CLIP).
+//
+// Rounding. WGSL lets `sqrt` and division be off by a few ULPs, lets each `fma` call round once or
+// twice, and lets a compiler contract a plain `a * b + c` into a fused multiply-add (Tint marks
+// nothing NoContraction). The shader writes `fma` where PyTorch's CPU kernels fuse, so that an
+// implementation that honours it (SwiftShader and lavapipe, measured) matches the reference bit
+// for bit; elsewhere the tests allow the bound derived in test/gpu/harness.ts.
 
 override WORKGROUP_SIZE: u32 = 256u;
 override CENTERED: bool = false;       // normalize by v - m*m (clamped at 0) instead of v
@@ -34,26 +43,40 @@ override NESTEROV: bool = false;       // step by g/den + momentum * b (MOMENTUM
 override BIAS_CORRECTION: bool = false; // Optax: v (and m) divided by 1 - alpha^t before the root
 override SKIP_NON_FINITE: bool = false; // leave everything unchanged when control.bad (grad-norm.wgsl)
 override CLIP: bool = false;           // g *= control.scale (global-norm clipping, grad-norm.wgsl)
-override UNSCALE: bool = false;        // g *= hp.unscale (1 / lossScale), first
+override UNSCALE: bool = false;        // g *= geo.unscale (1 / lossScale), first
 override GRAD_DTYPE: u32 = 0u;         // 0: f32 (stepBody, stepTail); 1: f16, 2: bf16 (stepBodyPacked, stepTailPacked)
 override PARAM_DTYPE: u32 = 0u;        // 0: f32; 1: f16, 2: bf16 (stepBodyHalf*, stepTailHalf*)
 override MASTER: bool = false;         // PARAM_DTYPE 1, 2: an f32 master copy in the last state slot
 
-struct Hyper {
-  lr: f32,
+// A dispatch unit's shape and its group's constant hyperparameters, written once (src/update-pass.ts).
+struct Geometry {
+  count4: u32,         // whole vec4s in the body
+  slotStride: u32,     // vec4s in each state slot
+  tailStart: u32,      // index of the first tail element in paramTail and gradTail
+  tailCount: u32,      // 0 to 3
+  gradTailStart: u32,  // GRAD_DTYPE 1, 2: the tail's word in gradTailPacked; PARAM_DTYPE 1, 2: in paramTailPacked
+  group: u32,          // the param group: which entry of steps.groups holds this unit's per-step values
+  countsStep: u32,     // on one dispatch of a step, which counts it in `ran` (src/step-values.ts): 1 body, 2 tail
   alpha: f32,
   oneMinusAlpha: f32,  // 1 - alpha rounded once on the host, as PyTorch passes it
   eps: f32,
   momentum: f32,
   weightDecay: f32,
-  count4: u32,         // whole vec4s in the body
-  slotStride: u32,     // vec4s in each state slot
-  tailStart: u32,      // index of the first tail element in paramTail and gradTail
-  tailCount: u32,      // 0 to 3
-  decayFactor: f32,    // 1 - lr * weightDecay, rounded once on the host (DECOUPLED_DECAY)
-  biasCorrection: f32, // 1 - alpha^t, rounded once on the host (BIAS_CORRECTION)
-  gradTailStart: u32,  // GRAD_DTYPE 1, 2: the tail's word in gradTailPacked; PARAM_DTYPE 1, 2: in paramTailPacked
   unscale: f32,        // 1 / lossScale, rounded once on the host (UNSCALE)
+}
+
+// The values of one param group that may change per step, each rounded once on the host.
+struct StepGroup {
+  lr: f32,
+  decayFactor: f32,    // 1 - lr * weightDecay (DECOUPLED_DECAY)
+  biasCorrection: f32, // 1 - alpha^t in f32, as Optax (BIAS_CORRECTION)
+  unused: f32,
+}
+
+// One slot of the ring: its own index (for `ran`), then one entry per param group.
+struct StepValues {
+  slot: vec4u,
+  groups: array<StepGroup>,
 }
 
 // Written by shaders/grad-norm.wgsl's `finish` earlier in the same pass (bound always; read only
@@ -65,7 +88,7 @@ struct Control {
   skipped: u32, // steps skipped so far
 }
 
-@group(0) @binding(0) var<uniform> hp: Hyper;
+@group(0) @binding(0) var<uniform> geo: Geometry;
 @group(0) @binding(1) var<storage, read_write> param: array<vec4f>;
 // Gradients are only read, but bound read_write so that they may share a buffer with the
 // parameters (a parameter arena): WebGPU forbids one buffer as read-only and writable storage in
@@ -83,6 +106,17 @@ struct Control {
 // tail: 1 or 2 words).
 @group(0) @binding(9) var<storage, read_write> paramPacked: array<vec2u>;
 @group(0) @binding(10) var<storage, read_write> paramTailPacked: array<u32>;
+// The step's slot of the ring, at the dynamic offset the step recorded; and how many steps have
+// run with each slot of its page, so that the host reuses a slot only once its steps are done.
+@group(1) @binding(0) var<storage, read> steps: StepValues;
+@group(1) @binding(1) var<storage, read_write> ran: array<atomic<u32>>;
+
+// Counts this step as run with its slot: once per step, by the first invocation of the one
+// dispatch whose geometry says so (`part`: 1 the body, 2 the tail of a chunk, which share a
+// geometry), before anything can return early.
+fn countStep(i: u32, part: u32) {
+  if (geo.countsStep == part && i == 0u) { atomicAdd(&ran[steps.slot.x], 1u); }
+}
 
 // Four elements' parameter and state, in registers.
 struct Lanes {
@@ -94,43 +128,44 @@ struct Lanes {
 
 // The update rule on four elements at once.
 fn update(e: ptr<function, Lanes>, gradient: vec4f) {
-  if (DECOUPLED_DECAY) { (*e).p = (*e).p * hp.decayFactor; }
+  let now = steps.groups[geo.group]; // this step's values, read once
+  let lr = now.lr;
+  if (DECOUPLED_DECAY) { (*e).p = (*e).p * now.decayFactor; }
   var g = gradient;
-  if (UNSCALE) { g = g * hp.unscale; }
+  if (UNSCALE) { g = g * geo.unscale; }
   if (CLIP) { g = g * control.scale; }
   if (MAXIMIZE) { g = -g; }
-  // fma where PyTorch's CPU kernels fuse, so that one rounding rule holds here, in the CPU
-  // reference and in PyTorch (and no shader compiler is left to choose).
-  if (WEIGHT_DECAY) { g = fma((*e).p, vec4f(hp.weightDecay), g); }
-  let alpha = hp.alpha; // read once: CENTERED uses both twice (see Slots)
-  let oneMinusAlpha = hp.oneMinusAlpha;
+  // fma where PyTorch's CPU kernels fuse (see Rounding at the top).
+  if (WEIGHT_DECAY) { g = fma((*e).p, vec4f(geo.weightDecay), g); }
+  let alpha = geo.alpha; // read once: CENTERED uses both twice (see Slots)
+  let oneMinusAlpha = geo.oneMinusAlpha;
   (*e).v = fma(oneMinusAlpha * g, g, alpha * (*e).v);
   var d = (*e).v;
-  if (BIAS_CORRECTION) { d = d / hp.biasCorrection; }
+  if (BIAS_CORRECTION) { d = d / now.biasCorrection; }
   if (CENTERED) {
     (*e).m = fma(g, vec4f(oneMinusAlpha), alpha * (*e).m);
     var mh = (*e).m;
-    if (BIAS_CORRECTION) { mh = mh / hp.biasCorrection; }
+    if (BIAS_CORRECTION) { mh = mh / now.biasCorrection; }
     d = max(fma(-mh, mh, d), vec4f(0.0));
   }
   var den: vec4f;
-  if (EPS_INSIDE) { den = sqrt(d + hp.eps); } else { den = sqrt(d) + hp.eps; }
+  if (EPS_INSIDE) { den = sqrt(d + geo.eps); } else { den = sqrt(d) + geo.eps; }
   if (MOMENTUM) {
     if (LR_IN_MOMENTUM) {
-      let u = (hp.lr * g) / den;
-      (*e).b = hp.momentum * (*e).b + u;
+      let u = (lr * g) / den;
+      (*e).b = geo.momentum * (*e).b + u;
       var s = (*e).b;
-      if (NESTEROV) { s = u + hp.momentum * (*e).b; }
+      if (NESTEROV) { s = u + geo.momentum * (*e).b; }
       (*e).p = (*e).p - s;
     } else {
       let q = g / den;
-      (*e).b = hp.momentum * (*e).b + q;
+      (*e).b = geo.momentum * (*e).b + q;
       var s = (*e).b;
-      if (NESTEROV) { s = fma((*e).b, vec4f(hp.momentum), q); }
-      (*e).p = fma(s, vec4f(-hp.lr), (*e).p);
+      if (NESTEROV) { s = fma((*e).b, vec4f(geo.momentum), q); }
+      (*e).p = fma(s, vec4f(-lr), (*e).p);
     }
   } else {
-    (*e).p = (*e).p - (hp.lr * g) / den;
+    (*e).p = (*e).p - (lr * g) / den;
   }
 }
 
@@ -140,13 +175,13 @@ fn skipped() -> bool {
 }
 
 // Where vec4 i's state lives: v at i, then m (CENTERED), b (MOMENTUM) and the f32 master copy
-// (MASTER) a slot apart, each only where used. hp.slotStride is read once: read per slot (with
+// (MASTER) a slot apart, each only where used. geo.slotStride is read once: read per slot (with
 // alpha read twice), SwiftShader's centered momentum step was 10-15% slower than the same rule
 // written inline (npm run bench:probe); read once, it is as fast.
 struct Slots { v: u32, m: u32, b: u32, master: u32 }
 
 fn slotsOf(i: u32) -> Slots {
-  let stride = hp.slotStride;
+  let stride = geo.slotStride;
   let m = i + stride;
   let b = select(m, m + stride, CENTERED);
   let master = select(b, b + stride, MOMENTUM);
@@ -172,14 +207,16 @@ fn storeState(e: ptr<function, Lanes>, at: Slots) {
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn stepBody(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let i = id.x + id.y * groups.x * WORKGROUP_SIZE;
-  if (i >= hp.count4 || skipped()) { return; }
+  countStep(i, 1u);
+  if (i >= geo.count4 || skipped()) { return; }
   bodyStep(i, grad[i]);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn stepBodyPacked(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let i = id.x + id.y * groups.x * WORKGROUP_SIZE;
-  if (i >= hp.count4 || skipped()) { return; }
+  countStep(i, 1u);
+  if (i >= geo.count4 || skipped()) { return; }
   let w = gradPacked[i];
   bodyStep(i, vec4f(unpackHalves(w.x), unpackHalves(w.y)));
 }
@@ -249,14 +286,16 @@ fn f32ToF16(x: f32) -> u32 {
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn stepBodyHalf(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let i = id.x + id.y * groups.x * WORKGROUP_SIZE;
-  if (i >= hp.count4 || skipped()) { return; }
+  countStep(i, 1u);
+  if (i >= geo.count4 || skipped()) { return; }
   halfBodyStep(i, grad[i]);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn stepBodyHalfPacked(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let i = id.x + id.y * groups.x * WORKGROUP_SIZE;
-  if (i >= hp.count4 || skipped()) { return; }
+  countStep(i, 1u);
+  if (i >= geo.count4 || skipped()) { return; }
   let w = gradPacked[i];
   halfBodyStep(i, vec4f(unpackHalves(w.x), unpackHalves(w.y)));
 }
@@ -278,38 +317,40 @@ fn halfBodyStep(i: u32, g: vec4f) {
 // read-modify-write of a half-used last word races with nothing.
 @compute @workgroup_size(1)
 fn stepTailHalf() {
+  countStep(0u, 2u);
   if (skipped()) { return; }
   var g = vec4f(0.0);
-  for (var k = 0u; k < hp.tailCount; k++) { g[k] = gradTail[hp.tailStart + k]; }
+  for (var k = 0u; k < geo.tailCount; k++) { g[k] = gradTail[geo.tailStart + k]; }
   halfTailStep(g);
 }
 
 @compute @workgroup_size(1)
 fn stepTailHalfPacked() {
+  countStep(0u, 2u);
   if (skipped()) { return; }
   halfTailStep(packedTailGrad());
 }
 
 fn halfTailStep(g: vec4f) {
-  let at = hp.gradTailStart;
-  let twoWords = hp.tailCount > 2u;
+  let at = geo.gradTailStart;
+  let twoWords = geo.tailCount > 2u;
   var old = vec2u(paramTailPacked[at], 0u);
   if (twoWords) { old.y = paramTailPacked[at + 1u]; }
   var e: Lanes;
-  let slots = slotsOf(hp.count4);
+  let slots = slotsOf(geo.count4);
   loadState(&e, slots);
   if (!MASTER) { e.p = vec4f(decodeWord(old.x, PARAM_DTYPE), decodeWord(old.y, PARAM_DTYPE)); }
   let before = e;
   update(&e, g);
-  let live = vec4u(0u, 1u, 2u, 3u) < vec4u(hp.tailCount);
+  let live = vec4u(0u, 1u, 2u, 3u) < vec4u(geo.tailCount);
   e.p = select(before.p, e.p, live);
   e.v = select(before.v, e.v, live);
   e.m = select(before.m, e.m, live);
   e.b = select(before.b, e.b, live);
   var w = vec2u(encodeWord(e.p.xy), encodeWord(e.p.zw));
   // An odd count: the last word's high half is not this tensor's; it goes back bit for bit.
-  if (hp.tailCount == 1u) { w.x = (w.x & 0xffffu) | (old.x & 0xffff0000u); }
-  if (hp.tailCount == 3u) { w.y = (w.y & 0xffffu) | (old.y & 0xffff0000u); }
+  if (geo.tailCount == 1u) { w.x = (w.x & 0xffffu) | (old.x & 0xffff0000u); }
+  if (geo.tailCount == 3u) { w.y = (w.y & 0xffffu) | (old.y & 0xffff0000u); }
   paramTailPacked[at] = w.x;
   if (twoWords) { paramTailPacked[at + 1u] = w.y; }
   storeState(&e, slots);
@@ -319,18 +360,18 @@ fn halfTailStep(g: vec4f) {
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn initMasterBody(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let i = id.x + id.y * groups.x * WORKGROUP_SIZE;
-  if (i >= hp.count4) { return; }
+  if (i >= geo.count4) { return; }
   let w = paramPacked[i];
   state[slotsOf(i).master] = vec4f(decodeWord(w.x, PARAM_DTYPE), decodeWord(w.y, PARAM_DTYPE));
 }
 
 @compute @workgroup_size(1)
 fn initMasterTail() {
-  let at = hp.gradTailStart;
+  let at = geo.gradTailStart;
   var p = vec4f(decodeWord(paramTailPacked[at], PARAM_DTYPE), 0.0, 0.0);
-  if (hp.tailCount > 2u) { p = vec4f(p.xy, decodeWord(paramTailPacked[at + 1u], PARAM_DTYPE)); }
+  if (geo.tailCount > 2u) { p = vec4f(p.xy, decodeWord(paramTailPacked[at + 1u], PARAM_DTYPE)); }
   // Lanes past the tail (padding, and an odd count's neighbouring half) stay 0.
-  state[slotsOf(hp.count4).master] = select(vec4f(0.0), p, vec4u(0u, 1u, 2u, 3u) < vec4u(hp.tailCount));
+  state[slotsOf(geo.count4).master] = select(vec4f(0.0), p, vec4u(0u, 1u, 2u, 3u) < vec4u(geo.tailCount));
 }
 
 fn f16ToF32(h: u32) -> f32 {
@@ -349,14 +390,16 @@ fn f16ToF32(h: u32) -> f32 {
 // lanes of one vec4. Lanes past the tail compute on zeros and are not stored.
 @compute @workgroup_size(1)
 fn stepTail() {
+  countStep(0u, 2u);
   if (skipped()) { return; }
   var g = vec4f(0.0);
-  for (var k = 0u; k < hp.tailCount; k++) { g[k] = gradTail[hp.tailStart + k]; }
+  for (var k = 0u; k < geo.tailCount; k++) { g[k] = gradTail[geo.tailStart + k]; }
   tailStep(g);
 }
 
 @compute @workgroup_size(1)
 fn stepTailPacked() {
+  countStep(0u, 2u);
   if (skipped()) { return; }
   tailStep(packedTailGrad());
 }
@@ -364,24 +407,24 @@ fn stepTailPacked() {
 // The 1 to 3 tail gradients of GRAD_DTYPE 1, 2, lanes past the tail 0 (an odd count's last word's
 // high half is not the tensor's).
 fn packedTailGrad() -> vec4f {
-  var g = vec4f(unpackHalves(gradTailPacked[hp.gradTailStart]), 0.0, 0.0);
-  if (hp.tailCount > 2u) { g = vec4f(g.xy, unpackHalves(gradTailPacked[hp.gradTailStart + 1u])); }
-  return select(vec4f(0.0), g, vec4u(0u, 1u, 2u, 3u) < vec4u(hp.tailCount));
+  var g = vec4f(unpackHalves(gradTailPacked[geo.gradTailStart]), 0.0, 0.0);
+  if (geo.tailCount > 2u) { g = vec4f(g.xy, unpackHalves(gradTailPacked[geo.gradTailStart + 1u])); }
+  return select(vec4f(0.0), g, vec4u(0u, 1u, 2u, 3u) < vec4u(geo.tailCount));
 }
 
 fn tailStep(g: vec4f) {
   var e: Lanes;
-  for (var k = 0u; k < hp.tailCount; k++) { e.p[k] = paramTail[hp.tailStart + k]; }
-  let slots = slotsOf(hp.count4);
+  for (var k = 0u; k < geo.tailCount; k++) { e.p[k] = paramTail[geo.tailStart + k]; }
+  let slots = slotsOf(geo.count4);
   loadState(&e, slots);
   let before = e;
   update(&e, g);
-  let live = vec4u(0u, 1u, 2u, 3u) < vec4u(hp.tailCount);
+  let live = vec4u(0u, 1u, 2u, 3u) < vec4u(geo.tailCount);
   e.v = select(before.v, e.v, live);
   e.m = select(before.m, e.m, live);
   e.b = select(before.b, e.b, live);
-  for (var k = 0u; k < hp.tailCount; k++) {
-    paramTail[hp.tailStart + k] = e.p[k];
+  for (var k = 0u; k < geo.tailCount; k++) {
+    paramTail[geo.tailStart + k] = e.p[k];
   }
   storeState(&e, slots);
 }

@@ -1,15 +1,20 @@
 /**
- * Compute pipelines of the update rule, cached per device and per variant: a variant is the set of
- * override constants, and hyperparameters that change between steps live in a uniform instead.
+ * Compute pipelines of the update rule and of the gradient pre-pass, cached per device and per
+ * variant: a variant is the set of override constants, and hyperparameters that change between
+ * steps live in buffers instead. Made synchronously (`stepPipelines`) or with
+ * `createComputePipelineAsync` (`stepPipelinesAsync`, for `RMSProp.create`); both fill one cache.
  */
 import shaderSource from '../shaders/rmsprop.wgsl?raw';
 import reduceSource from '../shaders/grad-norm.wgsl?raw';
-import { REDUCE_WORKGROUP_SIZE } from './reference.js';
+import { REDUCE_WORKGROUP_SIZE } from './reduce-plan.js';
 import type { GradDtype, ResolvedOptions } from './options.js';
-
-/** The GRAD_DTYPE override of both shaders. */
-const GRAD_DTYPES: Record<GradDtype, number> = { f32: 0, f16: 1, bf16: 2 };
 import { hasMaster, WORKGROUP_SIZE } from './plan.js';
+
+/** The GRAD_DTYPE / PARAM_DTYPE override of both shaders. */
+const GRAD_DTYPES: Record<GradDtype, number> = { f32: 0, f16: 1, bf16: 2 };
+
+// GPUShaderStage.COMPUTE, spelled out so that importing this module needs no WebGPU globals.
+const COMPUTE = 0x4;
 
 export interface StepPipelines {
   /** One vec4 per invocation. */
@@ -57,64 +62,233 @@ export function variantKey(o: ResolvedOptions): string {
   return flags.join('+') || 'plain';
 }
 
-const cache = new WeakMap<GPUDevice, { module: GPUShaderModule; pipelines: Map<string, StepPipelines> }>();
+// ---------------------------------------------------------------------------------------------
+// Bind group layouts of shaders/rmsprop.wgsl. Explicit (not 'auto'): the ring's binding has a
+// dynamic offset, and every update pipeline shares one layout for group 1, so a step sets it once.
+// ---------------------------------------------------------------------------------------------
 
-/** The pipelines for `options`' variant on `device`, made on first use. */
-export function stepPipelines(device: GPUDevice, options: ResolvedOptions): StepPipelines {
-  let perDevice = cache.get(device);
-  if (!perDevice) {
-    perDevice = { module: device.createShaderModule({ label: 'RMSProp.shader', code: shaderSource }), pipelines: new Map() };
-    cache.set(device, perDevice);
+type BindingKind = 'uniform' | 'storage' | 'read-only-storage';
+
+/** Group 0's bindings (shaders/rmsprop.wgsl) and their kinds. */
+const BINDING_KINDS: Record<number, BindingKind> = {
+  0: 'uniform', 1: 'storage', 2: 'storage', 3: 'storage', 4: 'storage', 5: 'storage',
+  6: 'read-only-storage', 7: 'storage', 8: 'storage', 9: 'storage', 10: 'storage',
+};
+
+/** The group-0 bindings each entry point uses. */
+const ENTRY_BINDINGS: Record<string, readonly number[]> = {
+  stepBody: [0, 1, 2, 3, 6],
+  stepBodyPacked: [0, 1, 3, 6, 7],
+  stepBodyHalf: [0, 2, 3, 6, 9],
+  stepBodyHalfPacked: [0, 3, 6, 7, 9],
+  stepTail: [0, 3, 4, 5, 6],
+  stepTailPacked: [0, 3, 4, 6, 8],
+  stepTailHalf: [0, 3, 5, 6, 10],
+  stepTailHalfPacked: [0, 3, 6, 8, 10],
+  initMasterBody: [0, 3, 9],
+  initMasterTail: [0, 3, 10],
+};
+
+/** Entry points that read the step ring (group 1); initMaster* do not. */
+const USES_RING = (entryPoint: string) => entryPoint.startsWith('step');
+
+interface DeviceLayouts {
+  readonly ring: GPUBindGroupLayout;
+  readonly group0: Map<string, GPUBindGroupLayout>;
+  readonly pipeline: Map<string, GPUPipelineLayout>;
+}
+
+const layoutCache = new WeakMap<GPUDevice, DeviceLayouts>();
+
+function layoutsOf(device: GPUDevice): DeviceLayouts {
+  let layouts = layoutCache.get(device);
+  if (!layouts) {
+    const ring = device.createBindGroupLayout({
+      label: 'RMSProp.bindGroupLayout.stepValues',
+      entries: [
+        { binding: 0, visibility: COMPUTE, buffer: { type: 'read-only-storage', hasDynamicOffset: true } },
+        { binding: 1, visibility: COMPUTE, buffer: { type: 'storage' } },
+      ],
+    });
+    layouts = { ring, group0: new Map(), pipeline: new Map() };
+    layoutCache.set(device, layouts);
   }
-  const key = variantKey(options);
-  let pipelines = perDevice.pipelines.get(key);
-  if (!pipelines) {
-    const { module } = perDevice;
-    const constants = variantConstants(options);
-    const make = (entryPoint: string) => device.createComputePipeline({
+  return layouts;
+}
+
+/**
+ * The layout of group 1 of every update pipeline on `device`: the step ring's slot (a dynamic
+ * offset) and its page's counters (src/step-values.ts makes one bind group per page with it).
+ */
+export function stepValuesLayout(device: GPUDevice): GPUBindGroupLayout {
+  return layoutsOf(device).ring;
+}
+
+/** The group-0 layout of `entryPoint` on `device`: what its bind groups are made with. */
+export function entryLayout(device: GPUDevice, entryPoint: string): GPUBindGroupLayout {
+  const layouts = layoutsOf(device);
+  let layout = layouts.group0.get(entryPoint);
+  if (!layout) {
+    const bindings = ENTRY_BINDINGS[entryPoint];
+    if (!bindings) throw new Error(`entryLayout: no entry point '${entryPoint}' in shaders/rmsprop.wgsl.`);
+    layout = device.createBindGroupLayout({
+      label: `RMSProp.bindGroupLayout.${entryPoint}`,
+      entries: bindings.map((binding) => ({ binding, visibility: COMPUTE, buffer: { type: BINDING_KINDS[binding]! } })),
+    });
+    layouts.group0.set(entryPoint, layout);
+  }
+  return layout;
+}
+
+function pipelineLayout(device: GPUDevice, entryPoint: string): GPUPipelineLayout {
+  const layouts = layoutsOf(device);
+  let layout = layouts.pipeline.get(entryPoint);
+  if (!layout) {
+    const groups = [entryLayout(device, entryPoint), ...(USES_RING(entryPoint) ? [layouts.ring] : [])];
+    layout = device.createPipelineLayout({ label: `RMSProp.pipelineLayout.${entryPoint}`, bindGroupLayouts: groups });
+    layouts.pipeline.set(entryPoint, layout);
+  }
+  return layout;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cache
+// ---------------------------------------------------------------------------------------------
+
+interface Entry<P> {
+  /** Made, by either path. */
+  ready?: P;
+  /** Being made asynchronously. */
+  pending?: Promise<P>;
+}
+
+/** Per device and key, one pipeline set, made once whichever path asks first. */
+class PipelineCache<P> {
+  readonly #devices = new WeakMap<GPUDevice, Map<string, Entry<P>>>();
+
+  #entry(device: GPUDevice, key: string): Entry<P> {
+    let perDevice = this.#devices.get(device);
+    if (!perDevice) this.#devices.set(device, (perDevice = new Map()));
+    let entry = perDevice.get(key);
+    if (!entry) perDevice.set(key, (entry = {}));
+    return entry;
+  }
+
+  /** The pipelines, made now (synchronously) unless already made. */
+  get(device: GPUDevice, key: string, make: () => P): P {
+    const entry = this.#entry(device, key);
+    return (entry.ready ??= make());
+  }
+
+  /** The pipelines, made asynchronously unless already made or being made. */
+  async getAsync(device: GPUDevice, key: string, make: () => Promise<P>): Promise<P> {
+    const entry = this.#entry(device, key);
+    if (entry.ready) return entry.ready;
+    entry.pending ??= make().then((made) => (entry.ready ??= made), (e: unknown) => {
+      entry.pending = undefined; // a later call may try again
+      throw e;
+    });
+    return entry.pending;
+  }
+}
+
+function isThenable<T>(x: T | Promise<T>): x is Promise<T> {
+  return typeof (x as { then?: unknown }).then === 'function';
+}
+
+type Maker = (descriptor: GPUComputePipelineDescriptor) => GPUComputePipeline | Promise<GPUComputePipeline>;
+
+const modules = new WeakMap<GPUDevice, { step?: GPUShaderModule; reduce?: GPUShaderModule }>();
+
+/** The device's module of shaders/rmsprop.wgsl (`step`) or shaders/grad-norm.wgsl (`reduce`), made on first use. */
+function moduleOf(device: GPUDevice, which: 'step' | 'reduce'): GPUShaderModule {
+  let m = modules.get(device);
+  if (!m) modules.set(device, (m = {}));
+  return (m[which] ??= which === 'step'
+    ? device.createShaderModule({ label: 'RMSProp.shader', code: shaderSource })
+    : device.createShaderModule({ label: 'RMSProp.gradNorm.shader', code: reduceSource }));
+}
+
+/** The entry points of a variant, by what they bind: 16-bit parameters (Half) and 16-bit gradients (Packed). */
+function stepEntryPoints(o: ResolvedOptions): { body: string; tail: string; master: boolean } {
+  const suffix = (o.paramDtype !== 'f32' ? 'Half' : '') + (o.gradDtype !== 'f32' ? 'Packed' : '');
+  return { body: `stepBody${suffix}`, tail: `stepTail${suffix}`, master: hasMaster(o) };
+}
+
+/** The group-0 layout of each update pipeline: what its bind groups are made with. */
+const group0Layouts = new WeakMap<GPUComputePipeline, GPUBindGroupLayout>();
+
+/** The group-0 layout that `pipeline` (from `stepPipelines`) was made with. */
+export function bindGroupLayoutOf(pipeline: GPUComputePipeline): GPUBindGroupLayout {
+  const layout = group0Layouts.get(pipeline);
+  if (!layout) throw new Error(`bindGroupLayoutOf: '${pipeline.label}' is not an update pipeline of this module.`);
+  return layout;
+}
+
+function makeStep(device: GPUDevice, o: ResolvedOptions, create: Maker): StepPipelines | Promise<StepPipelines> {
+  const module = moduleOf(device, 'step');
+  const constants = variantConstants(o);
+  const key = variantKey(o);
+  const make = (entryPoint: string) => {
+    const remember = (pipeline: GPUComputePipeline) => {
+      group0Layouts.set(pipeline, entryLayout(device, entryPoint));
+      return pipeline;
+    };
+    const made = create({
       label: `RMSProp.pipeline[${key}].${entryPoint}`,
-      layout: 'auto',
+      layout: pipelineLayout(device, entryPoint),
       compute: { module, entryPoint, constants },
     });
-    // Entry points by what they bind: 16-bit parameters (Half) and 16-bit gradients (Packed).
-    const suffix = (options.paramDtype !== 'f32' ? 'Half' : '') + (options.gradDtype !== 'f32' ? 'Packed' : '');
-    pipelines = {
-      body: make(`stepBody${suffix}`),
-      tail: make(`stepTail${suffix}`),
-      ...(hasMaster(options) ? { initMaster: { body: make('initMasterBody'), tail: make('initMasterTail') } } : {}),
-    };
-    perDevice.pipelines.set(key, pipelines);
-  }
-  return pipelines;
+    return isThenable(made) ? made.then(remember) : remember(made);
+  };
+  const entry = stepEntryPoints(o);
+  const parts = [make(entry.body), make(entry.tail), ...(entry.master ? [make('initMasterBody'), make('initMasterTail')] : [])];
+  const assemble = ([body, tail, masterBody, masterTail]: GPUComputePipeline[]): StepPipelines => ({
+    body: body!, tail: tail!, ...(masterBody ? { initMaster: { body: masterBody, tail: masterTail! } } : {}),
+  });
+  return parts.some(isThenable) ? Promise.all(parts).then(assemble) : assemble(parts as GPUComputePipeline[]);
+}
+
+const stepCache = new PipelineCache<StepPipelines>();
+
+/** The update pipelines for `options`' variant on `device`, made on first use. */
+export function stepPipelines(device: GPUDevice, options: ResolvedOptions): StepPipelines {
+  return stepCache.get(device, variantKey(options), () => makeStep(device, options, (d) => device.createComputePipeline(d)) as StepPipelines);
+}
+
+/** `stepPipelines`, made with createComputePipelineAsync (no compile stall on the calling thread). */
+export function stepPipelinesAsync(device: GPUDevice, options: ResolvedOptions): Promise<StepPipelines> {
+  return stepCache.getAsync(device, variantKey(options), async () => makeStep(device, options, (d) => device.createComputePipelineAsync(d)));
 }
 
 /** The pipelines of the gradient pre-pass (shaders/grad-norm.wgsl). */
 export interface ReducePipelines {
-  /** One partial sum of squares (and non-finite flag) per workgroup of a tensor. */
+  /** One partial sum of squares (and non-finite flag) per block of a run. */
   readonly partials: GPUComputePipeline;
   /** One workgroup: the partials into the control buffer. */
   readonly finish: GPUComputePipeline;
 }
 
-const reduceCache = new WeakMap<GPUDevice, { module: GPUShaderModule; pipelines: Map<GradDtype, ReducePipelines> }>();
+function makeReduce(device: GPUDevice, dtype: GradDtype, create: Maker): ReducePipelines | Promise<ReducePipelines> {
+  const module = moduleOf(device, 'reduce');
+  const make = (entryPoint: string) => create({
+    label: `RMSProp.gradNorm.pipeline[${dtype}].${entryPoint}`,
+    layout: 'auto',
+    compute: { module, entryPoint, constants: { WORKGROUP_SIZE: REDUCE_WORKGROUP_SIZE, GRAD_DTYPE: GRAD_DTYPES[dtype] } },
+  });
+  const parts = [make(dtype === 'f32' ? 'partialNorms' : 'partialNormsPacked'), make('finish')];
+  const assemble = ([partials, finish]: GPUComputePipeline[]): ReducePipelines => ({ partials: partials!, finish: finish! });
+  return parts.some(isThenable) ? Promise.all(parts).then(assemble) : assemble(parts as GPUComputePipeline[]);
+}
+
+const reduceCache = new PipelineCache<ReducePipelines>();
 
 /** The pre-pass pipelines on `device` for gradients of `dtype`, made on first use. */
 export function reducePipelines(device: GPUDevice, dtype: GradDtype = 'f32'): ReducePipelines {
-  let perDevice = reduceCache.get(device);
-  if (!perDevice) {
-    perDevice = { module: device.createShaderModule({ label: 'RMSProp.gradNorm.shader', code: reduceSource }), pipelines: new Map() };
-    reduceCache.set(device, perDevice);
-  }
-  let pipelines = perDevice.pipelines.get(dtype);
-  if (!pipelines) {
-    const { module } = perDevice;
-    const make = (entryPoint: string) => device.createComputePipeline({
-      label: `RMSProp.gradNorm.pipeline[${dtype}].${entryPoint}`,
-      layout: 'auto',
-      compute: { module, entryPoint, constants: { WORKGROUP_SIZE: REDUCE_WORKGROUP_SIZE, GRAD_DTYPE: GRAD_DTYPES[dtype] } },
-    });
-    pipelines = { partials: make(dtype === 'f32' ? 'partialNorms' : 'partialNormsPacked'), finish: make('finish') };
-    perDevice.pipelines.set(dtype, pipelines);
-  }
-  return pipelines;
+  return reduceCache.get(device, dtype, () => makeReduce(device, dtype, (d) => device.createComputePipeline(d)) as ReducePipelines);
+}
+
+/** `reducePipelines`, made with createComputePipelineAsync. */
+export function reducePipelinesAsync(device: GPUDevice, dtype: GradDtype = 'f32'): Promise<ReducePipelines> {
+  return reduceCache.getAsync(device, dtype, async () => makeReduce(device, dtype, (d) => device.createComputePipelineAsync(d)));
 }

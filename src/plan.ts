@@ -160,3 +160,30 @@ export function packedChunkElements(maxChunk: number): number {
   if (elements <= 0) throw new RangeError(`the device's storage binding limit is too small for one chunk of 16-bit gradients.`);
   return elements;
 }
+
+/** A segment and how its state and dispatches are cut: what the optimizer allocates and records. */
+export interface SegmentPlan {
+  readonly segment: Segment;
+  /** State slots per element (`stateSlots`). */
+  readonly slots: number;
+  /** Its chunks, each within the device's binding and buffer limits. */
+  readonly chunks: readonly Chunk[];
+}
+
+/**
+ * The whole layout of an optimizer: its parameters grouped into segments (`planSegments`), each cut
+ * into chunks that fit `limits`. `groupOptions[g]` are group g's options.
+ */
+export function planUpdate(
+  params: readonly ResolvedParam[],
+  groupOptions: readonly { centered: boolean; momentum: number; gradDtype: string; paramDtype: string; masterWeights: boolean }[],
+  limits: { readonly maxStorageBufferBindingSize: number; readonly maxBufferSize: number },
+): SegmentPlan[] {
+  return planSegments(params).map((segment) => {
+    const o = groupOptions[segment.group]!;
+    const slots = stateSlots(o);
+    const maxChunk = maxChunkElements(limits.maxStorageBufferBindingSize, limits.maxBufferSize, slots);
+    const halves = o.gradDtype !== 'f32' || o.paramDtype !== 'f32'; // 16-bit bindings start at 256-byte offsets too
+    return { segment, slots, chunks: planChunks(segment.size, halves ? packedChunkElements(maxChunk) : maxChunk) };
+  });
+}

@@ -13,6 +13,7 @@
  */
 import { fmaf } from './fma.js';
 import { resolveOptions, type RMSPropOptions, type ResolvedOptions } from './options.js';
+import { REDUCE_WORKGROUP_SIZE, reduceLaneVec4s } from './reduce-plan.js';
 
 /**
  * Optimizer state of one tensor, named as PyTorch's `RMSprop.state` names it.
@@ -131,11 +132,21 @@ export function stepHyper(o: ResolvedOptions, context: StepContext = {}, where =
   if (o.biasCorrection) {
     const t = context.step;
     if (!Number.isSafeInteger(t) || t! < 1) throw new TypeError(`${where}.step must be the 1-based step number (an integer >= 1) when biasCorrection is on, got ${String(t)}.`);
-    biasCorrection = f(1 - o.alpha ** t!);
+    biasCorrection = biasCorrectionFactor(o.alpha, t!);
   }
   const gradScale = context.gradScale ?? 1;
   if (typeof gradScale !== 'number') throw new TypeError(`${where}.gradScale must be a number, got ${typeof gradScale}.`);
-  return { decayFactor: f(1 - o.lr * o.weightDecay), biasCorrection, gradScale: f(gradScale), unscale: f(1 / o.lossScale) };
+  return { decayFactor: decayFactorOf(o.lr, o.weightDecay), biasCorrection, gradScale: f(gradScale), unscale: f(1 / o.lossScale) };
+}
+
+/** Decoupled weight decay's factor `1 - lr * weightDecay`, rounded once (what the GPU's step values hold). */
+export function decayFactorOf(lr: number, weightDecay: number): number {
+  return f(1 - lr * weightDecay);
+}
+
+/** Bias correction's `1 - alpha^t` at the 1-based step `t` (what the GPU's step values hold). */
+export function biasCorrectionFactor(alpha: number, t: number): number {
+  return f(1 - alpha ** t);
 }
 
 /** Throws unless `param`, `grad` and `state` fit each other and `o`. */
@@ -239,8 +250,7 @@ export function stepResolved(
 // The gradient pre-pass (skipNonFinite, clipGradNorm): the twin of shaders/grad-norm.wgsl
 // ---------------------------------------------------------------------------------------------
 
-/** Invocations per workgroup of the reduction; each reads one vec4 (4 elements). */
-export const REDUCE_WORKGROUP_SIZE = 256;
+export { REDUCE_WORKGROUP_SIZE } from './reduce-plan.js';
 
 /**
  * What the pre-pass finds over every gradient of a step.
@@ -264,12 +274,14 @@ const NON_FINITE_EXPONENT = 0x7f800000;
 const statsBits = new Uint32Array(1), statsFloats = new Float32Array(statsBits.buffer);
 
 /**
- * The pre-pass over all gradients of a step, in the GPU's order of operations (shaders/grad-norm.wgsl):
- * each tensor in workgroups of 256 vec4s (its last 1 to 3 elements as one more vec4, zero padded),
- * each vec4's squares summed `x*x`, then three multiply-adds; a tree sum per workgroup; the partials
- * of all tensors in order, strided over 256 lanes and summed in a tree again; then the square root.
- * The clipping factor is PyTorch's `clip_grad_norm_`: `(1 / (norm + 1e-6)) * maxNorm`, clamped at 1.
- * `unscale` (`1 / lossScale`, see `stepHyper`) multiplies every element first.
+ * The pre-pass over all gradients of a step, in the GPU's order of operations (shaders/grad-norm.wgsl,
+ * blocks as src/reduce-plan.ts cuts them): each tensor as vec4s (its last 1 to 3 elements zero-padded
+ * to one more), in blocks of 256 lanes * `laneVec4s`; lane l of a block adds up, in turn, vec4s
+ * l, l + 256, ... of it, each vec4's squares summed `x*x` then three multiply-adds; a tree sum per
+ * block; the partials of all tensors in order, strided over 256 lanes and summed in a tree again;
+ * then the square root. The non-finite test reads each element as given, before `unscale`
+ * (`1 / lossScale`, see `stepHyper`) multiplies it for the sum. The clipping factor is PyTorch's
+ * `clip_grad_norm_`: `(1 / (norm + 1e-6)) * maxNorm`, clamped at 1.
  *
  * @example
  * ```ts
@@ -280,6 +292,7 @@ export function gradNormStats(grads: readonly Float32Array[], maxNorm: number, m
   checkMultiplyAdd(multiplyAdd);
   const fma = mulAdds[multiplyAdd];
   const W = REDUCE_WORKGROUP_SIZE;
+  const K = reduceLaneVec4s(grads.map((g) => g.length));
   const lanes = new Float64Array(W);
   const partials: number[] = [];
   let nonFinite = false;
@@ -288,16 +301,23 @@ export function gradNormStats(grads: readonly Float32Array[], maxNorm: number, m
     for (let stride = W / 2; stride > 0; stride >>= 1) for (let l = 0; l < stride; l++) lanes[l] = f(lanes[l]! + lanes[l + stride]!);
     return lanes[0]!;
   };
+  const squares = (g: Float32Array, j: number) => {
+    const a = g[4 * j]!, b = g[4 * j + 1] ?? 0, c = g[4 * j + 2] ?? 0, d = g[4 * j + 3] ?? 0;
+    if (isBad(a) || isBad(b) || isBad(c) || isBad(d)) nonFinite = true; // as given, before unscale
+    const x = f(a * unscale), y = f(b * unscale), z = f(c * unscale), w = f(d * unscale);
+    return fma(w, w, fma(z, z, fma(y, y, f(x * x))));
+  };
   for (const g of grads) {
     const vec4s = Math.ceil(g.length / 4);
-    for (let first = 0; first < vec4s; first += W) {
+    for (let first = 0; first < vec4s; first += W * K) {
       for (let l = 0; l < W; l++) {
-        const j = first + l;
-        if (j >= vec4s) { lanes[l] = 0; continue; }
-        // Unscaled first (lossScale), as the shader: the check and the sum see the unscaled values.
-        const x = f(g[4 * j]! * unscale), y = f((g[4 * j + 1] ?? 0) * unscale), z = f((g[4 * j + 2] ?? 0) * unscale), w = f((g[4 * j + 3] ?? 0) * unscale);
-        if (isBad(x) || isBad(y) || isBad(z) || isBad(w)) nonFinite = true;
-        lanes[l] = fma(w, w, fma(z, z, fma(y, y, f(x * x))));
+        let s = 0;
+        for (let k = 0; k < K; k++) {
+          const j = first + l + k * W;
+          if (j >= vec4s || j >= first + W * K) break;
+          s = f(s + squares(g, j));
+        }
+        lanes[l] = s;
       }
       partials.push(tree());
     }

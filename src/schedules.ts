@@ -28,14 +28,16 @@ export type LrSchedule = (step: number) => number;
  */
 export function scheduledLrs(schedules: readonly (LrSchedule | undefined)[], current: readonly number[], step: number, where: string): number[] | undefined {
   if (schedules.every((s) => s === undefined)) return undefined;
-  return schedules.map((schedule, g) => {
-    if (!schedule) return current[g]!;
-    const value = schedule(step);
-    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-      throw new RangeError(`${where}: the lr schedule of param group ${g} returned ${String(value)} at step ${step}: a schedule must return a finite number >= 0. Nothing was changed.`);
-    }
-    return value;
-  });
+  return schedules.map((schedule, g) => (schedule ? scheduledLr(schedule, g, step, where) : current[g]!));
+}
+
+/** Group `group`'s schedule at `step`, checked as {@link scheduledLrs} checks it (no allocation). */
+export function scheduledLr(schedule: LrSchedule, group: number, step: number, where: string): number {
+  const value = schedule(step);
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new RangeError(`${where}: the lr schedule of param group ${group} returned ${String(value)} at step ${step}: a schedule must return a finite number >= 0. Nothing was changed.`);
+  }
+  return value;
 }
 
 /** Splits a function-valued `lr` off `options`: the options with lr at step 0 (checked), and the schedule. */

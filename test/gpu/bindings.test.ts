@@ -225,30 +225,17 @@ describe('lr between steps', () => {
     twin.destroy();
   });
 
-  gpuTest('more changed-lr steps in one encoder than the optimizer can stage throws, and the recorded ones stand', gpu, async (device) => {
+  gpuTest('200 steps with a new lr each, recorded into one encoder, each run with its own lr', gpu, async (device) => {
     const twin = Twin.ofSizes(device, [37], {}, 61);
     twin.setGrads();
     const encoder = device.createCommandEncoder({ label: 'test.ring' });
-    let recorded = 0;
     const lrAt = (k: number) => 0.001 * (1 + (k % 7));
-    let thrown: unknown;
-    for (let k = 0; k < 100 && thrown === undefined; k++) {
-      twin.gpu.lr = lrAt(k);
-      try {
-        twin.gpu.step(encoder);
-        twin.cpu.lr = lrAt(k);
-        twin.cpuStep();
-        recorded++;
-      } catch (e) {
-        thrown = e;
-      }
+    for (let k = 0; k < 200; k++) {
+      twin.lr = lrAt(k);
+      twin.step(encoder); // more than one page of the ring (64 slots): it grows, nothing is overwritten
     }
-    expect(thrown).toBeInstanceOf(RangeError);
-    expect(String(thrown)).toMatch(/64 steps with new hyperparameters .* already recorded into this encoder.*submit it/);
-    expect(recorded).toBe(64);
-    expect(twin.gpu.stepCount).toBe(64);
     device.queue.submit([encoder.finish()]);
-    await twin.expectParams('the 64 recorded steps');
+    await twin.expectParams('200 steps, 7 lrs in turn, one encoder');
     // A new encoder takes steps again.
     const next = device.createCommandEncoder({ label: 'test.ring.next' });
     twin.lr = 0.5;

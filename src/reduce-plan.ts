@@ -1,0 +1,140 @@
+/**
+ * How the gradient pre-pass (shaders/grad-norm.wgsl) cuts the gradients into blocks: pure
+ * arithmetic, shared by the GPU pre-pass (src/grad-prepass.ts) and its CPU twin (`gradNormStats`),
+ * so that both sum in one fixed order.
+ *
+ * Each tensor is a run of vec4s (its last 1 to 3 elements zero-padded to one more), cut into blocks
+ * of `REDUCE_WORKGROUP_SIZE * laneVec4s` vec4s; each block is one workgroup and one partial sum;
+ * partials are numbered tensor by tensor. `laneVec4s` grows with the model so that the partials stay
+ * near `TARGET_PARTIALS`, which one workgroup then sums a few per lane.
+ */
+import type { ByteRange } from './params.js';
+import type { Segment } from './plan.js';
+
+/**
+ * Invocations per workgroup of the reduction; each reads one vec4 (4 elements) per round.
+ *
+ * @example
+ * ```ts
+ * const elementsPerRound = REDUCE_WORKGROUP_SIZE * 4; // 1024 elements per workgroup per round
+ * ```
+ */
+export const REDUCE_WORKGROUP_SIZE = 256;
+
+/** About how many partial sums the second level (one workgroup) adds up: 4 per lane. */
+export const TARGET_PARTIALS = 4 * REDUCE_WORKGROUP_SIZE;
+
+/** Storage binding offsets are multiples of this many bytes (WebGPU allows no larger minimum). */
+const OFFSET_ALIGNMENT = 256;
+
+/**
+ * vec4s each lane sums per block for tensors of `sizes` elements: 1 for models up to 4Mi elements
+ * (a block is then 1024 elements), more for larger ones, so that the whole model makes about
+ * TARGET_PARTIALS partials (never fewer than one per tensor).
+ */
+export function reduceLaneVec4s(sizes: readonly number[]): number {
+  let vec4s = 0;
+  for (const size of sizes) vec4s += Math.ceil(size / 4);
+  return Math.max(1, Math.ceil(vec4s / (REDUCE_WORKGROUP_SIZE * TARGET_PARTIALS)));
+}
+
+/** One workgroup of `partialNorms`: `struct Block` of shaders/grad-norm.wgsl. */
+export interface ReduceBlock {
+  /** First vec4 of the block in its run's gradient binding. */
+  readonly first4: number;
+  /** vec4s read from that binding. */
+  readonly count4: number;
+  /** 1 to 3 when the block ends with the tensor's tail (read from the run's tail binding), else 0. */
+  readonly tailCount: number;
+  /** Where its partial goes: blocks are numbered tensor by tensor, in the order given. */
+  readonly partial: number;
+}
+
+/** One dispatch of `partialNorms`: a run of whole blocks inside one gradient binding. */
+export interface ReduceRun {
+  /** The segment (`planSegments`) the run is part of. */
+  readonly segment: number;
+  /** The body binding: vec4s (or, 16-bit, vec2u words) from a 256-aligned offset; absent when no block reads one. */
+  readonly body?: ByteRange;
+  /** The binding holding a lone tensor's tail, from a 256-aligned offset; absent without a tail. */
+  readonly tail?: ByteRange;
+  /** With `tail`: the tail's first element (16-bit: its first u32 word) in that binding. */
+  readonly tailStart: number;
+  readonly blocks: readonly ReduceBlock[];
+}
+
+export interface ReducePlan {
+  readonly laneVec4s: number;
+  readonly runs: readonly ReduceRun[];
+  readonly partialCount: number;
+}
+
+/**
+ * The pre-pass of `segments` (in order): each segment's tensors cut into blocks, the blocks grouped
+ * into runs whose bindings fit `maxBindingBytes` (and whose blocks fit `maxBlocksPerRun` workgroups).
+ * `elementBytes[s]` is 4 for f32 gradients, 2 for 16-bit ones (a lone tensor only).
+ *
+ * A tensor's last vec4 comes from the body binding when the segment's span holds it whole (an
+ * arena's zero padding), else from a tail binding (a lone tensor of a length not a multiple of 4).
+ */
+export function planReduce(
+  segments: readonly Segment[],
+  elementBytes: readonly (2 | 4)[],
+  limits: { readonly maxBindingBytes: number; readonly maxBlocksPerRun: number },
+): ReducePlan {
+  const laneVec4s = reduceLaneVec4s(segments.flatMap((s) => s.members.map((m) => m.size)));
+  const blockVec4s = REDUCE_WORKGROUP_SIZE * laneVec4s;
+  const runs: ReduceRun[] = [];
+  let partial = 0;
+  segments.forEach((segment, s) => {
+    const bytes = elementBytes[s]!;
+    const vec4Bytes = 4 * bytes;
+    // The segment's blocks, at absolute vec4 positions within its gradient range.
+    const blocks: { at4: number; count4: number; tailCount: number; partial: number }[] = [];
+    let tail: { at4: number; count: number } | undefined;
+    for (const m of segment.members) {
+      const padded = Math.ceil(m.size / 4);
+      const holdsPadded = m.first + padded * 4 <= segment.size; // an arena's span runs on through its padding
+      const body4 = holdsPadded ? padded : Math.floor(m.size / 4);
+      const tailCount = holdsPadded ? 0 : m.size - body4 * 4;
+      if (tailCount > 0) tail = { at4: m.first / 4 + body4, count: tailCount };
+      const total = body4 + (tailCount > 0 ? 1 : 0);
+      for (let b = 0; b < total; b += blockVec4s) {
+        const end = Math.min(b + blockVec4s, total);
+        const endsWithTail = tailCount > 0 && end === total;
+        blocks.push({ at4: m.first / 4 + b, count4: end - b - (endsWithTail ? 1 : 0), tailCount: endsWithTail ? tailCount : 0, partial: partial++ });
+      }
+    }
+    // Runs of whole blocks: each binding starts at its first block (256-aligned: a tensor's start,
+    // or a multiple of blockVec4s vec4s into it) and ends after its last block's vec4s.
+    for (let i = 0; i < blocks.length;) {
+      const start = blocks[i]!.at4;
+      if ((start * vec4Bytes) % OFFSET_ALIGNMENT !== 0) throw new Error(`planReduce: block at vec4 ${start} is not 256-byte aligned.`);
+      let j = i + 1;
+      while (j < blocks.length && j - i < limits.maxBlocksPerRun &&
+        (blocks[j]!.at4 + blocks[j]!.count4 - start) * vec4Bytes <= limits.maxBindingBytes) j++;
+      const run = blocks.slice(i, j);
+      const last = run[run.length - 1]!;
+      const endBytes = (last.at4 + last.count4 - start) * vec4Bytes;
+      const body = endBytes > 0 ? { buffer: segment.grad.buffer, offset: segment.grad.offset + start * vec4Bytes, size: endBytes } : undefined;
+      let tailRange: ByteRange | undefined, tailStart = 0;
+      if (last.tailCount > 0 && tail) {
+        // As src/plan.ts places a chunk's tail: from the 256-aligned offset at or below its first element.
+        const tailByte = tail.at4 * vec4Bytes;
+        const bindingAt = Math.floor(tailByte / OFFSET_ALIGNMENT) * OFFSET_ALIGNMENT;
+        const endByte = Math.ceil((tailByte + tail.count * bytes) / 4) * 4; // whole words (16-bit: odd counts)
+        tailRange = { buffer: segment.grad.buffer, offset: segment.grad.offset + bindingAt, size: endByte - bindingAt };
+        tailStart = (tailByte - bindingAt) / 4;
+      }
+      runs.push({
+        segment: s,
+        ...(body ? { body } : {}),
+        ...(tailRange ? { tail: tailRange } : {}),
+        tailStart,
+        blocks: run.map((b) => ({ first4: b.at4 - start, count4: b.count4, tailCount: b.tailCount, partial: b.partial })),
+      });
+      i = j;
+    }
+  });
+  return { laneVec4s, runs, partialCount: partial };
+}

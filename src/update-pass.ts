@@ -1,0 +1,228 @@
+/**
+ * The update: the dispatches of shaders/rmsprop.wgsl over every chunk, with their bind groups and
+ * each chunk's geometry (shape and constant hyperparameters, `struct Geometry`), all made once.
+ * `encode(pass)` records them: every body, then every tail, so a pass sets each pipeline once.
+ */
+import type { ResolvedOptions } from './options.js';
+import { dispatchSize, packedTail, type Chunk, type Segment, type SegmentPlan } from './plan.js';
+import { bindGroupLayoutOf, stepPipelines } from './pipelines.js';
+
+// GPUBufferUsage flags, spelled out so that importing this module needs no WebGPU globals.
+const UNIFORM = 0x40;
+
+/** Bytes of `struct Geometry` in shaders/rmsprop.wgsl (7 u32, 6 f32), rounded up to 16. */
+const GEOMETRY_BYTES = 64;
+
+interface Dispatch {
+  readonly pipeline: GPUComputePipeline;
+  readonly bindGroup: GPUBindGroup;
+  readonly x: number;
+  readonly y: number;
+}
+
+/** What the update binds of one chunk: its state buffer (src/state-store.ts). */
+export interface ChunkBuffers {
+  readonly chunk: Chunk;
+  readonly state: GPUBuffer;
+}
+
+export class UpdatePass {
+  readonly #device: GPUDevice;
+  /** Every chunk's `struct Geometry`, one uniform slot each, written once. */
+  readonly #geometry: GPUBuffer;
+  readonly #stride: number;
+  /** Bodies (grouped by pipeline), then tails (grouped by pipeline). */
+  readonly #dispatches: readonly Dispatch[];
+  readonly #plans: readonly SegmentPlan[];
+  readonly #chunks: readonly (readonly ChunkBuffers[])[];
+  readonly #options: readonly ResolvedOptions[];
+
+  /**
+   * @param plans The segments and their chunks (`planUpdate`).
+   * @param chunks Per segment, per chunk, its state buffer.
+   * @param options Each param group's options.
+   * @param control What the gradient pre-pass writes (src/state-store.ts), bound in every dispatch.
+   */
+  constructor(
+    device: GPUDevice,
+    plans: readonly SegmentPlan[],
+    chunks: readonly (readonly ChunkBuffers[])[],
+    options: readonly ResolvedOptions[],
+    control: GPUBuffer,
+  ) {
+    this.#device = device;
+    this.#plans = plans;
+    this.#chunks = chunks;
+    this.#options = options;
+    const align = device.limits.minUniformBufferOffsetAlignment;
+    this.#stride = Math.ceil(GEOMETRY_BYTES / align) * align;
+    const chunkCount = chunks.reduce((n, c) => n + c.length, 0);
+    this.#geometry = device.createBuffer({
+      label: 'RMSProp.geometry', size: chunkCount * this.#stride, usage: UNIFORM, mappedAtCreation: true,
+    });
+    const bodies: (Dispatch & { slot: number })[] = [], tails: (Dispatch & { slot: number })[] = [];
+    const maxPerDimension = device.limits.maxComputeWorkgroupsPerDimension;
+    let slot = 0;
+    plans.forEach(({ segment }, s) => {
+      const o = options[segment.group]!;
+      const pipelines = stepPipelines(device, o);
+      const many = chunks[s]!.length > 1;
+      for (const { chunk, state } of chunks[s]!) {
+        const label = `RMSProp.bindGroup[${s}]${many ? `.chunk[${chunk.first}]` : ''}`;
+        const at = slot++;
+        const geometry = { binding: 0, resource: { buffer: this.#geometry, offset: at * this.#stride, size: GEOMETRY_BYTES } };
+        const shared = [geometry, { binding: 3, resource: { buffer: state } }, { binding: 6, resource: { buffer: control } }];
+        if (chunk.count4 > 0) {
+          const [x, y] = dispatchSize(chunk.count4, maxPerDimension);
+          const bindGroup = this.#bindGroup(`${label}.body`, pipelines.body, [...shared, ...bodyBindings(segment, chunk, o)]);
+          bodies.push({ pipeline: pipelines.body, bindGroup, x, y, slot: at });
+        }
+        if (chunk.tailCount > 0) {
+          const bindGroup = this.#bindGroup(`${label}.tail`, pipelines.tail, [...shared, ...tailBindings(segment, chunk, o)]);
+          tails.push({ pipeline: pipelines.tail, bindGroup, x: 1, y: 1, slot: at });
+        }
+      }
+    });
+    const byPipeline = (list: (Dispatch & { slot: number })[]) => {
+      const order = new Map<GPUComputePipeline, number>();
+      for (const d of list) if (!order.has(d.pipeline)) order.set(d.pipeline, order.size);
+      return list.map((d, i) => ({ d, i })).sort((a, b) => order.get(a.d.pipeline)! - order.get(b.d.pipeline)! || a.i - b.i).map((e) => e.d);
+    };
+    const ordered = [...byPipeline(bodies), ...byPipeline(tails)];
+    // The first dispatch recorded counts the step for the ring (1: a body, 2: a tail).
+    const counting = { slot: ordered[0]!.slot, part: bodies.length > 0 ? 1 : 2 };
+    this.#writeGeometry(counting);
+    this.#geometry.unmap();
+    this.#dispatches = ordered.map(({ pipeline, bindGroup, x, y }) => ({ pipeline, bindGroup, x, y }));
+  }
+
+  /** Dispatches per step. */
+  get dispatchCount(): number {
+    return this.#dispatches.length;
+  }
+
+  /** Records the update into `pass`; group 1 (the step's values) must be set already. */
+  encode(pass: GPUComputePassEncoder): void {
+    let pipeline: GPUComputePipeline | undefined;
+    const dispatches = this.#dispatches;
+    for (let i = 0; i < dispatches.length; i++) {
+      const d = dispatches[i]!;
+      if (d.pipeline !== pipeline) pass.setPipeline((pipeline = d.pipeline));
+      pass.setBindGroup(0, d.bindGroup);
+      pass.dispatchWorkgroups(d.x, d.y);
+    }
+  }
+
+  /**
+   * Fills the f32 master copies (masterWeights) from the caller's 16-bit parameters, on the GPU: one
+   * pass, submitted now, so it reads what the queue had written to them before the optimizer was made.
+   */
+  initMasters(): void {
+    const device = this.#device;
+    const encoder = device.createCommandEncoder({ label: 'RMSProp.initMaster' });
+    const pass = encoder.beginComputePass({ label: 'RMSProp.initMaster' });
+    const maxPerDimension = device.limits.maxComputeWorkgroupsPerDimension;
+    let slot = 0;
+    this.#plans.forEach(({ segment }, s) => {
+      const init = stepPipelines(device, this.#options[segment.group]!).initMaster;
+      for (const { chunk, state } of this.#chunks[s]!) {
+        const geometry = { binding: 0, resource: { buffer: this.#geometry, offset: slot++ * this.#stride, size: GEOMETRY_BYTES } };
+        if (!init) continue;
+        const bindings = halfParamBindings(segment, chunk);
+        const parts = [
+          { pipeline: init.body, binding: bindings.body, count: chunk.count4, part: 'body' },
+          { pipeline: init.tail, binding: bindings.tail, count: chunk.tailCount, part: 'tail' },
+        ];
+        for (const { pipeline, binding, count, part } of parts) {
+          if (count === 0) continue;
+          pass.setPipeline(pipeline);
+          pass.setBindGroup(0, this.#bindGroup(
+            `RMSProp.initMaster.bindGroup[${s}]${this.#chunks[s]!.length > 1 ? `.chunk[${chunk.first}]` : ''}.${part}`,
+            pipeline, [geometry, { binding: 3, resource: { buffer: state } }, binding],
+          ));
+          const [x, y] = part === 'body' ? dispatchSize(count, maxPerDimension) : [1, 1];
+          pass.dispatchWorkgroups(x, y);
+        }
+      }
+    });
+    pass.end();
+    device.queue.submit([encoder.finish()]);
+  }
+
+  /** Frees the geometry buffer (the state buffers are the state store's). Safe to call twice. */
+  destroy(): void {
+    this.#geometry.destroy();
+  }
+
+  #bindGroup(label: string, pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[]): GPUBindGroup {
+    return this.#device.createBindGroup({ label, layout: bindGroupLayoutOf(pipeline), entries });
+  }
+
+  #writeGeometry(counting: { slot: number; part: number }): void {
+    const mapped = this.#geometry.getMappedRange();
+    const u32 = new Uint32Array(mapped), f32 = new Float32Array(mapped);
+    let slot = 0;
+    this.#plans.forEach(({ segment }, s) => {
+      const o = this.#options[segment.group]!;
+      for (const { chunk } of this.#chunks[s]!) {
+        const at = (slot * this.#stride) / 4;
+        u32.set([chunk.count4, chunk.slotStride, chunk.tailStart, chunk.tailCount, packedTail(chunk).start, segment.group], at);
+        u32[at + 6] = slot === counting.slot ? counting.part : 0;
+        f32.set([o.alpha, 1 - o.alpha, o.eps, o.momentum, o.weightDecay, 1 / o.lossScale], at + 7); // each rounded once
+        slot++;
+      }
+    });
+  }
+}
+
+/** Bytes rounded up to whole u32 words: 16-bit data of an odd count ends mid-word (resolveParam made sure the buffer holds it). */
+function wordBytes(bytes: number): number {
+  return Math.ceil(bytes / 4) * 4;
+}
+
+/** The body's parameter and gradient bindings of a chunk (f32 or 16-bit). */
+function bodyBindings(segment: Segment, chunk: Chunk, o: ResolvedOptions): GPUBindGroupEntry[] {
+  const bodyBytes = chunk.count4 * 16;
+  const param = o.paramDtype !== 'f32'
+    ? halfParamBindings(segment, chunk).body
+    : { binding: 1, resource: { buffer: segment.param.buffer, offset: segment.param.offset + chunk.first * 4, size: bodyBytes } };
+  const grad = o.gradDtype !== 'f32'
+    ? { binding: 7, resource: { buffer: segment.grad.buffer, offset: segment.grad.offset + chunk.first * 2, size: bodyBytes / 2 } }
+    : { binding: 2, resource: { buffer: segment.grad.buffer, offset: segment.grad.offset + chunk.first * 4, size: bodyBytes } };
+  return [param, grad];
+}
+
+/** The tail's parameter and gradient bindings of a chunk (f32 or 16-bit). */
+function tailBindings(segment: Segment, chunk: Chunk, o: ResolvedOptions): GPUBindGroupEntry[] {
+  const tailBytes = chunk.count * 4 - chunk.tailBindingOffset;
+  const at = segment.param.offset + chunk.first * 4;
+  const param = o.paramDtype !== 'f32'
+    ? halfParamBindings(segment, chunk).tail
+    : { binding: 4, resource: { buffer: segment.param.buffer, offset: at + chunk.tailBindingOffset, size: tailBytes } };
+  let grad: GPUBindGroupEntry;
+  if (o.gradDtype !== 'f32') {
+    const packed = packedTail(chunk);
+    const gradAt = segment.grad.offset + chunk.first * 2 + packed.bindingOffset;
+    grad = { binding: 8, resource: { buffer: segment.grad.buffer, offset: gradAt, size: wordBytes(chunk.count * 2 - packed.bindingOffset) } };
+  } else {
+    const gradAt = segment.grad.offset + chunk.first * 4 + chunk.tailBindingOffset;
+    grad = { binding: 5, resource: { buffer: segment.grad.buffer, offset: gradAt, size: tailBytes } };
+  }
+  return [param, grad];
+}
+
+/**
+ * The bindings of a chunk's 16-bit parameters (paramDtype 'f16' / 'bf16'): the body's `count4`
+ * vec2u words (binding 9) and the tail's words (binding 10) from a 256-aligned offset, through the
+ * last word, which an odd count only half uses (resolveParam made sure the buffer holds it).
+ */
+function halfParamBindings(segment: Segment, chunk: Chunk): { body: GPUBindGroupEntry; tail: GPUBindGroupEntry } {
+  const at = segment.param.offset + chunk.first * 2;
+  const tail = packedTail(chunk);
+  const tailWords = Math.ceil(chunk.tailCount / 2);
+  const tailSize = chunk.count4 * 8 - tail.bindingOffset + tailWords * 4;
+  return {
+    body: { binding: 9, resource: { buffer: segment.param.buffer, offset: at, size: chunk.count4 * 8 } },
+    tail: { binding: 10, resource: { buffer: segment.param.buffer, offset: at + tail.bindingOffset, size: tailSize } },
+  };
+}
