@@ -28,8 +28,8 @@ export const TARGET_PARTIALS = 4 * REDUCE_WORKGROUP_SIZE;
 const OFFSET_ALIGNMENT = 256;
 
 /**
- * vec4s each lane sums per block for tensors of `sizes` elements: 1 for models up to 4Mi elements
- * (a block is then 1024 elements), more for larger ones, so that the whole model makes about
+ * vec4s each lane sums per block for tensors of `sizes` elements: 1 for models up to 1Mi elements
+ * (a block is then 1024 elements), more for larger ones (4.2M elements: 5), so that the whole model makes about
  * TARGET_PARTIALS partials (never fewer than one per tensor).
  */
 export function reduceLaneVec4s(sizes: readonly number[]): number {
@@ -82,6 +82,7 @@ export function planReduce(
   elementBytes: readonly (2 | 4)[],
   limits: { readonly maxBindingBytes: number; readonly maxBlocksPerRun: number },
 ): ReducePlan {
+  if (elementBytes.length !== segments.length) throw new RangeError('planReduce: one elementBytes entry per segment.');
   const laneVec4s = reduceLaneVec4s(segments.flatMap((s) => s.members.map((m) => m.size)));
   const blockVec4s = REDUCE_WORKGROUP_SIZE * laneVec4s;
   const runs: ReduceRun[] = [];

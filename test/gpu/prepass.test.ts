@@ -1,0 +1,114 @@
+/**
+ * The gradient pre-pass's fixed order (src/reduce-plan.ts): the same gradients give the same norm
+ * whether the tensors share a ParamArena (one run) or not (a run each), and the CPU twin
+ * (`gradNormStats`) follows it; models past 1Mi elements sum several vec4s per lane; a tensor past
+ * the binding limit is reduced in pieces of whole blocks.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { requestNodeDevice } from '../../demo/node/dawn.js';
+import { ParamArena, RMSProp, ReferenceRMSProp, gradNormStats, type RMSPropConfig } from '../../src/index.js';
+import { planSegments } from '../../src/plan.js';
+import { planReduce, reduceLaneVec4s } from '../../src/reduce-plan.js';
+import { MULTIPLY_ADD, expectUlps, gpuTest, randomGrads, randomParams, rng, upload, useDevice, withErrorScopes, write } from './harness.js';
+
+const gpu = useDevice();
+
+const SIZES = [1000, 3, 4099, 64, 5, 1];
+
+function values(sizes: readonly number[], seed: number) {
+  const random = rng(seed);
+  return { params: sizes.map((n) => randomParams(n, random)), grads: sizes.map((n) => randomGrads(n, random)) };
+}
+
+describe('one order, whatever the layout', () => {
+  gpuTest('the same gradients give the same norm, bit for bit, on every step: no order left to scheduling', gpu, async (device) => {
+    const { params, grads } = values([300_000, 1031, 7], 12);
+    const placed = grads.map((g, i) => ({ param: upload(device, params[i]!), grad: upload(device, g) }));
+    // skipNonFinite alone: the gradients never change, and the norm is computed afresh each step.
+    const optimizer = new RMSProp(device, placed.map((p) => ({ param: p.param.buffer, grad: p.grad.buffer })), { skipNonFinite: true });
+    const norms: number[] = [];
+    for (let s = 0; s < 5; s++) {
+      optimizer.step();
+      norms.push(await optimizer.lastGradNorm());
+    }
+    expect(new Set(norms).size, `norms ${norms.join(', ')}`).toBe(1);
+    optimizer.destroy();
+    placed.forEach((p) => { p.param.buffer.destroy(); p.grad.buffer.destroy(); });
+  });
+
+  gpuTest('an arena (one run) and separate buffers (a run each) give the twin\'s norm and step', gpu, async (device) => {
+    const { params, grads } = values(SIZES, 11);
+    const options: RMSPropConfig = { clipGradNorm: 0.5, skipNonFinite: true };
+    const arena = new ParamArena(device, SIZES.map((size, i) => ({ name: `t${i}`, size })), 'test.arena');
+    arena.tensors.forEach((t, i) => { write(device, arena.params, t.offset, params[i]!); write(device, arena.grads, t.offset, grads[i]!); });
+    const inArena = new RMSProp(device, arena.specs(), options);
+    const placed = SIZES.map((_, i) => ({ param: upload(device, params[i]!), grad: upload(device, grads[i]!) }));
+    const separate = new RMSProp(device, placed.map((p, i) => ({ name: `t${i}`, param: p.param.buffer, grad: p.grad.buffer })), options);
+    const cpuParams = params.map((p) => p.slice());
+    const cpu = new ReferenceRMSProp(SIZES.map((_, i) => ({ name: `t${i}`, param: cpuParams[i]!, grad: grads[i]! })), options, { multiplyAdd: MULTIPLY_ADD });
+    inArena.step();
+    separate.step();
+    cpu.step();
+    const twinNorm = new Float32Array([gradNormStats(grads, 0.5, MULTIPLY_ADD).norm]);
+    expect(twinNorm[0]).toBe(await cpu.lastGradNorm());
+    expectUlps(new Float32Array([await inArena.lastGradNorm()]), twinNorm, 'arena norm against gradNormStats');
+    expectUlps(new Float32Array([await separate.lastGradNorm()]), twinNorm, 'separate norm against gradNormStats');
+    (await inArena.readParams()).forEach((p, i) => expectUlps(p, cpuParams[i]!, `arena param ${i}`));
+    (await separate.readParams()).forEach((p, i) => expectUlps(p, cpuParams[i]!, `separate param ${i}`));
+    inArena.destroy();
+    separate.destroy();
+    arena.destroy();
+    placed.forEach((p) => { p.param.buffer.destroy(); p.grad.buffer.destroy(); });
+  });
+
+  gpuTest('past 1Mi elements each lane sums several vec4s (laneVec4s 2): the norm and the step are the twin\'s', gpu, async (device) => {
+    const sizes = [1_000_000, 3, 500_001];
+    expect(reduceLaneVec4s(sizes)).toBe(2);
+    const { params, grads } = values(sizes, 13);
+    const placed = sizes.map((_, i) => ({ param: upload(device, params[i]!), grad: upload(device, grads[i]!) }));
+    const options: RMSPropConfig = { clipGradNorm: 1, momentum: 0.9 };
+    const optimizer = new RMSProp(device, placed.map((p, i) => ({ name: `t${i}`, param: p.param.buffer, grad: p.grad.buffer })), options);
+    const cpuParams = params.map((p) => p.slice());
+    const cpu = new ReferenceRMSProp(sizes.map((_, i) => ({ name: `t${i}`, param: cpuParams[i]!, grad: grads[i]! })), options, { multiplyAdd: MULTIPLY_ADD });
+    optimizer.step();
+    cpu.step();
+    expectUlps(new Float32Array([await optimizer.lastGradNorm()]), new Float32Array([await cpu.lastGradNorm()]), 'norm');
+    (await optimizer.readParams()).forEach((p, i) => expectUlps(p, cpuParams[i]!, `param ${i}`));
+    optimizer.destroy();
+    placed.forEach((p) => { p.param.buffer.destroy(); p.grad.buffer.destroy(); });
+  });
+});
+
+describe('a gradient past the binding limit (default limits: 128 MiB)', () => {
+  let device: GPUDevice | undefined;
+  beforeAll(async () => {
+    device = (await requestNodeDevice({ defaultLimits: true, label: 'webgpu-rmsprop pre-pass tests (default limits)' })).device;
+  });
+  afterAll(() => device?.destroy());
+
+  test('40,000,003 elements: the pre-pass runs in two pieces of whole blocks; norm and step as the twin', async () => {
+    const d = device!;
+    const size = 40_000_003;
+    const limits = { maxBindingBytes: Math.min(d.limits.maxStorageBufferBindingSize, d.limits.maxBufferSize), maxBlocksPerRun: 65535 ** 2 };
+    const grad = new Float32Array(size);
+    const pool = randomGrads(65_537, rng(17));
+    for (let i = 0, j = 0; i < size; i++, j = (j + 40_009) % pool.length) grad[i] = pool[j]!;
+    const param = new Float32Array(size).fill(0.5);
+    await withErrorScopes(d, async () => {
+      const p = upload(d, param), g = upload(d, grad);
+      const optimizer = new RMSProp(d, [{ name: 'big', param: p.buffer, grad: g.buffer }], { clipGradNorm: 1, skipNonFinite: true });
+      const plan = planReduce(planSegments([{ name: 'big', index: 0, group: 0, size, param: { buffer: p.buffer, offset: 0, size: size * 4 }, grad: { buffer: g.buffer, offset: 0, size: size * 4 } }]), [4], limits);
+      expect(plan.runs.length).toBe(2);
+      expect(plan.laneVec4s).toBe(reduceLaneVec4s([size]));
+      const cpuParam = param.slice();
+      const cpu = new ReferenceRMSProp([{ name: 'big', param: cpuParam, grad }], { clipGradNorm: 1, skipNonFinite: true }, { multiplyAdd: MULTIPLY_ADD });
+      optimizer.step();
+      cpu.step();
+      expectUlps(new Float32Array([await optimizer.lastGradNorm()]), new Float32Array([await cpu.lastGradNorm()]), 'norm');
+      expectUlps((await optimizer.readParams())[0]!, cpuParam, 'param');
+      optimizer.destroy();
+      p.buffer.destroy();
+      g.buffer.destroy();
+    });
+  }, 120_000);
+});
