@@ -124,7 +124,7 @@ export interface BenchReport {
 }
 
 /** A thing to time: `run(k)` records (and submits, or computes) k steps. */
-interface Runner {
+export interface Runner {
   readonly name: string;
   readonly cpu: boolean;
   run(k: number): void;
@@ -245,7 +245,7 @@ function referenceRunner(set: TensorSet, data: SetData, variant: Variant): Runne
 }
 
 /** copyBufferToBuffer of `bytes`: the device's own bandwidth, to compare the step with. */
-function copyRunner(device: GPUDevice, bytes: number): Runner {
+export function copyRunner(device: GPUDevice, bytes: number): Runner {
   const src = device.createBuffer({ label: 'bench.copy.src', size: bytes, usage: USAGE });
   const dst = device.createBuffer({ label: 'bench.copy.dst', size: bytes, usage: USAGE });
   return {
@@ -266,7 +266,12 @@ function copyRunner(device: GPUDevice, bytes: number): Runner {
  * pipelines), its steps per batch are chosen from the second warm-up, then every round times one
  * batch of each.
  */
-async function measure(env: BenchEnvironment, timer: GpuTimer, config: BenchConfig, runners: readonly Runner[]): Promise<Stat[]> {
+export async function measure(
+  env: Pick<BenchEnvironment, 'now'>,
+  timer: GpuTimer,
+  config: Pick<BenchConfig, 'batches' | 'cpuBatches' | 'targetBatchMs' | 'maxStepsPerBatch'>,
+  runners: readonly Runner[],
+): Promise<Stat[]> {
   const batch = async (r: Runner, k: number) => {
     if (!r.cpu) return timer.time(() => r.run(k), () => r.flush());
     const start = env.now();

@@ -2,14 +2,16 @@
  * `npm run bench`: RMSProp's step against TF.js's and the CPU reference's, in Node on Dawn, then
  * in headless Chromium on navigator.gpu. Flags: --node-only, --browser-only, --quick (a short
  * smoke run), --large (add one tensor of 64Mi elements, for real GPUs), --only LIST (some of
- * single, transformer, large), --json FILE (also write the figures as JSON).
+ * single, transformer, large), --step-cost-only (bench/step-cost.ts alone), --json FILE (also write
+ * the figures as JSON).
  */
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import * as tf from '@tensorflow/tfjs-core';
 import { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { nodeGpuInstance, requestNodeAdapter } from '../demo/node/dawn.js';
-import { FULL_CONFIG, QUICK_CONFIG, runBench, type BenchConfig, type BenchReport, type WorkloadName } from './core.js';
+import { FULL_CONFIG, QUICK_CONFIG, runBench, type BenchConfig, type BenchEnvironment, type BenchReport, type WorkloadName } from './core.js';
+import { STEP_COST_CONFIG, STEP_COST_QUICK, formatStepCost, runStepCost, type StepCostConfig, type StepCostReport } from './step-cost.js';
 
 const WORKLOADS: readonly WorkloadName[] = ['single', 'transformer', 'large'];
 import { formatReport, rows } from './table.js';
@@ -21,16 +23,19 @@ interface Flags {
   large: boolean;
   only?: WorkloadName[];
   json?: string;
+  /** Only bench/step-cost.ts (Node). */
+  stepCostOnly: boolean;
 }
 
 function parseFlags(argv: readonly string[]): Flags {
-  const flags: Flags = { node: true, browser: true, quick: false, large: false };
+  const flags: Flags = { node: true, browser: true, quick: false, large: false, stepCostOnly: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--node-only') flags.browser = false;
     else if (a === '--browser-only') flags.node = false;
     else if (a === '--quick') flags.quick = true;
     else if (a === '--large') flags.large = true;
+    else if (a === '--step-cost-only') { flags.stepCostOnly = true; flags.browser = false; }
     else if (a === '--only' || a.startsWith('--only=')) {
       const list = (a === '--only' ? argv[++i] : a.slice('--only='.length)) ?? '';
       const names = list.split(',').filter(Boolean);
@@ -40,15 +45,18 @@ function parseFlags(argv: readonly string[]): Flags {
     }
     else if (a === '--json') flags.json = argv[++i];
     else if (a.startsWith('--json=')) flags.json = a.slice('--json='.length);
-    else throw new RangeError(`unknown flag '${a}': use --node-only, --browser-only, --quick, --large, --only single,transformer,large, --json FILE.`);
+    else throw new RangeError(`unknown flag '${a}': use --node-only, --browser-only, --quick, --large, --only single,transformer,large, --step-cost-only, --json FILE.`);
   }
   if (!flags.node && !flags.browser) throw new RangeError('--node-only and --browser-only together leave nothing to run.');
   if (flags.json === undefined && argv.includes('--json')) throw new RangeError('--json needs a file name.');
   return flags;
 }
 
-/** Our optimizer, TF.js and the CPU reference on one Dawn device in this process. */
-async function benchNode(config: BenchConfig): Promise<BenchReport> {
+/**
+ * Our optimizer, TF.js and the CPU reference on one Dawn device in this process; then what a step
+ * costs on that device (bench/step-cost.ts).
+ */
+async function benchNode(config: BenchConfig, stepCost: StepCostConfig, stepCostOnly: boolean): Promise<{ report?: BenchReport; stepCost: StepCostReport }> {
   const found = await requestNodeAdapter();
   if (!found) throw new Error('No WebGPU adapter in Node: Dawn found no Vulkan driver (see demo/node/dawn.ts).');
   const { adapter } = found;
@@ -71,7 +79,7 @@ async function benchNode(config: BenchConfig): Promise<BenchReport> {
   tf.registerBackend('webgpu', () => new WebGPUBackend(device));
   if (!(await tf.setBackend('webgpu'))) throw new Error('TF.js could not start its WebGPU backend on the Dawn device.');
   try {
-    return await runBench({
+    const env: BenchEnvironment = {
       name: 'Node (Dawn)',
       device,
       adapter: found.description,
@@ -79,7 +87,9 @@ async function benchNode(config: BenchConfig): Promise<BenchReport> {
       tfjs: { tf, WebGPUBackend },
       now: () => performance.now(),
       log: (line) => console.log(line),
-    }, config);
+    };
+    const report = stepCostOnly ? undefined : await runBench(env, config);
+    return { ...(report ? { report } : {}), stepCost: await runStepCost(env, stepCost) };
   } finally {
     tf.removeBackend('webgpu');
     device.destroy();
@@ -95,11 +105,14 @@ async function main(): Promise<void> {
   };
   const reports: BenchReport[] = [];
   const tables: string[] = [];
+  let stepCost: StepCostReport | undefined;
   if (flags.node) {
-    const report = await benchNode(config);
-    reports.push(report);
-    tables.push(formatReport(report));
-    console.log(`\n${tables[tables.length - 1]}\n`);
+    const node = await benchNode(config, flags.quick ? STEP_COST_QUICK : STEP_COST_CONFIG, flags.stepCostOnly);
+    if (node.report) reports.push(node.report);
+    stepCost = node.stepCost;
+    const printed = [...(node.report ? [formatReport(node.report)] : []), formatStepCost(node.stepCost)];
+    tables.push(...printed);
+    console.log(`\n${printed.join('\n\n')}\n`);
   }
   if (flags.browser) {
     const { benchBrowser } = await import('./browser.js'); // puppeteer and vite: only here
@@ -110,7 +123,7 @@ async function main(): Promise<void> {
   }
   if (reports.length > 1) console.log(`\n${tables.join('\n\n')}`);
   if (flags.json) {
-    writeFileSync(flags.json, JSON.stringify({ reports, rows: reports.map((r) => ({ environment: r.environment, rows: rows(r) })) }, null, 2));
+    writeFileSync(flags.json, JSON.stringify({ reports, rows: reports.map((r) => ({ environment: r.environment, rows: rows(r) })), stepCost }, null, 2));
     console.log(`figures written to ${flags.json}`);
   }
 }

@@ -5,17 +5,17 @@
 //
 // Two levels, each wide, in a fixed order (src/reduce-plan.ts plans it):
 //   `partialNorms`  one workgroup per block of a tensor: WORKGROUP_SIZE lanes, each summing
-//                   `laneVec4s` vec4s strided by WORKGROUP_SIZE, then a tree over the lanes, one
-//                   partial per block. Blocks never cross tensors, and they are numbered tensor by
+//                   `laneVec4s` vec4s strided by WORKGROUP_SIZE, then `workgroupSum` over the
+//                   lanes, one partial per block. Blocks never cross tensors, and they are numbered tensor by
 //                   tensor, so the order depends on the tensors' sizes only: not on whether they
 //                   share a ParamArena (one dispatch for all its blocks, through a table) or not,
 //                   nor on how a tensor past the binding limit is cut (pieces are whole blocks).
 //   `finish`        one workgroup: lane l sums partials l, l + WORKGROUP_SIZE, ... (a few each:
-//                   laneVec4s keeps the partials near 1024), a tree, the square root, the clipping
-//                   factor, and the skip counter.
+//                   laneVec4s keeps the partials near TARGET_PARTIALS), `workgroupSum`, the square
+//                   root, the clipping factor, and the skip counter.
 // So the same gradients give the same bits on every run, and on the CPU twin.
 
-override WORKGROUP_SIZE: u32 = 256u; // a power of two (the trees halve it)
+override WORKGROUP_SIZE: u32 = 256u; // GROUP * GROUP (see workgroupSum)
 override GRAD_DTYPE: u32 = 0u;       // 0: f32 (partialNorms); 1: f16, 2: bf16 (partialNormsPacked)
 
 // One dispatch of `partialNorms`: a run of blocks in one gradient binding.
@@ -66,8 +66,12 @@ struct Control {
 @group(0) @binding(7) var<storage, read> gradTailPacked: array<u32>;
 @group(0) @binding(8) var<storage, read> blocks: array<Block>;
 
+// The lanes' sums and non-finite flags, for `workgroupSum`.
 var<workgroup> sums: array<f32, WORKGROUP_SIZE>;
-var<workgroup> anyBad: atomic<u32>;
+var<workgroup> flags: array<u32, WORKGROUP_SIZE>;
+
+// Lanes per group of `workgroupSum`'s first round: WORKGROUP_SIZE must be GROUP * GROUP (256).
+const GROUP = 16u;
 
 // NaN or ±Inf: every exponent bit set. Tested on the bits of the gradient as loaded, before any
 // arithmetic: WGSL lets an implementation assume finite values in arithmetic and comparisons.
@@ -82,20 +86,35 @@ fn sumSquares(x: vec4f) -> f32 {
   return fma(x.w, x.w, s);
 }
 
-// The workgroup flag starts at 0 explicitly (an embedder may turn WGSL's zero-initialisation of
-// workgroup memory off), before any lane can set it.
-fn clearFlag(lid: u32) {
-  if (lid == 0u) { atomicStore(&anyBad, 0u); }
+// The workgroup's sum of `s` and OR of `bad`, valid in lane 0, in a fixed order and two rounds:
+// lane g < GROUP adds lanes GROUP * g .. GROUP * g + GROUP - 1 in turn, then lane 0 adds those
+// GROUP results in turn. Two barriers (a tree of halvings takes eight, and a CPU adapter pays a
+// switch of every SIMD group of the workgroup at each). Every lane must call it (uniform flow).
+fn workgroupSum(lid: u32, s: f32, bad: u32) -> Partial {
+  sums[lid] = s;
+  flags[lid] = bad;
   workgroupBarrier();
-}
-
-// Sums `sums` into sums[0], halving the active lanes each round.
-fn treeSum(lid: u32) {
-  workgroupBarrier();
-  for (var stride = WORKGROUP_SIZE / 2u; stride > 0u; stride = stride / 2u) {
-    if (lid < stride) { sums[lid] = sums[lid] + sums[lid + stride]; }
-    workgroupBarrier();
+  if (lid < GROUP) {
+    let first = GROUP * lid;
+    var t = sums[first];
+    var b = flags[first];
+    for (var k = 1u; k < GROUP; k++) {
+      t = t + sums[first + k];
+      b = b | flags[first + k];
+    }
+    sums[first] = t; // its own group's first slot: no other lane reads it in this round
+    flags[first] = b;
   }
+  workgroupBarrier();
+  var total = Partial(0.0, 0u);
+  if (lid == 0u) {
+    total = Partial(sums[0], flags[0]);
+    for (var g = 1u; g < GROUP; g++) {
+      total.sumSq = total.sumSq + sums[GROUP * g];
+      total.bad = total.bad | flags[GROUP * g];
+    }
+  }
+  return total;
 }
 
 // The f32 gradients of element vec4 j of a block (j == count4: the tail vec4).
@@ -123,7 +142,6 @@ fn partialNorms(
   @builtin(workgroup_id) wid: vec3u,
   @builtin(num_workgroups) groups: vec3u,
 ) {
-  clearFlag(lid);
   let w = wid.x + wid.y * groups.x;
   let live = w < run.blockCount; // uniform per workgroup: the barriers below stay in uniform flow
   var s = 0.0;
@@ -148,7 +166,6 @@ fn partialNormsPacked(
   @builtin(workgroup_id) wid: vec3u,
   @builtin(num_workgroups) groups: vec3u,
 ) {
-  clearFlag(lid);
   let w = wid.x + wid.y * groups.x;
   let live = w < run.blockCount;
   var s = 0.0;
@@ -167,13 +184,10 @@ fn partialNormsPacked(
   finishBlock(lid, w, live, s, bad);
 }
 
-// The block's tree and its partial. Every lane of every workgroup reaches the barriers.
+// The block's partial. Every lane of every workgroup reaches the barriers.
 fn finishBlock(lid: u32, w: u32, live: bool, s: f32, bad: bool) {
-  if (bad) { atomicOr(&anyBad, 1u); }
-  sums[lid] = s;
-  treeSum(lid);
-  let flag = atomicLoad(&anyBad);
-  if (lid == 0u && live) { partials[blocks[run.firstBlock + w].partial] = Partial(sums[0], flag); }
+  let total = workgroupSum(lid, s, select(0u, 1u, bad));
+  if (lid == 0u && live) { partials[blocks[run.firstBlock + w].partial] = total; }
 }
 
 // As in shaders/rmsprop.wgsl: the two 16-bit floats of a word, low half first, exactly.
@@ -196,20 +210,16 @@ fn f16ToF32(h: u32) -> f32 {
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn finish(@builtin(local_invocation_index) lid: u32) {
-  clearFlag(lid);
   var s = 0.0;
   var bad = 0u;
   for (var k = lid; k < finishing.partialCount; k += WORKGROUP_SIZE) {
     s = s + partials[k].sumSq;
     bad = bad | partials[k].bad;
   }
-  if (bad != 0u) { atomicOr(&anyBad, 1u); }
-  sums[lid] = s;
-  treeSum(lid);
-  let isBad = atomicLoad(&anyBad);
+  let total = workgroupSum(lid, s, bad);
   if (lid == 0u) {
-    let norm = sqrt(sums[0]);
-    control.bad = isBad;
+    let norm = sqrt(total.sumSq);
+    control.bad = total.bad;
     control.norm = norm;
     // PyTorch's clip_grad_norm_: max_norm / (total_norm + 1e-6) is `reciprocal() * max_norm`,
     // then clamped at 1 (a NaN norm stays NaN, as there).
@@ -219,6 +229,6 @@ fn finish(@builtin(local_invocation_index) lid: u32) {
       scale = select(c, 1.0, c >= 1.0);
     }
     control.scale = scale;
-    if (finishing.countSkip != 0u && isBad != 0u) { control.skipped = control.skipped + 1u; }
+    if (finishing.countSkip != 0u && total.bad != 0u) { control.skipped = control.skipped + 1u; }
   }
 }

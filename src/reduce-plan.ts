@@ -5,8 +5,10 @@
  *
  * Each tensor is a run of vec4s (its last 1 to 3 elements zero-padded to one more), cut into blocks
  * of `REDUCE_WORKGROUP_SIZE * laneVec4s` vec4s; each block is one workgroup and one partial sum;
- * partials are numbered tensor by tensor. `laneVec4s` grows with the model so that the partials stay
- * near `TARGET_PARTIALS`, which one workgroup then sums a few per lane.
+ * partials are numbered tensor by tensor. `laneVec4s` grows with the model so that the blocks stay
+ * near `TARGET_PARTIALS`: about 65,536 lanes in all, enough to keep a GPU's memory busy, and few
+ * enough that a CPU adapter (SwiftShader, lavapipe), which pays for each workgroup barrier per SIMD
+ * group, reduces at about the speed it reads. One workgroup then sums the partials, one or two a lane.
  */
 import type { ByteRange } from './params.js';
 import type { Segment } from './plan.js';
@@ -21,16 +23,27 @@ import type { Segment } from './plan.js';
  */
 export const REDUCE_WORKGROUP_SIZE = 256;
 
-/** About how many partial sums the second level (one workgroup) adds up: 4 per lane. */
-export const TARGET_PARTIALS = 4 * REDUCE_WORKGROUP_SIZE;
+/** About how many partial sums the second level (one workgroup) adds up: one a lane. */
+export const TARGET_PARTIALS = REDUCE_WORKGROUP_SIZE;
+
+/**
+ * Lanes per group of the first of the two rounds in which a workgroup sums its lanes (shaders/grad-norm.wgsl
+ * `workgroupSum`): `REDUCE_WORKGROUP_SIZE` is its square.
+ *
+ * @example
+ * ```ts
+ * REDUCE_GROUP * REDUCE_GROUP === REDUCE_WORKGROUP_SIZE; // true
+ * ```
+ */
+export const REDUCE_GROUP = 16;
 
 /** Storage binding offsets are multiples of this many bytes (WebGPU allows no larger minimum). */
 const OFFSET_ALIGNMENT = 256;
 
 /**
- * vec4s each lane sums per block for tensors of `sizes` elements: 1 for models up to 1Mi elements
- * (a block is then 1024 elements), more for larger ones (4.2M elements: 5), so that the whole model makes about
- * TARGET_PARTIALS partials (never fewer than one per tensor).
+ * vec4s each lane sums per block for tensors of `sizes` elements: 1 for models up to 256Ki elements
+ * (a block is then 1024 elements), more for larger ones (4.2M elements: 17), so that the whole model
+ * makes about TARGET_PARTIALS partials (never fewer than one per tensor).
  */
 export function reduceLaneVec4s(sizes: readonly number[]): number {
   let vec4s = 0;

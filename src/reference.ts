@@ -13,7 +13,7 @@
  */
 import { fmaf } from './fma.js';
 import { resolveOptions, type RMSPropOptions, type ResolvedOptions } from './options.js';
-import { REDUCE_WORKGROUP_SIZE, reduceLaneVec4s } from './reduce-plan.js';
+import { REDUCE_GROUP, REDUCE_WORKGROUP_SIZE, reduceLaneVec4s } from './reduce-plan.js';
 
 /**
  * Optimizer state of one tensor, named as PyTorch's `RMSprop.state` names it.
@@ -277,9 +277,9 @@ const statsBits = new Uint32Array(1), statsFloats = new Float32Array(statsBits.b
  * The pre-pass over all gradients of a step, in the GPU's order of operations (shaders/grad-norm.wgsl,
  * blocks as src/reduce-plan.ts cuts them): each tensor as vec4s (its last 1 to 3 elements zero-padded
  * to one more), in blocks of 256 lanes * `laneVec4s`; lane l of a block adds up, in turn, vec4s
- * l, l + 256, ... of it, each vec4's squares summed `x*x` then three multiply-adds; a tree sum per
- * block; the partials of all tensors in order, strided over 256 lanes and summed in a tree again;
- * then the square root. The non-finite test reads each element as given, before `unscale`
+ * l, l + 256, ... of it, each vec4's squares summed `x*x` then three multiply-adds; the lanes summed
+ * in two rounds (16 groups of 16 in turn, then the 16 in turn); the partials of all tensors in order,
+ * strided over 256 lanes and summed in the same two rounds; then the square root. The non-finite test reads each element as given, before `unscale`
  * (`1 / lossScale`, see `stepHyper`) multiplies it for the sum. The clipping factor is PyTorch's
  * `clip_grad_norm_`: `(1 / (norm + 1e-6)) * maxNorm`, clamped at 1.
  *
@@ -297,9 +297,15 @@ export function gradNormStats(grads: readonly Float32Array[], maxNorm: number, m
   const partials: number[] = [];
   let nonFinite = false;
   const isBad = (x: number) => { statsFloats[0] = x; return (statsBits[0]! & NON_FINITE_EXPONENT) === NON_FINITE_EXPONENT; };
+  // shaders/grad-norm.wgsl `workgroupSum`: lane g < 16 adds lanes 16g .. 16g + 15 in turn, then lane 0 those 16.
   const tree = () => {
-    for (let stride = W / 2; stride > 0; stride >>= 1) for (let l = 0; l < stride; l++) lanes[l] = f(lanes[l]! + lanes[l + stride]!);
-    return lanes[0]!;
+    let total = 0;
+    for (let g = 0; g < REDUCE_GROUP; g++) {
+      let t = lanes[REDUCE_GROUP * g]!;
+      for (let k = 1; k < REDUCE_GROUP; k++) t = f(t + lanes[REDUCE_GROUP * g + k]!);
+      total = g === 0 ? t : f(total + t);
+    }
+    return total;
   };
   const squares = (g: Float32Array, j: number) => {
     const a = g[4 * j]!, b = g[4 * j + 1] ?? 0, c = g[4 * j + 2] ?? 0, d = g[4 * j + 3] ?? 0;

@@ -14,6 +14,7 @@ import { TINY_CONFIG, runBench, type BenchReport, type Stat } from '../../bench/
 import { TFJS_TARGET, formatReport, rows } from '../../bench/table.js';
 import { VARIANTS, bytesPerParam, paramCount, singleTensor, transformer } from '../../bench/workloads.js';
 import { median } from '../../bench/timing.js';
+import { STEP_COST_TINY, formatStepCost, runStepCost } from '../../bench/step-cost.js';
 
 describe('workloads', () => {
   it('the transformer set is the issue\'s: 42 tensors, 4,198,656 parameters', () => {
@@ -116,5 +117,29 @@ describe('the benchmark on tiny shapes (Dawn, TF.js on the same device)', () => 
     expect(text).toContain(`Target: >= ${TFJS_TARGET}x faster than TF.js`);
     expect(text.match(/-> (met|MISSED)/g)).toHaveLength(4);
     expect(text.split('\n').filter((l) => l.startsWith('transformer'))).toHaveLength(4);
+  });
+
+  it('the step-cost benchmark: roofline rows, ratios, host times with dispatch counts (arena 1, or 3 with the pre-pass)', async () => {
+    const lines: string[] = [];
+    const tensorsBefore = tf.memory().numTensors;
+    const cost = await runStepCost({
+      name: 'smoke', device, adapter: description, isSoftware: /swiftshader/i.test(description),
+      tfjs: { tf, WebGPUBackend }, now: () => performance.now(), log: (l) => lines.push(l),
+    }, STEP_COST_TINY);
+    await device.queue.onSubmittedWorkDone();
+    expect(uncaptured).toEqual([]);
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
+    expect(cost.roofline.map((r) => r.bytesPerParam)).toEqual([20, 20, 20, 36, 36, 24, 24]);
+    for (const r of cost.roofline) expect(r.ms).toBeGreaterThan(0);
+    expect(cost.plainOfSameBytes).toBeCloseTo(cost.roofline[1]!.ms / cost.roofline[2]!.ms, 9);
+    expect(cost.clipOverPlain).toBeCloseTo(cost.roofline[6]!.ms / cost.roofline[2]!.ms, 9);
+    // Two sets x two layouts x two option sets; the arena's dispatches: 1 plain, 3 with the pre-pass.
+    expect(cost.host).toHaveLength(8);
+    expect(cost.host.filter((h) => h.layout === 'arena').map((h) => h.dispatches)).toEqual([1, 3, 1, 3]);
+    expect(cost.host.every((h) => h.passes === 1 && h.recordUs > 0 && h.submitUs > 0)).toBe(true);
+    expect(cost.host.filter((h) => h.tfjsUs !== undefined)).toHaveLength(2);
+    const text = formatStepCost(cost);
+    expect(text).toMatch(/of the same-bytes kernel's speed \(goal >= 80%: (met|MISSED)\)/);
+    expect(text).toMatch(/the plain arena step \(goal <= 1.3x: (met|MISSED)\)/);
   });
 });
