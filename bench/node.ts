@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import * as tf from '@tensorflow/tfjs-core';
 import { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { nodeGpuInstance, requestNodeAdapter } from '../demo/node/dawn.js';
+import { adapterLine, nodeGpuInstance, requestNodeAdapter } from '../demo/node/dawn.js';
 import { FULL_CONFIG, QUICK_CONFIG, runBench, type BenchConfig, type BenchReport, type WorkloadName } from './core.js';
 
 const WORKLOADS: readonly WorkloadName[] = ['single', 'transformer', 'large'];
@@ -50,7 +50,8 @@ function parseFlags(argv: readonly string[]): Flags {
 /** Our optimizer, TF.js and the CPU reference on one Dawn device in this process. */
 async function benchNode(config: BenchConfig): Promise<BenchReport> {
   const found = await requestNodeAdapter();
-  if (!found) throw new Error('No WebGPU adapter in Node: Dawn found no Vulkan driver (see demo/node/dawn.ts).');
+  if (!found) throw new Error('No WebGPU adapter in Node: Dawn found no Vulkan driver (see demo/node/dawn.ts, WEBGPU_ADAPTER).');
+  console.log(adapterLine(found));
   const { adapter } = found;
   const { maxStorageBufferBindingSize, maxBufferSize } = adapter.limits;
   const timestamps = adapter.features.has('timestamp-query');
