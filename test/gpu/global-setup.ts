@@ -21,7 +21,7 @@ export default async function setup(project: TestProject): Promise<void> {
     throw new Error('The GPU tests need a WebGPU adapter and Dawn found none: install lavapipe (mesa-vulkan-drivers) or ' +
       'SwiftShader (Debian\'s chromium), or run `npm run test:unit`. See README, "The two commands".');
   }
-  const tolerance = toleranceFor(found.description);
+  const tolerance = toleranceFor(found.description, { forceBound: process.env.GPU_TOLERANCE === 'bound' });
   console.info(`[${project.name}] ${adapterLine(found)}; tolerance: ${tolerance.label} (${tolerance.why})`);
   if (found.kind !== 'software') process.env.WEBGPU_ADAPTER = found.kind;
   if (found.icd) {
