@@ -86,7 +86,7 @@ export const EXACT_ADAPTERS: readonly { readonly name: string; readonly pattern:
   {
     name: 'SwiftShader',
     pattern: /swiftshader/i,
-    measured: 'SwiftShader 5.0.0 (Debian chromium 14x, Dawn in Node and Chromium\'s own): every GPU test, 0 ULPs',
+    measured: 'SwiftShader 5.0.0 from Debian\'s chromium 156 (Dawn in Node, and Chromium\'s own): every GPU and browser test, 0 ULPs',
   },
   {
     name: 'lavapipe',
