@@ -52,9 +52,11 @@ describe('sizes', () => {
     const size = count4 * 4 + 1;
     const oneChunk = maxChunkElements(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize, stateSlots({ centered: false, momentum: 0 }));
     if (size > oneChunk) {
-      ctx.skip(`${size} elements do not fit one storage binding here (maxStorageBufferBindingSize ` +
+      const reason = `${size} elements do not fit one storage binding here (maxStorageBufferBindingSize ` +
         `${device.limits.maxStorageBufferBindingSize} bytes holds ${oneChunk} f32): the library splits such a tensor into chunks ` +
-        `of at most ${Math.ceil(oneChunk / 4 / WORKGROUP_SIZE)} workgroups, below ${maxPerDimension}, so this adapter never dispatches a 2-D grid`);
+        `of at most ${Math.ceil(oneChunk / 4 / WORKGROUP_SIZE)} workgroups, below ${maxPerDimension}, so this adapter never dispatches a 2-D grid`;
+      console.warn(`skipped: ${reason}`);
+      ctx.skip(reason);
     }
     await withErrorScopes(device, async () => {
       expect(Math.ceil(count4 / WORKGROUP_SIZE)).toBeGreaterThan(maxPerDimension);
