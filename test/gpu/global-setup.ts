@@ -22,7 +22,7 @@ export default async function setup(project: TestProject): Promise<void> {
       'SwiftShader (Debian\'s chromium), or run `npm run test:unit`. See README, "The two commands".');
   }
   const tolerance = toleranceFor(found.description, { forceBound: process.env.GPU_TOLERANCE === 'bound' });
-  console.info(`[${project.name || "soak"}] ${adapterLine(found)}; tolerance: ${tolerance.label} (${tolerance.why})`);
+  console.info(`[${project.name || 'soak'}] ${adapterLine(found)}; tolerance: ${tolerance.label} (${tolerance.why})`);
   if (found.kind !== 'software') process.env.WEBGPU_ADAPTER = found.kind;
   if (found.icd) {
     process.env.VK_ICD_FILENAMES = found.icd;
