@@ -147,7 +147,7 @@ export function zeroBounds(size: number, o: ResolvedOptions): TensorBounds {
   };
 }
 
-/** One tensor's values before a step, as the CPU reference holds them (f32 parameters: the master copy or decoded 16-bit values). */
+/** One tensor's values before a step, as the CPU reference holds them (parameters as f32: a master copy, or decoded). */
 export interface StepValues {
   readonly param: Float32Array;
   readonly squareAvg: Float32Array;

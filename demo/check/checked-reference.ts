@@ -127,7 +127,8 @@ export class CheckedReference {
     const groups = this.cpu.groupOptions;
     const grads = this.#grads.map((g, i) => {
       const dtype = groups[this.#groupOf[i]!]!.gradDtype;
-      return g instanceof Float32Array ? g.slice() : decodeHalves(g, dtype as 'f16' | 'bf16', new Float32Array(g.length));
+      if (g instanceof Float32Array) return g.slice();
+      return decodeHalves(g, dtype as 'f16' | 'bf16', new Float32Array(g.length));
     });
     // skippedSteps() is async only in its signature: it counts when called.
     const skippedBefore = groups[0]!.skipNonFinite ? this.cpu.skippedSteps() : undefined;
@@ -222,7 +223,8 @@ export class CheckedReference {
     before.tensors.forEach((t, i) => {
       const o = groups[groupOf[i]!]!;
       const hyper = stepHyper(o, { step: p.step + 1, gradScale });
-      const pre = { param: t.master ?? paramsBefore[i]!, squareAvg: t.squareAvg, gradAvg: t.gradAvg, momentumBuffer: t.momentumBuffer };
+      const param = t.master ?? paramsBefore[i]!;
+      const pre = { param, squareAvg: t.squareAvg, gradAvg: t.gradAvg, momentumBuffer: t.momentumBuffer };
       const out = boundStep(pre, p.grads[i]!, o, hyper, this.multiplyAdd, scaleError, this.#bounds![i]!);
       // The bound's own run of the rule must be the reference's, bit for bit.
       const a = after.tensors[i]!;
@@ -237,7 +239,8 @@ export class CheckedReference {
         if (!mine || !theirs) continue;
         const r = compareTensor(mine, theirs, undefined, 'exact', { allowNonFinite: true });
         if (!r.pass) {
-          throw new Error(`demo/check/bound.ts no longer follows the reference (step ${p.step + 1}, '${t.name}'.${slot}: ` +
+          throw new Error(`demo/check/bound.ts no longer follows the reference (step ${p.step + 1}, ` +
+            `'${t.name}'.${slot}: ` +
             `${r.worstUlps} ULPs at [${r.index}]): keep boundStep line for line with src/reference.ts stepResolved.`);
         }
       }
@@ -254,7 +257,9 @@ export class CheckedReference {
     { state = true, ...options }: { state?: boolean } & CompareOptions = {},
   ): Promise<OptimizerComparison> {
     const [gpuParams, cpuParams, bounds] = await Promise.all([gpu.readParams(), this.cpu.readParams(), this.bounds()]);
-    const [gpuState, cpuState] = state ? await Promise.all([gpu.stateDict(), this.cpu.stateDict()]) : [undefined, undefined];
+    const [gpuState, cpuState] = state
+      ? await Promise.all([gpu.stateDict(), this.cpu.stateDict()])
+      : [undefined, undefined];
     return compareAll(gpuParams, cpuParams, gpuState, cpuState, bounds, tolerance, options);
   }
 }
@@ -264,7 +269,8 @@ export class CheckedReference {
  *
  * @example
  * ```ts
- * const r = compareAll(await gpu.readParams(), await twin.readParams(), undefined, undefined, await twin.bounds(), tolerance);
+ * const [g, c, b] = await Promise.all([gpu.readParams(), twin.readParams(), twin.bounds()]);
+ * const r = compareAll(g, c, undefined, undefined, b, tolerance);
  * ```
  */
 export function compareAll(
@@ -276,7 +282,9 @@ export function compareAll(
   tolerance: Tolerance,
   options: CompareOptions = {},
 ): OptimizerComparison {
-  if (tolerance.kind === 'bound' && !bounds) throw new Error('compareAll: the bound tolerance needs a tracked CheckedReference.');
+  if (tolerance.kind === 'bound' && !bounds) {
+    throw new Error('compareAll: the bound tolerance needs a tracked CheckedReference.');
+  }
   const worst = new WorstSoFar();
   const tensors: { what: string; result: TensorComparison }[] = [];
   const add = (what: string, g: Float32Array, c: Float32Array, b: Float64Array | undefined) => {
@@ -284,15 +292,21 @@ export function compareAll(
     worst.add(result, what);
     tensors.push({ what, result });
   };
-  if (gpuParams.length !== cpuParams.length) throw new RangeError(`${gpuParams.length} GPU tensors against ${cpuParams.length} CPU tensors.`);
+  if (gpuParams.length !== cpuParams.length) {
+    throw new RangeError(`${gpuParams.length} GPU tensors against ${cpuParams.length} CPU tensors.`);
+  }
   const names = cpuState?.tensors.map((t) => t.name) ?? cpuParams.map((_, i) => `${i}`);
   cpuParams.forEach((c, i) => add(`'${names[i]}' param`, gpuParams[i]!, c, bounds?.params[i]));
   if (gpuState && cpuState) {
-    if (gpuState.step !== cpuState.step) throw new Error(`state step ${gpuState.step} on the GPU, ${cpuState.step} on the CPU`);
+    if (gpuState.step !== cpuState.step) {
+      throw new Error(`state step ${gpuState.step} on the GPU, ${cpuState.step} on the CPU`);
+    }
     cpuState.tensors.forEach((t, i) => {
       const g = gpuState.tensors[i]!;
       for (const slot of SLOTS) {
-        if ((g[slot] === undefined) !== (t[slot] === undefined)) throw new Error(`'${t.name}'.${slot} is present on one side only`);
+        if ((g[slot] === undefined) !== (t[slot] === undefined)) {
+          throw new Error(`'${t.name}'.${slot} is present on one side only`);
+        }
         if (t[slot]) add(`'${t.name}'.${slot}`, g[slot]!, t[slot], bounds?.state[i]?.[slot]);
       }
     });

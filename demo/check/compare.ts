@@ -14,7 +14,7 @@
 
 const scratch = new DataView(new ArrayBuffer(4));
 
-/** FLT_MIN, the smallest normal f32. WGSL lets subnormal inputs and results flush to 0: below it, a value counts as 0. */
+/** FLT_MIN, the smallest normal f32. WGSL lets subnormals flush to 0: below it, a value counts as 0. */
 export const FLT_MIN = 2 ** -126;
 
 /** The f32 bit pattern of `x` as an integer that orders like the value (-0 and 0 are both 0). */
@@ -81,12 +81,20 @@ export interface Tolerance {
   readonly why: string;
 }
 
+/** An adapter kind measured bit-exact: its name, how its description reads, and what was measured. */
+export interface ExactAdapter {
+  readonly name: string;
+  readonly pattern: RegExp;
+  readonly measured: string;
+}
+
 /** The adapters on which every GPU test was measured bit-exact (0 ULPs) against the CPU twin. */
-export const EXACT_ADAPTERS: readonly { readonly name: string; readonly pattern: RegExp; readonly measured: string }[] = [
+export const EXACT_ADAPTERS: readonly ExactAdapter[] = [
   {
     name: 'SwiftShader',
     pattern: /swiftshader/i,
-    measured: 'SwiftShader 5.0.0 from Debian\'s chromium 156 (Dawn in Node, and Chromium\'s own): every GPU and browser test, 0 ULPs',
+    measured: 'SwiftShader 5.0.0 from Debian\'s chromium 156 (Dawn in Node, and Chromium\'s own): ' +
+      'every GPU and browser test, 0 ULPs',
   },
   {
     name: 'lavapipe',
@@ -108,7 +116,9 @@ export const EXACT_ADAPTERS: readonly { readonly name: string; readonly pattern:
 export function toleranceFor(description: string, { forceBound = false }: { forceBound?: boolean } = {}): Tolerance {
   const exact = forceBound ? undefined : EXACT_ADAPTERS.find((a) => a.pattern.test(description));
   if (exact) return { kind: 'exact', label: '0 ULPs', why: `bit for bit: measured on ${exact.measured}` };
-  return { kind: 'bound', label: 'WGSL bound', why: 'within the per-element bound derived from WGSL\'s accuracy table (docs/tolerance.md): not measured on this adapter' };
+  const why = 'within the per-element bound derived from WGSL\'s accuracy table (docs/tolerance.md): ' +
+    'not measured on this adapter';
+  return { kind: 'bound', label: 'WGSL bound', why };
 }
 
 /**
@@ -168,8 +178,12 @@ export function compareTensor(
   kind: Tolerance['kind'],
   { allowNonFinite = false }: CompareOptions = {},
 ): TensorComparison {
-  if (gpu.length !== cpu.length) throw new RangeError(`compareTensor: ${gpu.length} GPU values against ${cpu.length} CPU values.`);
-  if (kind === 'bound' && (!bound || bound.length !== cpu.length)) throw new RangeError('compareTensor: the bound tolerance needs a bound per element.');
+  if (gpu.length !== cpu.length) {
+    throw new RangeError(`compareTensor: ${gpu.length} GPU values against ${cpu.length} CPU values.`);
+  }
+  if (kind === 'bound' && (!bound || bound.length !== cpu.length)) {
+    throw new RangeError('compareTensor: the bound tolerance needs a bound per element.');
+  }
   const g = new Uint32Array(gpu.buffer, gpu.byteOffset, gpu.length);
   const c = new Uint32Array(cpu.buffer, cpu.byteOffset, cpu.length);
   let worstUlps = 0, index = -1, boundUsed = 0, boundIndex = -1, cpuNonFinite = -1;
@@ -215,7 +229,9 @@ export function compareTensor(
  */
 export function describeComparison(r: TensorComparison, what: string): string {
   if (r.cpuNonFinite >= 0 && r.pass) return `${what}: non-finite values where the GPU matches them`;
-  if (r.cpuNonFinite >= 0 && r.index < 0) return `${what}: the CPU reference has a non-finite value at [${r.cpuNonFinite}]`;
+  if (r.cpuNonFinite >= 0 && r.index < 0) {
+    return `${what}: the CPU reference has a non-finite value at [${r.cpuNonFinite}]`;
+  }
   const used = Number.isNaN(r.boundUsed) ? '' : `, ${(100 * r.boundUsed).toPrecision(3)}% of the bound used`;
   if (r.index < 0) return `${what}: ${r.count} elements bit-exact${used}`;
   const at = `at [${r.index}] of ${r.count}: gpu ${r.gpu}, cpu ${r.cpu}`;

@@ -38,7 +38,8 @@ export const VARIANTS: readonly Variant[] = (() => {
   }
   for (const momentum of [0, 0.9]) {
     for (const centered of [false, true]) {
-      out.push({ name: `presets.tf1 (initialScale 1), momentum ${momentum}${centered ? ', centered' : ''}`, options: { ...presets.tf1, momentum, centered } });
+      const name = `presets.tf1 (initialScale 1), momentum ${momentum}${centered ? ', centered' : ''}`;
+      out.push({ name, options: { ...presets.tf1, momentum, centered } });
     }
   }
   return out;
@@ -54,19 +55,33 @@ export const EXTENSIONS: readonly Variant[] = (() => {
   const out: Variant[] = [];
   for (const lrInMomentum of [false, true]) {
     for (const centered of [false, true]) {
-      out.push({ name: `nesterov, lrInMomentum ${lrInMomentum}, centered ${centered}`, options: { momentum: 0.9, nesterov: true, lrInMomentum, centered } });
+      out.push({
+        name: `nesterov, lrInMomentum ${lrInMomentum}, centered ${centered}`,
+        options: { momentum: 0.9, nesterov: true, lrInMomentum, centered },
+      });
       out.push({
         name: `biasCorrection, momentum, lrInMomentum ${lrInMomentum}, centered ${centered}`,
-        options: { biasCorrection: true, alpha: 0.9, momentum: 0.9, lrInMomentum, centered, initialScale: centered ? 1 : 0 },
+        options: {
+          biasCorrection: true, alpha: 0.9, momentum: 0.9, lrInMomentum, centered, initialScale: centered ? 1 : 0,
+        },
         ...(centered ? { gradScale: 1e-3 } : {}),
       });
     }
   }
   out.push({ name: 'decoupled weight decay 0.01', options: { weightDecay: 0.01, weightDecayMode: 'decoupled' } });
-  out.push({ name: 'decoupled weight decay 0.1, momentum, maximize', options: { weightDecay: 0.1, weightDecayMode: 'decoupled', momentum: 0.9, maximize: true } });
+  out.push({
+    name: 'decoupled weight decay 0.1, momentum, maximize',
+    options: { weightDecay: 0.1, weightDecayMode: 'decoupled', momentum: 0.9, maximize: true },
+  });
   out.push({ name: 'clipGradNorm 1, centered, momentum', options: { clipGradNorm: 1, centered: true, momentum: 0.9 } });
-  out.push({ name: 'clipGradNorm 1, L2 weightDecay, eps inside', options: { clipGradNorm: 1, weightDecay: 0.01, epsMode: 'inside' } });
-  out.push({ name: 'lossScale 1024, clipGradNorm 0.5, momentum', options: { lossScale: 1024, clipGradNorm: 0.5, momentum: 0.9 } });
+  out.push({
+    name: 'clipGradNorm 1, L2 weightDecay, eps inside',
+    options: { clipGradNorm: 1, weightDecay: 0.01, epsMode: 'inside' },
+  });
+  out.push({
+    name: 'lossScale 1024, clipGradNorm 0.5, momentum',
+    options: { lossScale: 1024, clipGradNorm: 0.5, momentum: 0.9 },
+  });
   return out;
 })();
 

@@ -14,9 +14,18 @@ import { EXTENSIONS, VARIANT_SIZES, VARIANT_STEPS, VARIANTS, type Variant } from
 /** The 16-bit variants: gradients and parameters in f16 / bf16, with and without the master copy. */
 export const HALF_VARIANTS: readonly Variant[] = [
   { name: 'f16 gradients, centered, momentum', options: { gradDtype: 'f16', centered: true, momentum: 0.9 } },
-  { name: 'bf16 gradients, loss scale 8, clipGradNorm 1', options: { gradDtype: 'bf16', lossScale: 8, clipGradNorm: 1 } },
-  { name: 'f16 parameters with a master copy, momentum', options: { paramDtype: 'f16', masterWeights: true, momentum: 0.9 } },
-  { name: 'bf16 parameters and gradients, no master copy', options: { paramDtype: 'bf16', gradDtype: 'bf16', masterWeights: false } },
+  {
+    name: 'bf16 gradients, loss scale 8, clipGradNorm 1',
+    options: { gradDtype: 'bf16', lossScale: 8, clipGradNorm: 1 },
+  },
+  {
+    name: 'f16 parameters with a master copy, momentum',
+    options: { paramDtype: 'f16', masterWeights: true, momentum: 0.9 },
+  },
+  {
+    name: 'bf16 parameters and gradients, no master copy',
+    options: { paramDtype: 'bf16', gradDtype: 'bf16', masterWeights: false },
+  },
 ];
 
 /** One variant's outcome. */
@@ -74,8 +83,9 @@ export interface VerifyReport {
 
 /** The limits a report lists (those that decide how RMSProp binds and dispatches). */
 export const REPORTED_LIMITS = [
-  'maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupsPerDimension', 'maxComputeInvocationsPerWorkgroup',
-  'maxStorageBuffersPerShaderStage', 'minStorageBufferOffsetAlignment', 'maxComputeWorkgroupStorageSize',
+  'maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupsPerDimension',
+  'maxComputeInvocationsPerWorkgroup', 'maxStorageBuffersPerShaderStage', 'minStorageBufferOffsetAlignment',
+  'maxComputeWorkgroupStorageSize',
 ] as const;
 
 /** The device to check on: the adapter's own storage and buffer limits (a big tensor stays one binding where it can). */
@@ -104,14 +114,21 @@ function gradients(n: number, random: () => number, scale = 1): Float32Array {
 
 /** The bytes of `x` in a buffer of whole u32 words (16-bit values: an odd count padded). */
 function bufferOf(device: GPUDevice, label: string, x: Float32Array | Uint16Array): GPUBuffer {
-  const buffer = device.createBuffer({ label, size: Math.ceil(x.byteLength / 4) * 4, usage: USAGE, mappedAtCreation: true });
+  const size = Math.ceil(x.byteLength / 4) * 4;
+  const buffer = device.createBuffer({ label, size, usage: USAGE, mappedAtCreation: true });
   new Uint8Array(buffer.getMappedRange()).set(new Uint8Array(x.buffer, x.byteOffset, x.byteLength));
   buffer.unmap();
   return buffer;
 }
 
 /** One variant: the variant tests' sizes and steps, the GPU against its twin after every step. */
-async function checkVariant(device: GPUDevice, v: Variant, seed: number, tolerance: Tolerance, multiplyAdd: MultiplyAdd): Promise<VerifyRow> {
+async function checkVariant(
+  device: GPUDevice,
+  v: Variant,
+  seed: number,
+  tolerance: Tolerance,
+  multiplyAdd: MultiplyAdd,
+): Promise<VerifyRow> {
   const random = mulberry32(seed);
   const o: Partial<RMSPropOptions> = v.options;
   const paramDtype = o.paramDtype ?? 'f32', gradDtype = o.gradDtype ?? 'f32';
@@ -125,8 +142,14 @@ async function checkVariant(device: GPUDevice, v: Variant, seed: number, toleran
       grad: bufferOf(device, `check.grad[${i}]`, cpuGrad),
     };
   });
-  const gpu = new RMSProp(device, tensors.map((t) => ({ name: t.name, param: { buffer: t.param, size: t.n * (paramDtype === 'f32' ? 4 : 2) }, grad: { buffer: t.grad, size: t.n * (gradDtype === 'f32' ? 4 : 2) } })), o);
-  const twin = new CheckedReference(tensors.map((t) => ({ name: t.name, param: t.cpuParam, grad: t.cpuGrad })), o, { multiplyAdd });
+  const paramBytes = paramDtype === 'f32' ? 4 : 2, gradBytes = gradDtype === 'f32' ? 4 : 2;
+  const gpu = new RMSProp(device, tensors.map((t) => ({
+    name: t.name,
+    param: { buffer: t.param, size: t.n * paramBytes },
+    grad: { buffer: t.grad, size: t.n * gradBytes },
+  })), o);
+  const specs = tensors.map((t) => ({ name: t.name, param: t.cpuParam, grad: t.cpuGrad }));
+  const twin = new CheckedReference(specs, o, { multiplyAdd });
   const worst = new WorstSoFar();
   try {
     for (let s = 0; s < VARIANT_STEPS; s++) {
@@ -150,20 +173,30 @@ async function checkVariant(device: GPUDevice, v: Variant, seed: number, toleran
     for (const t of tensors) { t.param.destroy(); t.grad.destroy(); }
   }
   return {
-    variant: v.name, elements: worst.elements, worstUlps: worst.worstUlps, where: worst.where, boundUsed: worst.boundUsed,
-    pass: worst.failures.length === 0, ...(worst.failures.length ? { failure: worst.failures[0]! } : {}),
+    variant: v.name, elements: worst.elements, worstUlps: worst.worstUlps, where: worst.where,
+    boundUsed: worst.boundUsed, pass: worst.failures.length === 0,
+    ...(worst.failures.length ? { failure: worst.failures[0]! } : {}),
   };
 }
 
 /** Median time of `run` over a few batches of about 100 ms (GPU timestamps when the device has them). */
-async function timeIt(device: GPUDevice, run: () => void, now: () => number): Promise<{ ms: number; timing: Bandwidth['timing'] }> {
+async function timeIt(
+  device: GPUDevice,
+  run: () => void,
+  now: () => number,
+): Promise<{ ms: number; timing: Bandwidth['timing'] }> {
   const timestamps = device.features.has('timestamp-query');
   const querySet = timestamps ? device.createQuerySet({ label: 'check.timer', type: 'timestamp', count: 2 }) : undefined;
-  const resolve = timestamps ? device.createBuffer({ label: 'check.timer.resolve', size: 16, usage: 0x200 | 0x04 }) : undefined;
-  const read = timestamps ? device.createBuffer({ label: 'check.timer.read', size: 16, usage: 0x01 | 0x08 }) : undefined;
+  const buffer = (label: string, usage: number) =>
+    (timestamps ? device.createBuffer({ label, size: 16, usage }) : undefined);
+  const resolve = buffer('check.timer.resolve', 0x200 | 0x04); // QUERY_RESOLVE | COPY_SRC
+  const read = buffer('check.timer.read', 0x01 | 0x08); // MAP_READ | COPY_DST
   const marker = (index: 0 | 1) => {
     const encoder = device.createCommandEncoder({ label: 'check.timer' });
-    encoder.beginComputePass({ label: 'check.timer', timestampWrites: index === 0 ? { querySet: querySet!, beginningOfPassWriteIndex: 0 } : { querySet: querySet!, endOfPassWriteIndex: 1 } }).end();
+    const timestampWrites = index === 0
+      ? { querySet: querySet!, beginningOfPassWriteIndex: 0 }
+      : { querySet: querySet!, endOfPassWriteIndex: 1 };
+    encoder.beginComputePass({ label: 'check.timer', timestampWrites }).end();
     if (index === 1) {
       encoder.resolveQuerySet(querySet!, 0, 2, resolve!, 0);
       encoder.copyBufferToBuffer(resolve!, 0, read!, 0, 16);
@@ -229,6 +262,18 @@ async function bandwidth(device: GPUDevice, now: () => number): Promise<Bandwidt
   }
 }
 
+/** How `verifyDevice` runs. */
+export interface VerifyOptions {
+  /** Where it runs, for the report (a user agent, "Node, Dawn"). */
+  readonly environment: string;
+  /** A clock in milliseconds (performance.now). */
+  readonly now: () => number;
+  /** Gets one line per variant as it finishes. */
+  readonly log?: (line: string) => void;
+  /** Measure the step's bandwidth beside a copy (default true). */
+  readonly bandwidth?: boolean;
+}
+
 /**
  * Checks `device` (made with `requestCheckDevice`): every variant (base rule, TF1 preset, the
  * extensions, 16-bit gradients and parameters) against the CPU reference at the adapter's
@@ -237,11 +282,12 @@ async function bandwidth(device: GPUDevice, now: () => number): Promise<Bandwidt
 export async function verifyDevice(
   device: GPUDevice,
   adapter: GPUAdapter,
-  { environment, now, log = () => {}, bandwidth: measure = true }: { environment: string; now: () => number; log?: (line: string) => void; bandwidth?: boolean },
+  { environment, now, log = () => {}, bandwidth: measure = true }: VerifyOptions,
 ): Promise<VerifyReport> {
   const started = now();
   const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
-  const words = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'unknown adapter';
+  const words = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ')
+    || 'unknown adapter';
   const tolerance = toleranceFor(words);
   const multiplyAdd = await detectMultiplyAdd(device);
   const errors: string[] = [];
@@ -260,7 +306,8 @@ export async function verifyDevice(
       try {
         row = await checkVariant(device, v, 1000 + i, tolerance, multiplyAdd);
       } catch (error) {
-        row = { variant: v.name, elements: 0, worstUlps: NaN, where: '', boundUsed: NaN, pass: false, failure: `threw ${error instanceof Error ? error.message : String(error)}` };
+        const failure = `threw ${error instanceof Error ? error.message : String(error)}`;
+        row = { variant: v.name, elements: 0, worstUlps: NaN, where: '', boundUsed: NaN, pass: false, failure };
       }
       for (const kind of ['validation', 'out-of-memory', 'internal']) {
         const e = await device.popErrorScope();
@@ -270,23 +317,28 @@ export async function verifyDevice(
         }
       }
       rows.push(row);
-      log(`${row.pass ? 'pass' : 'FAIL'}  ${v.name}: ${Number.isNaN(row.worstUlps) ? '-' : row.worstUlps} ULPs` +
-        `${tolerance.kind === 'bound' ? `, ${(100 * row.boundUsed).toFixed(1)}% of the bound` : ''}${row.failure ? ` (${row.failure})` : ''}`);
+      const used = tolerance.kind === 'bound' ? `, ${(100 * row.boundUsed).toFixed(1)}% of the bound` : '';
+      const ulps = Number.isNaN(row.worstUlps) ? '-' : row.worstUlps;
+      log(`${row.pass ? 'pass' : 'FAIL'}  ${v.name}: ${ulps} ULPs${used}${row.failure ? ` (${row.failure})` : ''}`);
     }
     if (measure) {
       device.pushErrorScope('validation');
       report = await bandwidth(device, now);
       const e = await device.popErrorScope();
       if (e) errors.push(`bandwidth: validation error: ${e.message}`);
-      log(`bandwidth on ${report.elements} elements: step ${report.stepMs.toFixed(2)} ms, ${report.stepGBs.toFixed(1)} GB/s; ` +
-        `copyBufferToBuffer ${report.copyMs.toFixed(2)} ms, ${report.copyGBs.toFixed(1)} GB/s (${report.timing})`);
+      const b = report;
+      log(`bandwidth on ${b.elements} elements: step ${b.stepMs.toFixed(2)} ms, ${b.stepGBs.toFixed(1)} GB/s; ` +
+        `copyBufferToBuffer ${b.copyMs.toFixed(2)} ms, ${b.copyGBs.toFixed(1)} GB/s (${b.timing})`);
     }
   } finally {
     device.removeEventListener('uncapturederror', onError);
   }
   const limits = Object.fromEntries(REPORTED_LIMITS.map((k) => [k, device.limits[k]]));
   return {
-    adapter: { vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description, isFallbackAdapter: info.isFallbackAdapter ?? false },
+    adapter: {
+      vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description,
+      isFallbackAdapter: info.isFallbackAdapter ?? false,
+    },
     adapterWords: words, environment, features: [...device.features].sort(), limits, multiplyAdd, tolerance, rows,
     ...(report ? { bandwidth: report } : {}),
     errors, pass: errors.length === 0 && rows.every((r) => r.pass), ms: now() - started,
@@ -298,7 +350,8 @@ export async function verifyDevice(
  *
  * @example
  * ```ts
- * console.log(formatReport(await verifyDevice(device, adapter, { environment: 'Node (Dawn)', now: () => performance.now() })));
+ * const report = await verifyDevice(device, adapter, { environment: 'Node (Dawn)', now: () => performance.now() });
+ * console.log(formatReport(report));
  * ```
  */
 export function formatReport(r: VerifyReport): string {
@@ -317,10 +370,15 @@ export function formatReport(r: VerifyReport): string {
   ];
   if (r.bandwidth) {
     const b = r.bandwidth;
-    lines.push(`- bandwidth, ${b.elements} elements (${b.timing}): plain step ${b.stepMs.toFixed(2)} ms = ${b.stepGBs.toFixed(1)} GB/s; ` +
-      `copyBufferToBuffer ${b.copyMs.toFixed(2)} ms = ${b.copyGBs.toFixed(1)} GB/s; the step at ${(100 * b.stepGBs / b.copyGBs).toFixed(0)}% of the copy`);
+    lines.push(`- bandwidth, ${b.elements} elements (${b.timing}): ` +
+      `plain step ${b.stepMs.toFixed(2)} ms = ${b.stepGBs.toFixed(1)} GB/s; ` +
+      `copyBufferToBuffer ${b.copyMs.toFixed(2)} ms = ${b.copyGBs.toFixed(1)} GB/s; ` +
+      `the step at ${(100 * b.stepGBs / b.copyGBs).toFixed(0)}% of the copy`);
   }
   lines.push('', '| variant | worst ULPs | of the WGSL bound | result |', '| --- | --- | --- | --- |');
-  for (const x of r.rows) lines.push(`| ${x.variant} | ${Number.isNaN(x.worstUlps) ? '-' : x.worstUlps} | ${used(x)} | ${x.pass ? 'pass' : `FAIL: ${x.failure ?? ''}`} |`);
+  for (const x of r.rows) {
+    const result = x.pass ? 'pass' : `FAIL: ${x.failure ?? ''}`;
+    lines.push(`| ${x.variant} | ${Number.isNaN(x.worstUlps) ? '-' : x.worstUlps} | ${used(x)} | ${result} |`);
+  }
   return lines.join('\n');
 }

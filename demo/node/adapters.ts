@@ -51,6 +51,15 @@ export function adapterChoice(env: NodeJS.ProcessEnv = process.env): AdapterChoi
   return value as AdapterChoice;
 }
 
+/** What an adapter's info says about it (GPUAdapterInfo's fields, all optional). */
+export interface AdapterWords {
+  vendor?: string;
+  architecture?: string;
+  device?: string;
+  description?: string;
+  isFallbackAdapter?: boolean;
+}
+
 /**
  * What an adapter is, from its info: SwiftShader, lavapipe (Mesa's llvmpipe), another CPU adapter
  * (a fallback adapter), or hardware.
@@ -60,7 +69,7 @@ export function adapterChoice(env: NodeJS.ProcessEnv = process.env): AdapterChoi
  * adapterKind({ vendor: 'mesa', architecture: 'software', description: 'llvmpipe: Mesa 25.0.7' }); // 'lavapipe'
  * ```
  */
-export function adapterKind(info: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean }): AdapterKind {
+export function adapterKind(info: AdapterWords): AdapterKind {
   const words = [info.vendor, info.architecture, info.device, info.description].join(' ');
   if (/swiftshader/i.test(words)) return 'swiftshader';
   if (/llvmpipe|lavapipe/i.test(words)) return 'lavapipe';

@@ -13,9 +13,13 @@
  */
 import { tmpdir } from 'node:os';
 import { create, globals } from 'webgpu';
-import { adapterChoice, adapterKind, findIcd, ICD_FILES, INSTALL_HINT, type AdapterChoice, type AdapterKind } from './adapters.js';
+import {
+  adapterChoice, adapterKind, findIcd, ICD_FILES, INSTALL_HINT, type AdapterChoice, type AdapterKind,
+} from './adapters.js';
 
-export { ADAPTER_CHOICES, adapterChoice, adapterKind, findIcd, ICD_FILES, type AdapterChoice, type AdapterKind } from './adapters.js';
+export {
+  ADAPTER_CHOICES, adapterChoice, adapterKind, findIcd, ICD_FILES, type AdapterChoice, type AdapterKind,
+} from './adapters.js';
 
 export interface NodeGpu {
   readonly adapter: GPUAdapter;
@@ -46,15 +50,23 @@ export async function requestNodeAdapter(choice: AdapterChoice = adapterChoice()
   const given = process.env.VK_ICD_FILENAMES || process.env.VK_DRIVER_FILES;
   if (choice === 'swiftshader' || choice === 'lavapipe') {
     const icd = findIcd(choice);
-    if (!icd) throw new Error(`WEBGPU_ADAPTER=${choice}: no ${choice} Vulkan ICD file here (looked for ${ICD_FILES[choice].join(', ')}): ${INSTALL_HINT[choice]}.`);
+    if (!icd) {
+      throw new Error(`WEBGPU_ADAPTER=${choice}: no ${choice} Vulkan ICD file here ` +
+        `(looked for ${ICD_FILES[choice].join(', ')}): ${INSTALL_HINT[choice]}.`);
+    }
     const found = await requestWith(icd);
     if (!found) throw new Error(`WEBGPU_ADAPTER=${choice}: Dawn found no adapter through ${icd}. Is libvulkan1 installed?`);
-    if (kindOf(found) !== choice) throw new Error(`WEBGPU_ADAPTER=${choice}: ${icd} gave '${describe(found)}', which is not ${choice}.`);
+    if (kindOf(found) !== choice) {
+      throw new Error(`WEBGPU_ADAPTER=${choice}: ${icd} gave '${describe(found)}', which is not ${choice}.`);
+    }
     return result(found, choice, `${choice} (VK_ICD_FILENAMES=${icd})`, icd);
   }
   if (choice === 'hardware') {
     const found = await requestWith(undefined);
-    if (!found) throw new Error('WEBGPU_ADAPTER=hardware: Dawn found no Vulkan adapter. Install your GPU\'s Vulkan driver (or point VK_ICD_FILENAMES at its ICD file).');
+    if (!found) {
+      throw new Error('WEBGPU_ADAPTER=hardware: Dawn found no Vulkan adapter. ' +
+        'Install your GPU\'s Vulkan driver (or point VK_ICD_FILENAMES at its ICD file).');
+    }
     if (kindOf(found) !== 'hardware') {
       throw new Error(`WEBGPU_ADAPTER=hardware: the adapter Vulkan gives is '${describe(found)}', a CPU driver. ` +
         'Install your GPU\'s Vulkan driver, or point VK_ICD_FILENAMES at its ICD file.');
@@ -82,7 +94,8 @@ export async function requestNodeAdapter(choice: AdapterChoice = adapterChoice()
   if (!first) return null;
   delete process.env.VK_ICD_FILENAMES;
   delete process.env.VK_DRIVER_FILES;
-  return result(await requestWith(undefined) ?? first, choice, 'no hardware adapter, lavapipe or SwiftShader: the adapter Vulkan gives');
+  const how = 'no hardware adapter, lavapipe or SwiftShader: the adapter Vulkan gives';
+  return result(await requestWith(undefined) ?? first, choice, how);
 }
 
 /** A new Dawn instance with Vulkan pointed at `icd` (or left as the environment says), and its adapter. */
@@ -111,7 +124,8 @@ function result(adapter: GPUAdapter, choice: AdapterChoice, how: string, chosen?
   // the loader found by itself) its usual place.
   const icd = chosen ?? (process.env.VK_DRIVER_FILES || process.env.VK_ICD_FILENAMES || undefined) ??
     (kind === 'swiftshader' || kind === 'lavapipe' ? findIcd(kind) : undefined);
-  return { adapter, description: describe(adapter), kind, isSoftware: kind !== 'hardware', choice, how, ...(icd ? { icd } : {}) };
+  const description = describe(adapter);
+  return { adapter, description, kind, isSoftware: kind !== 'hardware', choice, how, ...(icd ? { icd } : {}) };
 }
 
 /**
@@ -120,7 +134,8 @@ function result(adapter: GPUAdapter, choice: AdapterChoice, how: string, chosen?
  * @example
  * ```ts
  * const found = await requestNodeAdapter();
- * if (found) console.log(adapterLine(found)); // adapter: llvmpipe: Mesa 25.0.7 ... [lavapipe; WEBGPU_ADAPTER=auto: no hardware adapter: lavapipe]
+ * if (found) console.log(adapterLine(found));
+ * // adapter: ... llvmpipe: Mesa 25.0.7 ... [lavapipe; WEBGPU_ADAPTER=auto: no hardware adapter: lavapipe]
  * ```
  */
 export function adapterLine(found: NodeGpu): string {
@@ -156,8 +171,9 @@ export async function requestNodeDevice(
   const found = await requestNodeAdapter();
   if (!found) {
     throw new Error(
-      'No WebGPU adapter: Dawn found no Vulkan driver. Install one: Mesa\'s lavapipe (mesa-vulkan-drivers), or Debian\'s ' +
-        'chromium and libvulkan1 for SwiftShader (apt-get install chromium libvulkan1); or set VK_ICD_FILENAMES to a Vulkan ICD file.',
+      'No WebGPU adapter: Dawn found no Vulkan driver. Install one: Mesa\'s lavapipe (mesa-vulkan-drivers), ' +
+        'or Debian\'s chromium and libvulkan1 for SwiftShader (apt-get install chromium libvulkan1); ' +
+        'or set VK_ICD_FILENAMES to a Vulkan ICD file.',
     );
   }
   const { maxStorageBufferBindingSize, maxBufferSize } = found.adapter.limits;

@@ -16,7 +16,8 @@ async function main(argv: readonly string[]): Promise<number> {
     if (a === '--json') json = argv[++i];
     else if (a.startsWith('--json=')) json = a.slice('--json='.length);
     else if (a === '--help' || a === '-h') {
-      console.log('usage: npm run verify [-- --json FILE]\nWEBGPU_ADAPTER=auto|swiftshader|lavapipe|hardware picks the adapter.');
+      console.log('usage: npm run verify [-- --json FILE]\n' +
+        'WEBGPU_ADAPTER=auto|swiftshader|lavapipe|hardware picks the adapter.');
       return 0;
     } else throw new RangeError(`unknown flag '${a}': use --json FILE.`);
   }
@@ -26,7 +27,11 @@ async function main(argv: readonly string[]): Promise<number> {
   console.log(adapterLine(found));
   const device = await requestCheckDevice(found.adapter, 'npm run verify');
   try {
-    const report = await verifyDevice(device, found.adapter, { environment: 'Node, Dawn (the webgpu package)', now: () => performance.now(), log: (line) => console.log(line) });
+    const report = await verifyDevice(device, found.adapter, {
+      environment: 'Node, Dawn (the webgpu package)',
+      now: () => performance.now(),
+      log: (line) => console.log(line),
+    });
     console.log(`\n${formatReport(report)}\n`);
     if (json) {
       writeFileSync(json, JSON.stringify(report, null, 2));

@@ -25,7 +25,8 @@ function addRow(row: VerifyRow, tolerance: string): void {
   const tr = document.createElement('tr');
   tr.className = row.pass ? 'pass' : 'fail';
   const used = Number.isNaN(row.boundUsed) ? '–' : `${(100 * row.boundUsed).toFixed(1)}%`;
-  for (const text of [row.variant, Number.isNaN(row.worstUlps) ? '–' : String(row.worstUlps), used, tolerance, row.pass ? 'pass' : `FAIL: ${row.failure ?? ''}`]) {
+  const ulps = Number.isNaN(row.worstUlps) ? '–' : String(row.worstUlps);
+  for (const text of [row.variant, ulps, used, tolerance, row.pass ? 'pass' : `FAIL: ${row.failure ?? ''}`]) {
     const td = document.createElement('td');
     td.textContent = text;
     tr.append(td);
@@ -41,7 +42,10 @@ async function run(): Promise<void> {
   ($('rerun') as HTMLButtonElement).disabled = true;
   ($('copy') as HTMLButtonElement).disabled = true;
   const status = $('status');
-  if (!navigator.gpu) throw new Error('This browser has no WebGPU (navigator.gpu is missing): use Chrome or Edge 113+, Firefox 141+ or Safari 26, from https or localhost.');
+  if (!navigator.gpu) {
+    throw new Error('This browser has no WebGPU (navigator.gpu is missing): use Chrome or Edge 113+, Firefox 141+ ' +
+      'or Safari 26, from https or localhost.');
+  }
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new Error('WebGPU found no adapter: no GPU it may use, or a blocklisted driver.');
   const device = await requestCheckDevice(adapter, 'check this GPU');
@@ -56,15 +60,22 @@ async function run(): Promise<void> {
     });
     report.rows.forEach((r) => addRow(r, report.tolerance.label));
     const b = report.bandwidth;
-    fact('adapter', report.adapterWords + (report.adapter.isFallbackAdapter ? ' (fallback adapter, a CPU implementation)' : ''));
+    const fallback = report.adapter.isFallbackAdapter ? ' (fallback adapter, a CPU implementation)' : '';
+    fact('adapter', report.adapterWords + fallback);
     fact('WGSL fma', report.multiplyAdd === 'fused' ? 'fused: one rounding' : 'separate: two roundings');
     fact('tolerance', `${report.tolerance.label}: ${report.tolerance.why}`);
     fact('features', report.features.join(', ') || 'none');
     fact('limits granted', Object.entries(report.limits).map(([k, v]) => `${k} ${v}`).join(', '));
-    if (b) fact('bandwidth', `${b.elements} elements (${b.timing}): step ${b.stepMs.toFixed(2)} ms = ${b.stepGBs.toFixed(1)} GB/s; copyBufferToBuffer ${b.copyMs.toFixed(2)} ms = ${b.copyGBs.toFixed(1)} GB/s (the step at ${(100 * b.stepGBs / b.copyGBs).toFixed(0)}% of the copy)`);
+    if (b) {
+      fact('bandwidth', `${b.elements} elements (${b.timing}): ` +
+        `step ${b.stepMs.toFixed(2)} ms = ${b.stepGBs.toFixed(1)} GB/s; ` +
+        `copyBufferToBuffer ${b.copyMs.toFixed(2)} ms = ${b.copyGBs.toFixed(1)} GB/s ` +
+        `(the step at ${(100 * b.stepGBs / b.copyGBs).toFixed(0)}% of the copy)`);
+    }
     fact('errors', report.errors.length ? report.errors.join('; ') : 'none');
     const passed = report.rows.filter((r) => r.pass).length;
-    status.textContent = `${report.pass ? 'PASS' : 'FAIL'}: ${passed} of ${report.rows.length} variants within the tolerance (${report.tolerance.label}) in ${(report.ms / 1000).toFixed(1)} s.`;
+    status.textContent = `${report.pass ? 'PASS' : 'FAIL'}: ${passed} of ${report.rows.length} variants within the ` +
+      `tolerance (${report.tolerance.label}) in ${(report.ms / 1000).toFixed(1)} s.`;
     status.className = `adapter verdict ${report.pass ? 'pass' : 'fail'}`;
     const markdown = formatReport(report);
     const copy = $('copy') as HTMLButtonElement;

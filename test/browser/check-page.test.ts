@@ -34,13 +34,18 @@ beforeAll(async () => {
   page = await chromium!.browser.newPage();
   await page.setViewport({ width: 1200, height: 1400 });
   page.on('pageerror', (error) => pageErrors.push(error instanceof Error ? error.stack ?? error.message : String(error)));
-  page.on('console', (m) => { if (m.text().startsWith('[check] ') && !/^\[check\] pass /.test(m.text())) console.log(m.text()); });
+  page.on('console', (m) => {
+    if (m.text().startsWith('[check] ') && !/^\[check\] pass /.test(m.text())) console.log(m.text());
+  });
   await page.goto(server!.url('/check.html'), { waitUntil: 'load', timeout: 30_000 });
   await page.waitForFunction(() => window.__check?.done === true, { timeout: CHECK_TIMEOUT_MS, polling: 250 });
   const result = await page.evaluate(() => window.__check!);
   if (result.error) throw new Error(`the check page could not run: ${result.error}`);
   report = result.report;
-  rows = await page.$$eval('#results tbody tr', (trs) => trs.map((tr) => ({ cells: Array.from(tr.querySelectorAll('td'), (td) => td.textContent ?? ''), className: tr.className })));
+  rows = await page.$$eval('#results tbody tr', (trs) => trs.map((tr) => ({
+    cells: Array.from(tr.querySelectorAll('td'), (td) => td.textContent ?? ''),
+    className: tr.className,
+  })));
   await page.screenshot({ path: `${ARTIFACTS}/check-this-gpu.png`, fullPage: true });
 }, CHECK_TIMEOUT_MS + 60_000);
 
@@ -71,10 +76,13 @@ describe('"Check this GPU" in headless Chromium', () => {
   });
 
   it('lists the adapter, the features and the limits granted, and the step\'s GB/s beside a device copy', async () => {
-    const facts = await page!.$$eval('#facts dt', (dts) => dts.map((dt) => [dt.textContent ?? '', dt.nextElementSibling?.textContent ?? '']));
+    const facts = await page!.$$eval('#facts dt', (dts) => dts.map((dt) => [
+      dt.textContent ?? '', dt.nextElementSibling?.textContent ?? '',
+    ]));
     const fact = Object.fromEntries(facts);
     expect(Object.keys(fact)).toEqual(['adapter', 'WGSL fma', 'tolerance', 'features', 'limits granted', 'bandwidth', 'errors']);
-    expect(fact.adapter).toBe(report!.adapterWords + (report!.adapter.isFallbackAdapter ? ' (fallback adapter, a CPU implementation)' : ''));
+    const fallback = report!.adapter.isFallbackAdapter ? ' (fallback adapter, a CPU implementation)' : '';
+    expect(fact.adapter).toBe(report!.adapterWords + fallback);
     expect(fact['limits granted']).toMatch(/maxStorageBufferBindingSize \d+/);
     const b = report!.bandwidth!;
     expect(b.stepGBs).toBeGreaterThan(0);

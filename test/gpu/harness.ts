@@ -19,10 +19,15 @@
  */
 import { afterAll, afterEach, beforeAll, expect, inject, test, vi, type MockInstance } from 'vitest';
 import { requestNodeDevice } from '../../demo/node/dawn.js';
-import { detectMultiplyAdd, type MultiplyAdd, type RMSPropConfig, type RMSPropState, type ReferenceHalfParamSpec, type ReferenceParamGroup, type ReferenceParamSpec } from '../../src/index.js';
+import {
+  detectMultiplyAdd,
+  type MultiplyAdd, type RMSPropConfig, type RMSPropState, type ReferenceHalfParamSpec, type ReferenceParamGroup, type ReferenceParamSpec,
+} from '../../src/index.js';
 import { mulberry32 } from '../../demo/problems/random.js';
 import { CheckedReference, compareAll } from '../../demo/check/checked-reference.js';
-import { compareTensor, describeComparison, FLT_MIN, toleranceFor, ulpError, ulpOf, WorstSoFar, type CompareOptions, type Tolerance } from '../../demo/check/compare.js';
+import {
+  compareTensor, describeComparison, FLT_MIN, toleranceFor, ulpError, ulpOf, WorstSoFar, type CompareOptions, type Tolerance,
+} from '../../demo/check/compare.js';
 
 export { ulpError, ulpOf, CheckedReference };
 
@@ -88,7 +93,7 @@ export function useDevice(): GpuFixture {
     description = found.description;
     // Every file runs on the adapter the run's global setup printed (test/gpu/global-setup.ts).
     const announced = inject('gpuAdapter');
-    if (announced !== undefined) expect(description, 'this file\'s adapter, against the one the run announced').toBe(announced);
+    if (announced !== undefined) expect(description, 'this file\'s adapter, and the one the run announced').toBe(announced);
     // GPU_TOLERANCE=bound: compare with the WGSL bound even where 0 ULPs is measured (to exercise it).
     TOLERANCE = toleranceFor(description, { forceBound: process.env.GPU_TOLERANCE === 'bound' });
     MULTIPLY_ADD = await detectMultiplyAdd(device);
@@ -249,9 +254,10 @@ export function cpuTwin(
   params: readonly (ReferenceParamSpec | ReferenceHalfParamSpec)[] | readonly ReferenceParamGroup[],
   options?: RMSPropConfig,
 ): CheckedReference {
-  const flat = (params as readonly (ReferenceParamSpec | ReferenceParamGroup)[]).flatMap((p) => ('params' in p ? p.params : [p]));
-  const elements = flat.reduce((n, p) => n + p.param.length, 0);
-  return new CheckedReference(params, options, { multiplyAdd: MULTIPLY_ADD, track: TOLERANCE.kind === 'bound' || elements <= TRACK_ON_EXACT });
+  const list = params as readonly (ReferenceParamSpec | ReferenceParamGroup)[];
+  const elements = list.flatMap((p) => ('params' in p ? p.params : [p])).reduce((n, p) => n + p.param.length, 0);
+  const track = TOLERANCE.kind === 'bound' || elements <= TRACK_ON_EXACT;
+  return new CheckedReference(params, options, { multiplyAdd: MULTIPLY_ADD, track });
 }
 
 const measured = new WorstSoFar();
@@ -277,16 +283,28 @@ export async function expectMatchesTwin(
  * adapter; within `bound` (per element, from a twin's `bounds()`) elsewhere. Checks that the CPU
  * values are finite (a reference that went NaN would make any comparison pass).
  */
-export function expectClose(gpu: Float32Array, cpu: Float32Array, what: string, bound?: ArrayLike<number>, options: CompareOptions = {}): void {
+export function expectClose(
+  gpu: Float32Array,
+  cpu: Float32Array,
+  what: string,
+  bound?: ArrayLike<number>,
+  options: CompareOptions = {},
+): void {
   expect(gpu.length, `${what}: length`).toBe(cpu.length);
-  if (TOLERANCE.kind === 'bound' && !bound) throw new Error(`${what}: on this adapter the comparison needs the twin's bound (TOLERANCE ${TOLERANCE.label}).`);
+  if (TOLERANCE.kind === 'bound' && !bound) {
+    throw new Error(`${what}: on this adapter the comparison needs the twin's bound (TOLERANCE ${TOLERANCE.label}).`);
+  }
   const r = compareTensor(gpu, cpu, bound, TOLERANCE.kind, options);
   measured.add(r, what);
   if (!r.pass) expect.fail(`${describeComparison(r, what)} (${TOLERANCE.label})`);
 }
 
 /** The GPU's global gradient norm against the twin's last one, at TOLERANCE (exact, or the twin's norm bound). */
-export async function expectNormClose(gpu: { lastGradNorm(): Promise<number> }, twin: CheckedReference, what: string): Promise<void> {
+export async function expectNormClose(
+  gpu: { lastGradNorm(): Promise<number> },
+  twin: CheckedReference,
+  what: string,
+): Promise<void> {
   const [g, c, b] = await Promise.all([gpu.lastGradNorm(), twin.lastGradNorm(), twin.bounds()]);
   expectClose(new Float32Array([g]), new Float32Array([c]), what, b ? [b.norm] : undefined);
 }
@@ -310,7 +328,9 @@ export function expectStatesMatch(
 
 /** The worst element of `gpu` against `cpu` in ULPs (`ulpError` with a floor per element or one for all). */
 export function compareUlps(gpu: Float32Array, cpu: Float32Array, floor: number | ArrayLike<number> = DEFAULT_FLOOR): UlpReport {
-  if (gpu.length !== cpu.length) throw new RangeError(`compareUlps: ${gpu.length} GPU values against ${cpu.length} CPU values.`);
+  if (gpu.length !== cpu.length) {
+    throw new RangeError(`compareUlps: ${gpu.length} GPU values against ${cpu.length} CPU values.`);
+  }
   let worst = -1, index = -1;
   const g = bits(gpu), c = bits(cpu);
   for (let i = 0; i < gpu.length; i++) {
@@ -350,7 +370,8 @@ export function expectBitExact(actual: Float32Array | Uint32Array, expected: Flo
 function reportMeasured(): void {
   if (!process.env.ULP_REPORT) return;
   const used = measured.boundUsed > 0 ? `, at most ${(100 * measured.boundUsed).toPrecision(3)}% of the WGSL bound` : '';
-  console.info(`GPU vs CPU (${TOLERANCE.label}): worst ${measured.worstUlps} ULPs (${measured.where}); ${measured.elements} elements in ` +
+  console.info(`GPU vs CPU (${TOLERANCE.label}): worst ${measured.worstUlps} ULPs (${measured.where}); ` +
+    `${measured.elements} elements in ` +
     `${measured.comparisons} comparisons, ${measured.differing} not bit-exact${used}`);
 }
 

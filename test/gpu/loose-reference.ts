@@ -14,7 +14,7 @@
  * An exact 0 quotient stays 0 (0 / y, and sqrt(0) = 1 / inverseSqrt(0) = 0), as on every implementation.
  */
 import type { ReferenceState, ResolvedOptions } from '../../src/index.js';
-import { stepHyper, type StepHyper } from '../../src/reference.js';
+import { stepHyper } from '../../src/reference.js';
 import { ulpOf } from '../../demo/check/compare.js';
 
 const f = Math.fround;
@@ -50,7 +50,8 @@ export function looseArithmetic(random: () => number) {
       if (Math.abs(y - exact) <= ulps * ulp) allowed.push(y);
     }
     if (allowed.length === 0) return flush(r);
-    const pick = random() < 0.5 ? (random() < 0.5 ? allowed[0]! : allowed[allowed.length - 1]!) : allowed[Math.floor(random() * allowed.length)]!;
+    const extreme = random() < 0.5 ? allowed[0]! : allowed[allowed.length - 1]!;
+    const pick = random() < 0.5 ? extreme : allowed[Math.floor(random() * allowed.length)]!;
     return flush(pick);
   };
   const add = (a: number, b: number) => faithful(a + b);
@@ -65,7 +66,7 @@ export function looseArithmetic(random: () => number) {
 export function looseStep(random: () => number) {
   const { add, mul, div, sqrt, fma, coin } = looseArithmetic(random);
   // `hyper`: the per-step values (decoupled decay factor, bias correction, clipping factor), as stepResolved takes them.
-  return (param: Float32Array, grad: Float32Array, state: ReferenceState, o: ResolvedOptions, hyper: StepHyper = stepHyper(o)): void => {
+  return (param: Float32Array, grad: Float32Array, state: ReferenceState, o: ResolvedOptions, hyper = stepHyper(o)): void => {
     const lr = f(o.lr), alpha = f(o.alpha), oneMinusAlpha = f(1 - o.alpha), eps = f(o.eps);
     const momentum = f(o.momentum), weightDecay = f(o.weightDecay);
     const { squareAvg: v, gradAvg: m, momentumBuffer: b } = state;
@@ -114,11 +115,19 @@ export function looseStep(random: () => number) {
  * The global norm and clipping factor as loosely as WGSL allows (grad-norm.wgsl's sums in a random
  * order, each rounding either way, then sqrt, `+ 1e-6`, `1 / x`, `* maxNorm`).
  */
-export function looseNorm(random: () => number, grads: readonly Float32Array[], maxNorm: number, unscale = 1): { norm: number; scale: number } {
+export function looseNorm(
+  random: () => number,
+  grads: readonly Float32Array[],
+  maxNorm: number,
+  unscale = 1,
+): { norm: number; scale: number } {
   const { add, mul, div, sqrt } = looseArithmetic(random);
   const squares: number[] = [];
   for (const g of grads) for (const x of g) { const y = unscale === 1 ? x : mul(x, unscale); squares.push(mul(y, y)); }
-  for (let i = squares.length - 1; i > 0; i--) { const j = Math.floor(random() * (i + 1)); [squares[i], squares[j]] = [squares[j]!, squares[i]!]; }
+  for (let i = squares.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [squares[i], squares[j]] = [squares[j]!, squares[i]!];
+  }
   // A tree, as the GPU's workgroups sum (the shuffle stands for any order within the tree's depth).
   let level = squares;
   while (level.length > 1) {

@@ -6,7 +6,9 @@
  */
 import { RMSProp, type ParamSpec, type RMSPropConfig, type RMSPropState } from '../../src/index.js';
 import { VARIANT_SIZES, VARIANT_STEPS, VARIANTS } from '../../demo/check/variants.js';
-import { cpuTwin, expectMatchesTwin, expectNormClose, randomGrads, randomParams, rng, upload, write, type CheckedReference, type Placed } from './harness.js';
+import {
+  cpuTwin, expectMatchesTwin, expectNormClose, randomGrads, randomParams, rng, upload, write, type CheckedReference, type Placed,
+} from './harness.js';
 
 export { VARIANT_SIZES, VARIANT_STEPS, VARIANTS };
 

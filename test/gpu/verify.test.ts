@@ -24,7 +24,8 @@ afterAll(() => device?.destroy());
 
 describe('npm run verify', () => {
   test('every variant passes on this adapter, and the report says so', async () => {
-    const report = await withErrorScopes(device, () => verifyDevice(device, adapter, { environment: 'vitest', now: () => performance.now(), bandwidth: false }));
+    const options = { environment: 'vitest', now: () => performance.now(), bandwidth: false };
+    const report = await withErrorScopes(device, () => verifyDevice(device, adapter, options));
     const failures = report.rows.filter((r) => !r.pass).map((r) => `${r.variant}: ${r.failure}`);
     expect(failures).toEqual([]);
     expect(report.errors).toEqual([]);

@@ -11,18 +11,21 @@ describe('WEBGPU_ADAPTER', () => {
     expect(adapterChoice({})).toBe('auto');
     expect(adapterChoice({ WEBGPU_ADAPTER: '' })).toBe('auto');
     for (const c of ADAPTER_CHOICES) expect(adapterChoice({ WEBGPU_ADAPTER: c.toUpperCase() })).toBe(c);
-    expect(() => adapterChoice({ WEBGPU_ADAPTER: 'llvmpipe' })).toThrow(/WEBGPU_ADAPTER must be one of auto, swiftshader, lavapipe, hardware; got 'llvmpipe'/);
+    expect(() => adapterChoice({ WEBGPU_ADAPTER: 'llvmpipe' }))
+      .toThrow(/WEBGPU_ADAPTER must be one of auto, swiftshader, lavapipe, hardware; got 'llvmpipe'/);
   });
 });
 
 describe('adapterKind and the tolerance of each', () => {
+  const info = (vendor: string, architecture: string, device: string, description: string, isFallbackAdapter = false) =>
+    ({ vendor, architecture, device, description, isFallbackAdapter });
   const seen: [string, Parameters<typeof adapterKind>[0], ReturnType<typeof adapterKind>][] = [
-    ['Dawn on SwiftShader', { vendor: 'google', architecture: 'swiftshader', device: 'swiftshader-device-subzero-', description: 'SwiftShader driver 5.0.0', isFallbackAdapter: true }, 'swiftshader'],
-    ['Deno on SwiftShader', { vendor: '6880', architecture: '', device: '49374', description: 'SwiftShader Device (Subzero)' }, 'swiftshader'],
-    ['Dawn on lavapipe', { vendor: 'mesa', architecture: 'software', device: 'llvmpipe-llvm-15-0-6-256-bits-', description: 'llvmpipe: Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6) 0.0.1', isFallbackAdapter: true }, 'lavapipe'],
-    ['Deno on lavapipe', { vendor: '65541', architecture: '', device: '0', description: 'llvmpipe (LLVM 15.0.6, 256 bits)' }, 'lavapipe'],
-    ['another CPU adapter', { vendor: 'microsoft', architecture: '', device: '', description: 'Microsoft Basic Render Driver', isFallbackAdapter: true }, 'software'],
-    ['a GPU', { vendor: 'nvidia', architecture: 'hopper', device: '', description: 'NVIDIA H200' }, 'hardware'],
+    ['Dawn on SwiftShader', info('google', 'swiftshader', 'swiftshader-device-subzero-', 'SwiftShader driver 5.0.0', true), 'swiftshader'],
+    ['Deno on SwiftShader', info('6880', '', '49374', 'SwiftShader Device (Subzero)'), 'swiftshader'],
+    ['Dawn on lavapipe', info('mesa', 'software', 'llvmpipe-llvm-15-0-6-256-bits-', 'llvmpipe: Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6) 0.0.1', true), 'lavapipe'],
+    ['Deno on lavapipe', info('65541', '', '0', 'llvmpipe (LLVM 15.0.6, 256 bits)'), 'lavapipe'],
+    ['another CPU adapter', info('microsoft', '', '', 'Microsoft Basic Render Driver', true), 'software'],
+    ['a GPU', info('nvidia', 'hopper', '', 'NVIDIA H200'), 'hardware'],
   ];
   it.each(seen)('%s', (_, info, kind) => {
     expect(adapterKind(info)).toBe(kind);

@@ -16,10 +16,13 @@ const f = Math.fround;
 /**
  * Optax `scale_by_adam(b1=0)` (eps 1e-8, eps_root 0) then `apply_updates` (p + u), in float32, written
  * from its definition: mu = (1 - b1) g + b1 mu; nu = (1 - b2) g² + b2 nu; mu_hat = mu / (1 - b1^t);
- * nu_hat = nu / (1 - b2^t), the corrections in float32 from the float32 b1, b2; u = mu_hat / (sqrt(nu_hat + eps_root) + eps).
+ * nu_hat = nu / (1 - b2^t), the corrections in float32 from the float32 b1, b2;
+ * u = mu_hat / (sqrt(nu_hat + eps_root) + eps).
  * `correction` replaces Optax's float32 `1 - b2^t` (to show what a double-precision one would do).
  */
-function adamB1Zero(params: Float32Array[], steps: number, correction = (t: number) => f(1 - f(f(0.999) ** t))): Float32Array[] {
+const optaxCorrection = (t: number) => f(1 - f(f(0.999) ** t));
+
+function adamB1Zero(params: Float32Array[], steps: number, correction = optaxCorrection): Float32Array[] {
   const b1 = 0, b2 = 0.999, eps = 1e-8, epsRoot = 0;
   const p = params.map((x) => x.slice());
   const mu = p.map((x) => new Float32Array(x.length)), nu = p.map((x) => new Float32Array(x.length));
@@ -43,7 +46,10 @@ function adamB1Zero(params: Float32Array[], steps: number, correction = (t: numb
 /** chex.assert_trees_all_close's default: |a - b| <= atol + rtol * |b|, rtol 1e-6, atol 0. The worst ratio to it. */
 function closeness(actual: Float32Array[], expected: Float32Array[]): number {
   let worst = 0;
-  actual.forEach((a, k) => a.forEach((x, i) => { worst = Math.max(worst, Math.abs(x - expected[k]![i]!) / (1e-6 * Math.abs(expected[k]![i]!))); }));
+  actual.forEach((a, k) => a.forEach((x, i) => {
+    const want = expected[k]![i]!;
+    worst = Math.max(worst, Math.abs(x - want) / (1e-6 * Math.abs(want)));
+  }));
   return worst;
 }
 
