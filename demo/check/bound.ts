@@ -270,10 +270,11 @@ function partialsAtMost(sizes: readonly number[]): number {
 /**
  * The bound on the GPU's global gradient norm and clipping factor (shaders/grad-norm.wgsl) against
  * the CPU's (`gradNormStats`): the sum of squares of every element (all terms >= 0, so each
- * rounding is at most 1 ULP of the whole sum) over 1 square + 3 adds per vec4 (any order),
- * 2 more for the loss-scale multiply, 8 levels of the workgroup tree, ceil(partials / 256) adds per
- * lane of the finish loop (any order) and 8 more levels; then sqrt, `+ 1e-6`, `1 / x` and
- * `* maxNorm` as single operations. `cpuNorm` and `cpuScale` are the CPU's values.
+ * rounding is at most 1 ULP of the whole sum) over 1 square and 4·lane - 1 adds per lane (`lane`
+ * vec4s of 4 squares each, in any order: 1 up to 1Mi elements, then as many as keep the partials
+ * near 1024), 2 more for the loss-scale multiply, 8 levels of the workgroup tree,
+ * ceil(partials / 256) adds per lane of the finish loop (any order) and 8 more levels; then sqrt,
+ * `+ 1e-6`, `1 / x` and `* maxNorm` as single operations. Keep it in step with the pre-pass's plan. `cpuNorm` and `cpuScale` are the CPU's values.
  *
  * @example
  * ```ts
@@ -288,9 +289,16 @@ export function normBound(
   cpuNorm: number,
   cpuScale: number,
 ): { normError: number; scaleError: number } {
-  let s = 0;
-  for (const g of grads) for (let i = 0; i < g.length; i++) { const x = g[i]! * unscale; s += x * x; }
-  const depth = (unscale !== 1 ? 2 : 0) + 1 + 3 + 8 + Math.ceil(partialsAtMost(grads.map((g) => g.length)) / 256) + 8;
+  let s = 0, vec4s = 0;
+  for (const g of grads) {
+    vec4s += Math.ceil(g.length / 4);
+    for (let i = 0; i < g.length; i++) { const x = g[i]! * unscale; s += x * x; }
+  }
+  // A lane sums `lane` vec4s of 4 squares each (1 for models up to 1Mi elements, more beyond, so
+  // that the partials stay near 1024), in any order: 1 rounding of a square, 4·lane - 1 of adds.
+  const lane = Math.max(1, Math.ceil(vec4s / (256 * 1024)));
+  const partials = partialsAtMost(grads.map((g) => g.length));
+  const depth = (unscale !== 1 ? 2 : 0) + 1 + (4 * lane - 1) + 8 + Math.ceil(partials / 256) + 8;
   // The GPU's sum is within `depth` roundings of the exact sum s, each at most one ULP of s; its
   // norm then within the sqrt's bound of f32(sqrt(s)), which is a known distance from the CPU's norm.
   const norm = sqrt({ x: s, e: depth * U * s * SAFE * (1 + depth * U) + depth * TINY });

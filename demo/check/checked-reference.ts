@@ -18,6 +18,7 @@ import {
   type MultiplyAdd,
   type RMSPropConfig,
   type RMSPropState,
+  type ResolvedOptions,
   type ReferenceHalfParamSpec,
   type ReferenceParamGroup,
   type ReferenceParamSpec,
@@ -114,6 +115,11 @@ export class CheckedReference {
 
   set lr(value: number) {
     this.cpu.lr = value;
+  }
+
+  /** The options of each param group, with their current learning rates (as the reference's). */
+  get groupOptions(): ResolvedOptions[] {
+    return this.cpu.groupOptions;
   }
 
   /** One step of the reference; with tracking, what the bound of this step needs is kept. */

@@ -326,6 +326,22 @@ export function expectStatesMatch(
   if (worst.failures.length > 0) expect.fail(`${what} (${TOLERANCE.label}): ${worst.failures.slice(0, 3).join('; ')}`);
 }
 
+/**
+ * One GPU array against its CPU counterpart, bit for bit (0 ULPs): on an exact adapter only. A
+ * comparison anywhere else needs the twin's per-element bound, so there it throws, saying which
+ * helper to use (`cpuTwin()` with `expectMatchesTwin()`, or `expectClose()` with the twin's bound).
+ *
+ * @deprecated Kept so that tests written before the bound still run where they are exact; use
+ * `expectMatchesTwin` or `expectClose`.
+ */
+export function expectUlps(gpu: Float32Array, cpu: Float32Array, what: string): void {
+  if (TOLERANCE.kind !== 'exact') {
+    throw new Error(`${what}: expectUlps compares bit for bit, which holds only where measured; on this adapter ` +
+      `(${TOLERANCE.label}) compare with cpuTwin() and expectMatchesTwin(), or expectClose() and the twin's bound.`);
+  }
+  expectClose(gpu, cpu, what);
+}
+
 /** The worst element of `gpu` against `cpu` in ULPs (`ulpError` with a floor per element or one for all). */
 export function compareUlps(gpu: Float32Array, cpu: Float32Array, floor: number | ArrayLike<number> = DEFAULT_FLOOR): UlpReport {
   if (gpu.length !== cpu.length) {
