@@ -18,6 +18,8 @@ export default defineConfig({
         test: {
           name: 'gpu',
           include: ['test/gpu/**/*.test.ts'],
+          // Picks the adapter once (WEBGPU_ADAPTER), prints it, and pins it for every file.
+          globalSetup: ['test/gpu/global-setup.ts'],
           // Dawn is a native addon: one process per file, files one after another (SwiftShader uses every core).
           pool: 'forks',
           fileParallelism: false,
@@ -45,6 +47,7 @@ export default defineConfig({
         test: {
           name: 'examples',
           include: ['examples/**/*.test.ts'],
+          globalSetup: ['test/gpu/global-setup.ts'],
           // TF.js through Vite, as in an app's bundle: its ES modules (extensionless imports, which
           // Node cannot load) give the gradient registrations that Node's CommonJS build leaves out.
           server: { deps: { inline: [/@tensorflow\//] } },

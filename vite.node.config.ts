@@ -1,17 +1,19 @@
 import { defineConfig } from 'vite';
 
-// `npm start`: demo/node/main.ts bundled for Node (an SSR build) into dist-node/main.js, ESM,
-// with the `?raw` WGSL imports inlined as strings. `webgpu` (Dawn, a native addon) stays an import.
+// `npm start` and `npm run verify`: demo/node/main.ts and demo/node/verify.ts bundled for Node (an
+// SSR build) into dist-node/, ESM, with the `?raw` WGSL imports inlined as strings. `webgpu`
+// (Dawn, a native addon) stays an import.
 export default defineConfig({
   build: {
-    ssr: 'demo/node/main.ts',
+    ssr: true,
     outDir: 'dist-node',
     emptyOutDir: true,
     target: 'node20',
     minify: false,
     sourcemap: true,
     rolldownOptions: {
-      output: { format: 'es', entryFileNames: 'main.js' },
+      input: { main: 'demo/node/main.ts', verify: 'demo/node/verify.ts' },
+      output: { format: 'es', entryFileNames: '[name].js' },
     },
   },
   ssr: {

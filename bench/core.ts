@@ -84,6 +84,20 @@ export const TINY_CONFIG: BenchConfig = {
   copyBytes: 64 * 1024,
 };
 
+/**
+ * The most f32 elements of one tensor that a device binds whole (TF.js binds each variable as one
+ * storage binding): the binding and buffer limits, rounded down to whole Mi elements when that large.
+ *
+ * @example
+ * ```ts
+ * tensorElementsThatFit(device.limits); // 33554432 on lavapipe (a 128 MiB binding)
+ * ```
+ */
+export function tensorElementsThatFit(limits: { maxStorageBufferBindingSize: number; maxBufferSize: number }): number {
+  const elements = Math.floor(Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize) / 4);
+  return elements >= 1 << 20 ? Math.floor(elements / (1 << 20)) * (1 << 20) : Math.floor(elements / 256) * 256;
+}
+
 /** A measurement: the median over batches of each batch's time divided by its steps. */
 export interface Stat {
   readonly msPerStep: number;
@@ -337,8 +351,17 @@ export async function runBench(env: BenchEnvironment, config: BenchConfig, optio
     const backend = env.tfjs.tf.backend() as WebGPUBackend;
     if (env.tfjs.tf.getBackend() !== 'webgpu' || backend.device !== device) throw new Error('TF.js must run on the WebGPU backend, on the benchmark\'s own GPUDevice.');
   }
-  const named: [WorkloadName, TensorSet][] = [['single', singleTensor(config.singleSize)], ['transformer', transformer(config.transformer)]];
-  if (config.largeSize > 0) named.push(['large', singleTensor(config.largeSize)]);
+  // One tensor is bound whole by TF.js (and by a copy kernel): no larger than the device's binding.
+  const fit = (size: number, what: string) => {
+    const most = tensorElementsThatFit(device.limits);
+    if (size <= most) return size;
+    warnings.push(`${what}: ${size} elements do not fit one storage binding here (maxStorageBufferBindingSize ` +
+      `${device.limits.maxStorageBufferBindingSize} bytes): sized down to ${most}`);
+    env.log(`${env.name}: ${warnings.at(-1)}`);
+    return most;
+  };
+  const named: [WorkloadName, TensorSet][] = [['single', singleTensor(fit(config.singleSize, 'single tensor'))], ['transformer', transformer(config.transformer)]];
+  if (config.largeSize > 0) named.push(['large', singleTensor(fit(config.largeSize, 'large tensor'))]);
   const sets = named.filter(([name]) => !config.only || config.only.includes(name)).map(([, set]) => set);
   // One size for every group and whatever --only picks, so that "% copy" compares alike.
   const largest = Math.max(...named.map(([, set]) => paramCount(set))) * 4;

@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import * as tf from '@tensorflow/tfjs-core';
 import { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { nodeGpuInstance, requestNodeAdapter } from '../demo/node/dawn.js';
+import { adapterLine, nodeGpuInstance, requestNodeAdapter } from '../demo/node/dawn.js';
 import { FULL_CONFIG, QUICK_CONFIG, runBench, type BenchConfig, type BenchEnvironment, type BenchReport, type WorkloadName } from './core.js';
 import { STEP_COST_CONFIG, STEP_COST_QUICK, formatStepCost, runStepCost, type StepCostConfig, type StepCostReport } from './step-cost.js';
 
@@ -58,7 +58,8 @@ function parseFlags(argv: readonly string[]): Flags {
  */
 async function benchNode(config: BenchConfig, stepCost: StepCostConfig, stepCostOnly: boolean): Promise<{ report?: BenchReport; stepCost: StepCostReport }> {
   const found = await requestNodeAdapter();
-  if (!found) throw new Error('No WebGPU adapter in Node: Dawn found no Vulkan driver (see demo/node/dawn.ts).');
+  if (!found) throw new Error('No WebGPU adapter in Node: Dawn found no Vulkan driver (see demo/node/dawn.ts, WEBGPU_ADAPTER).');
+  console.log(adapterLine(found));
   const { adapter } = found;
   const { maxStorageBufferBindingSize, maxBufferSize } = adapter.limits;
   const timestamps = adapter.features.has('timestamp-query');

@@ -1,5 +1,6 @@
 /**
- * `npm run bench:probe`: what bounds RMSProp's step on this adapter. Times, on 16Mi elements, the
+ * `npm run bench:probe`: what bounds RMSProp's step on this adapter (WEBGPU_ADAPTER). Times, on 16Mi
+ * elements (fewer where the device's storage binding limit cannot hold three state slots of that many), the
  * library's plain step against kernels with the same memory traffic and less arithmetic, a
  * compute copy, copyBufferToBuffer, another workgroup size, one f32 per invocation instead of
  * one vec4, and the centered momentum step written inline against the library's. The
@@ -7,17 +8,30 @@
  */
 import { performance } from 'node:perf_hooks';
 import { RMSProp, presets } from '../src/index.js';
-import { requestNodeAdapter } from '../demo/node/dawn.js';
+import { adapterLine, requestNodeAdapter } from '../demo/node/dawn.js';
 import { GpuTimer, median } from './timing.js';
 import probeWgsl from './probe.wgsl?raw';
 
-const N = 16 * 1024 * 1024;
+/** Elements per stream: 16Mi, or fewer where the centered kernel's three state slots (one binding) would not fit. */
+const WANTED = 16 * 1024 * 1024;
 const USAGE = 0x80 | 0x04 | 0x08;
+
+/** The elements the probe can use on a device: its widest binding (the centered kernel's state) holds 3 f32 per element. */
+function probeElements(limits: { maxStorageBufferBindingSize: number; maxBufferSize: number }): number {
+  const most = Math.floor(Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize) / (3 * 4) / 1024) * 1024;
+  return Math.min(WANTED, most);
+}
 
 async function main(): Promise<void> {
   const found = await requestNodeAdapter();
-  if (!found) throw new Error('no WebGPU adapter');
+  if (!found) throw new Error('no WebGPU adapter (see demo/node/dawn.ts for WEBGPU_ADAPTER)');
+  console.log(adapterLine(found));
   const { adapter } = found;
+  const N = probeElements(adapter.limits);
+  if (N < WANTED) {
+    console.log(`${N} elements per stream, not ${WANTED}: the centered kernel binds 3 × 4 bytes per element in one binding, ` +
+      `and maxStorageBufferBindingSize is ${adapter.limits.maxStorageBufferBindingSize} bytes here`);
+  }
   const timestamps = adapter.features.has('timestamp-query');
   const device = await adapter.requestDevice({
     label: 'bench probe',
@@ -78,7 +92,7 @@ async function main(): Promise<void> {
     for (const wg of [256, 64]) cases.push({ name: `5 streams, ${what}, vec4, wg ${wg}`, bytes: 20, run: kernel('stream5', math, wg) });
     cases.push({ name: `5 streams, ${what}, f32, wg 256`, bytes: 20, run: kernel('stream5Scalar', math, 256) });
   }
-  console.log(`adapter: ${found.description}; ${N} elements; timing: ${timestamps ? 'GPU timestamps' : 'wall clock'}; median of 5 rounds\n`);
+  console.log(`${N} elements; timing: ${timestamps ? 'GPU timestamps' : 'wall clock'}; median of 5 rounds\n`);
   device.pushErrorScope('validation');
   const plans: { k: number; times: number[] }[] = [];
   for (const c of cases) {

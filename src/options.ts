@@ -68,7 +68,7 @@ export interface RMSPropOptions {
   lr: number;
   /** Decay of the mean square, in [0, 1]. PyTorch `alpha`, Keras `rho`, TF/TF.js/Optax `decay`. */
   alpha: number;
-  /** Added to the denominator for stability, > 0. */
+  /** Added to the denominator for stability: at least 2^-126, f32's smallest normal (a GPU may flush less to 0). */
   eps: number;
   /** `'outside'`: `sqrt(v) + eps` (PyTorch); `'inside'`: `sqrt(v + eps)` (Keras, TF1, TF.js, Optax). */
   epsMode: EpsMode;
@@ -305,6 +305,13 @@ export function resolveOptions(
   validateLr(o.lr, `${where}.lr`);
   number(o.alpha, `${where}.alpha`, (x) => x >= 0 && x <= 1, 'in [0, 1], such as 0.99');
   number(o.eps, `${where}.eps`, (x) => x > 0, '> 0, such as 1e-8');
+  // Below f32's smallest normal, a GPU that flushes subnormals to zero (WGSL allows it) sees eps = 0:
+  // then sqrt(0) + 0 = 0, and a zero gradient (an arena's zero padding too) gives 0 / 0 = NaN.
+  if (Math.fround(o.eps) < 2 ** -126) {
+    throw new RangeError(`${where}.eps must be at least 2^-126 (1.1754944e-38), the smallest normal f32; got ${o.eps}. ` +
+      'A GPU may flush smaller values to 0 (WGSL allows it), and then a zero gradient divides 0 by 0 and gives NaN. ' +
+      'Use 1e-8 or such.');
+  }
   number(o.momentum, `${where}.momentum`, (x) => x >= 0, '>= 0 (0 turns momentum off)');
   number(o.weightDecay, `${where}.weightDecay`, (x) => x >= 0, '>= 0 (0 turns weight decay off)');
   number(o.initialScale, `${where}.initialScale`, (x) => x >= 0, '>= 0 (0 unless a preset says 1)');
@@ -330,8 +337,9 @@ export function resolveOptions(
   if (o.nesterov && o.momentum === 0) {
     throw new RangeError(`${where}.nesterov needs momentum > 0: set momentum (such as 0.9) or leave nesterov false.`);
   }
-  if (o.biasCorrection && o.alpha === 1) {
-    throw new RangeError(`${where}.biasCorrection needs alpha < 1: with alpha 1 the correction 1 - alpha^t is 0. Lower alpha or leave biasCorrection false.`);
+  if (o.biasCorrection && Math.fround(o.alpha) === 1) {
+    throw new RangeError(`${where}.biasCorrection needs alpha < 1 in f32: with alpha ${o.alpha} ` +
+      `(${Math.fround(o.alpha)} in f32) the correction 1 - alpha^t is 0. Lower alpha or leave biasCorrection false.`);
   }
   if (o.biasCorrection && o.skipNonFinite) {
     throw new RangeError(`${where}.biasCorrection cannot be combined with skipNonFinite: the correction 1 - alpha^t needs the count of applied steps on the host, which skipping on the GPU hides. Turn one off.`);

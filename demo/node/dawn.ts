@@ -1,52 +1,163 @@
 /**
- * WebGPU in Node through Dawn (the `webgpu` package): the best adapter there is, else SwiftShader
- * (a CPU Vulkan driver that Debian's chromium package ships), else none. Used by `npm start`, the
- * GPU tests and the benchmarks.
+ * WebGPU in Node through Dawn (the `webgpu` package), on the adapter `WEBGPU_ADAPTER` picks. Used by
+ * `npm start`, `npm run verify`, the GPU tests and the benchmarks.
+ *
+ * `WEBGPU_ADAPTER`:
+ * - `auto` (the default): a hardware adapter if Vulkan has one, else Mesa's lavapipe, else
+ *   SwiftShader (a CPU Vulkan driver that Debian's chromium package ships), else none. When
+ *   VK_ICD_FILENAMES or VK_DRIVER_FILES is set, what it points at, as given.
+ * - `swiftshader`, `lavapipe`: that CPU driver (VK_ICD_FILENAMES and VK_DRIVER_FILES are set to its
+ *   ICD file before Dawn starts), or a clear error when it is not installed.
+ * - `hardware`: the adapter Vulkan finds (VK_ICD_FILENAMES as set, if set), which must not be a CPU driver.
+ * Whatever was chosen, the adapter's description is checked against the choice.
  */
-import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { create, globals } from 'webgpu';
+import {
+  adapterChoice, adapterKind, findIcd, ICD_FILES, INSTALL_HINT, type AdapterChoice, type AdapterKind,
+} from './adapters.js';
 
-/** Where Debian's (and some other distributions') Chromium keeps SwiftShader's Vulkan ICD. */
-const SWIFTSHADER_ICDS = [
-  '/usr/lib/chromium/vk_swiftshader_icd.json',
-  '/usr/lib/chromium-browser/vk_swiftshader_icd.json',
-  '/usr/lib64/chromium-browser/vk_swiftshader_icd.json',
-];
+export {
+  ADAPTER_CHOICES, adapterChoice, adapterKind, findIcd, ICD_FILES, type AdapterChoice, type AdapterKind,
+} from './adapters.js';
 
 export interface NodeGpu {
   readonly adapter: GPUAdapter;
   /** Vendor, architecture and description of the adapter, for logs. */
   readonly description: string;
-  /** True when the adapter is SwiftShader, a CPU implementation. */
+  /** What the adapter is (from its description). */
+  readonly kind: AdapterKind;
+  /** True when the adapter is a CPU implementation (SwiftShader, lavapipe or another fallback adapter). */
   readonly isSoftware: boolean;
+  /** The WEBGPU_ADAPTER choice this came from, and how it was resolved, in words. */
+  readonly choice: AdapterChoice;
+  readonly how: string;
+  /** The Vulkan ICD file this process pointed Vulkan at, if it chose one (give it to child processes). */
+  readonly icd?: string;
 }
 
 // Dawn's GPU objects must stay reachable while their devices live.
 const instances: GPU[] = [];
 
 /**
- * The highest-performance WebGPU adapter Dawn finds in this process, or null. Falls back to
- * SwiftShader when Vulkan finds no driver of its own and VK_ICD_FILENAMES is not set.
+ * The WebGPU adapter `choice` (default: `WEBGPU_ADAPTER`) picks, in this process. `auto` returns
+ * null when there is none at all (the caller may fall back to the CPU); an explicit choice throws
+ * a clear error when its adapter is not there or the adapter found is not what was asked for.
  */
-export async function requestNodeAdapter(): Promise<NodeGpu | null> {
+export async function requestNodeAdapter(choice: AdapterChoice = adapterChoice()): Promise<NodeGpu | null> {
   process.env.XDG_RUNTIME_DIR ??= tmpdir(); // Dawn warns without it
   Object.assign(globalThis, globals); // GPUBufferUsage, GPUMapMode, ...
-  let adapter = await requestFrom(create([]));
-  const swiftshader = SWIFTSHADER_ICDS.find((path) => existsSync(path));
-  if (!adapter && swiftshader && !process.env.VK_ICD_FILENAMES && !process.env.VK_DRIVER_FILES) {
-    process.env.VK_ICD_FILENAMES = swiftshader;
-    adapter = await requestFrom(create([]));
+  const given = process.env.VK_ICD_FILENAMES || process.env.VK_DRIVER_FILES;
+  if (choice === 'swiftshader' || choice === 'lavapipe') {
+    const icd = findIcd(choice);
+    if (!icd) {
+      throw new Error(`WEBGPU_ADAPTER=${choice}: no ${choice} Vulkan ICD file here ` +
+        `(looked for ${ICD_FILES[choice].join(', ')}): ${INSTALL_HINT[choice]}.`);
+    }
+    const found = await requestWith(icd);
+    if (!found) throw new Error(`WEBGPU_ADAPTER=${choice}: Dawn found no adapter through ${icd}. Is libvulkan1 installed?`);
+    if (kindOf(found) !== choice) {
+      throw new Error(`WEBGPU_ADAPTER=${choice}: ${icd} gave '${describe(found)}', which is not ${choice}.`);
+    }
+    return result(found, choice, `${choice} (VK_ICD_FILENAMES=${icd})`, icd);
   }
-  if (!adapter) return null;
-  const { vendor, architecture, device, description } = adapter.info;
-  const text = [vendor, architecture, device, description].filter(Boolean).join(' ').trim() || 'unknown adapter';
-  return { adapter, description: text, isSoftware: /swiftshader/i.test(text) };
+  if (choice === 'hardware') {
+    const found = await requestWith(undefined);
+    if (!found) {
+      throw new Error('WEBGPU_ADAPTER=hardware: Dawn found no Vulkan adapter. ' +
+        'Install your GPU\'s Vulkan driver (or point VK_ICD_FILENAMES at its ICD file).');
+    }
+    if (kindOf(found) !== 'hardware') {
+      throw new Error(`WEBGPU_ADAPTER=hardware: the adapter Vulkan gives is '${describe(found)}', a CPU driver. ` +
+        'Install your GPU\'s Vulkan driver, or point VK_ICD_FILENAMES at its ICD file.');
+    }
+    return result(found, choice, given ? 'hardware (VK_ICD_FILENAMES as set)' : 'hardware');
+  }
+  // auto
+  if (given) {
+    const found = await requestWith(undefined);
+    return found ? result(found, choice, `the driver VK_ICD_FILENAMES / VK_DRIVER_FILES names (${given})`) : null;
+  }
+  const first = await requestWith(undefined);
+  if (first && kindOf(first) === 'hardware') return result(first, choice, 'a hardware adapter');
+  if (first && kindOf(first) === 'lavapipe') return result(first, choice, 'no hardware adapter: lavapipe');
+  for (const kind of ['lavapipe', 'swiftshader'] as const) {
+    const icd = findIcd(kind);
+    if (!icd) continue;
+    const found = await requestWith(icd);
+    if (found && kindOf(found) === kind) {
+      const missing = kind === 'swiftshader' ? 'no hardware adapter or lavapipe' : 'no hardware adapter';
+      return result(found, choice, `${missing}: ${kind} (VK_ICD_FILENAMES=${icd})`, icd);
+    }
+  }
+  // Nothing better: whatever Vulkan gave first (another CPU adapter), or none.
+  if (!first) return null;
+  delete process.env.VK_ICD_FILENAMES;
+  delete process.env.VK_DRIVER_FILES;
+  const how = 'no hardware adapter, lavapipe or SwiftShader: the adapter Vulkan gives';
+  return result(await requestWith(undefined) ?? first, choice, how);
 }
 
-async function requestFrom(gpu: GPU): Promise<GPUAdapter | null> {
+/** A new Dawn instance with Vulkan pointed at `icd` (or left as the environment says), and its adapter. */
+async function requestWith(icd: string | undefined): Promise<GPUAdapter | null> {
+  if (icd) {
+    process.env.VK_ICD_FILENAMES = icd;
+    process.env.VK_DRIVER_FILES = icd;
+  }
+  const gpu = create([]);
   instances.push(gpu);
   return gpu.requestAdapter({ powerPreference: 'high-performance' }).catch(() => null);
+}
+
+function describe(adapter: GPUAdapter): string {
+  const { vendor, architecture, device, description } = adapter.info;
+  return [vendor, architecture, device, description].filter(Boolean).join(' ').trim() || 'unknown adapter';
+}
+
+function kindOf(adapter: GPUAdapter): AdapterKind {
+  return adapterKind(adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean });
+}
+
+function result(adapter: GPUAdapter, choice: AdapterChoice, how: string, chosen?: string): NodeGpu {
+  const kind = kindOf(adapter);
+  // The driver's ICD file, for child processes: the one chosen, else the one set, else (a CPU driver
+  // the loader found by itself) its usual place.
+  const icd = chosen ?? (process.env.VK_DRIVER_FILES || process.env.VK_ICD_FILENAMES || undefined) ??
+    (kind === 'swiftshader' || kind === 'lavapipe' ? findIcd(kind) : undefined);
+  const description = describe(adapter);
+  return { adapter, description, kind, isSoftware: kind !== 'hardware', choice, how, ...(icd ? { icd } : {}) };
+}
+
+/**
+ * One line for logs: the adapter, what it is, and how WEBGPU_ADAPTER chose it.
+ *
+ * @example
+ * ```ts
+ * const found = await requestNodeAdapter();
+ * if (found) console.log(adapterLine(found));
+ * // adapter: ... llvmpipe: Mesa 25.0.7 ... [lavapipe; WEBGPU_ADAPTER=auto: no hardware adapter: lavapipe]
+ * ```
+ */
+export function adapterLine(found: NodeGpu): string {
+  return `adapter: ${found.description} [${found.kind}; WEBGPU_ADAPTER=${found.choice}: ${found.how}]`;
+}
+
+/**
+ * The environment for a child process (Deno, another Node) that should use the same Vulkan driver
+ * as `found`: its ICD file when this process chose one.
+ *
+ * @example
+ * ```ts
+ * spawnSync('deno', ['run', 'check.js'], { env: childGpuEnv(found) });
+ * ```
+ */
+export function childGpuEnv(found: NodeGpu | null, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = { ...env, XDG_RUNTIME_DIR: env.XDG_RUNTIME_DIR ?? tmpdir() };
+  if (found?.icd) {
+    out.VK_ICD_FILENAMES = found.icd;
+    out.VK_DRIVER_FILES = found.icd;
+  }
+  return out;
 }
 
 /**
@@ -60,8 +171,9 @@ export async function requestNodeDevice(
   const found = await requestNodeAdapter();
   if (!found) {
     throw new Error(
-      'No WebGPU adapter: Dawn found no Vulkan driver. Install one, or Debian\'s chromium and libvulkan1 for SwiftShader ' +
-        '(apt-get install chromium libvulkan1), or set VK_ICD_FILENAMES to a Vulkan ICD file.',
+      'No WebGPU adapter: Dawn found no Vulkan driver. Install one: Mesa\'s lavapipe (mesa-vulkan-drivers), ' +
+        'or Debian\'s chromium and libvulkan1 for SwiftShader (apt-get install chromium libvulkan1); ' +
+        'or set VK_ICD_FILENAMES to a Vulkan ICD file.',
     );
   }
   const { maxStorageBufferBindingSize, maxBufferSize } = found.adapter.limits;

@@ -25,7 +25,7 @@ import {
 } from '../problems/linear-regression.js';
 import { CpuSgd, GpuSgd } from '../problems/sgd.js';
 import { CpuSpirals, GpuSpirals, HIDDEN, SPIRAL_PARAMETERS, initialSpiralParams, makeSpiralData, type SpiralMetrics } from '../problems/spirals.js';
-import { describeLimits, requestNodeAdapter, type NodeGpu } from './dawn.js';
+import { adapterLine, describeLimits, requestNodeAdapter, type NodeGpu } from './dawn.js';
 import { USAGE, lrAt, parseFlags, type Flags } from './flags.js';
 
 /** Steps between learning-rate updates of the schedule (each update ends a submission). */
@@ -270,11 +270,11 @@ async function deviceOf(found: NodeGpu): Promise<{ device: GPUDevice; lost: () =
 async function main(): Promise<number> {
   const flags = parseFlags(process.argv.slice(2));
   if (flags.help) {
-    console.log(USAGE);
+    console.log(`${USAGE}\nWEBGPU_ADAPTER=auto|swiftshader|lavapipe|hardware picks the adapter (auto: a GPU, else lavapipe, else SwiftShader).`);
     return 0;
   }
   const found = flags.cpu ? null : await requestNodeAdapter();
-  if (found) console.log(`WebGPU adapter: ${found.description} (${found.isSoftware ? 'software: SwiftShader, a CPU Vulkan' : 'hardware'})\n`);
+  if (found) console.log(`WebGPU ${adapterLine(found)}\n`);
   else console.log(`${flags.cpu ? 'Training on the CPU reference (--cpu)' : 'no WebGPU adapter: training on the CPU reference'}\n`);
   const runs = flags.problem === 'all' ? [runLinreg, runSpirals] : flags.problem === 'linreg' ? [runLinreg] : [runSpirals];
   let code = 0;

@@ -5,6 +5,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/soak/**/*.soak.ts'],
+    // Picks the adapter once (WEBGPU_ADAPTER), prints it, and pins it for the file.
+    globalSetup: ['test/gpu/global-setup.ts'],
     pool: 'forks',
     fileParallelism: false,
     // global.gc, so that the memory figures are of live objects, not of garbage not yet collected.

@@ -84,11 +84,23 @@ describe('validation', () => {
     rejects({ [name]: value }, RangeError, name);
   });
 
-  it('accepts the edges: lr 0, alpha 0 and 1, momentum/weightDecay/initialScale 0, a tiny eps', () => {
+  it('accepts the edges: lr 0, alpha 0 and 1, momentum/weightDecay/initialScale 0, eps down to 2^-126', () => {
     expect(resolveOptions({ lr: 0, alpha: 0 })).toMatchObject({ lr: 0, alpha: 0 });
     expect(resolveOptions({ alpha: 1 }).alpha).toBe(1);
-    expect(resolveOptions({ eps: Number.MIN_VALUE }).eps).toBe(Number.MIN_VALUE);
+    expect(resolveOptions({ eps: 2 ** -126 }).eps).toBe(2 ** -126);
+    expect(resolveOptions({ eps: 1.1754944e-38 }).eps).toBe(1.1754944e-38); // rounds to 2^-126 in f32
     expect(resolveOptions({ momentum: 0, weightDecay: 0, initialScale: 0 })).toEqual(DEFAULT_OPTIONS);
+  });
+
+  it('eps below the smallest normal f32 (2^-126) is a RangeError that says why: a GPU may flush it to 0, and 0 / 0 is NaN', () => {
+    for (const tiny of [Number.MIN_VALUE, 1e-40, 2 ** -127, 1e-38]) {
+      const message = rejects({ eps: tiny }, RangeError, 'eps');
+      expect(message).toMatch(/at least 2\^-126/);
+      expect(message).toMatch(/flush/);
+      expect(message).toMatch(/0 by 0 and gives NaN/);
+    }
+    // Where it is checked, the same: a param group's eps too.
+    expect(() => resolveOptions({ eps: 1e-40 }, undefined, 'params[1]')).toThrow(/params\[1\]\.eps must be at least 2\^-126/);
   });
 
   it('epsMode must be outside or inside (TypeError)', () => {
