@@ -267,7 +267,7 @@ async function resetNow(): Promise<boolean> {
     return false;
   }
   try {
-    const s = createSession(problem, backend === 'webgpu' ? device : null, h);
+    const s = await createSession(problem, backend === 'webgpu' ? device : null, h);
     session = s;
     sessionHyper = { ...h };
     chart.reset(s.floor);

@@ -69,21 +69,22 @@ function rmspropOptions(h: Hyper): Partial<RMSPropOptions> {
  *
  * @example
  * ```ts
- * const session = createSession('spirals', device, DEFAULTS.spirals);
+ * const session = await createSession('spirals', device, DEFAULTS.spirals);
  * const { rmsprop, sgd } = await session.train(10);
  * ```
  */
-export function createSession(problem: ProblemName, device: GPUDevice | null, h: Hyper): Session {
+export async function createSession(problem: ProblemName, device: GPUDevice | null, h: Hyper): Promise<Session> {
   if (problem === 'spirals') return device ? gpuSpirals(device, h) : cpuSpirals(h);
   return device ? gpuLinreg(device, h) : cpuLinreg(h);
 }
 
-function gpuSpirals(device: GPUDevice, h: Hyper): Session {
+async function gpuSpirals(device: GPUDevice, h: Hyper): Promise<Session> {
   const data = spirals(), init = initialSpiralParams(1);
   const a = new GpuSpirals(device, data, init, { grid: GRID, label: 'demo.rmsprop' });
   const b = new GpuSpirals(device, data, init, { grid: GRID, label: 'demo.sgd' });
-  // The whole model is one ParamArena: one dispatch per step for RMSProp, and for SGD.
-  const rmsprop = new RMSProp(device, a.params, rmspropOptions(h));
+  // The whole model is one ParamArena: one dispatch per step for RMSProp, and for SGD. Its pipelines
+  // compile off the page's thread (RMSProp.create), so a Reset never stalls the page.
+  const rmsprop = await RMSProp.create(device, a.params, rmspropOptions(h));
   const sgd = new GpuSgd(device, [{ param: b.arena.params, grad: b.arena.grads }], h.sgdLr);
   return {
     problem: 'spirals',
@@ -131,10 +132,10 @@ function cpuSpirals(h: Hyper): Session {
   };
 }
 
-function gpuLinreg(device: GPUDevice, h: Hyper): Session {
+async function gpuLinreg(device: GPUDevice, h: Hyper): Promise<Session> {
   const { data, best } = linreg();
   const a = new GpuLinearRegression(device, data), b = new GpuLinearRegression(device, data);
-  const rmsprop = new RMSProp(device, a.params, rmspropOptions(h));
+  const rmsprop = await RMSProp.create(device, a.params, rmspropOptions(h));
   const sgd = new GpuSgd(device, b.params, h.sgdLr);
   return {
     problem: 'linreg',
