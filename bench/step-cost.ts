@@ -37,11 +37,31 @@ export interface StepCostConfig {
 }
 
 export const STEP_COST_CONFIG: StepCostConfig = {
-  batches: 5, targetBatchMs: 200, maxStepsPerBatch: 200, hostSteps: 100, hostSamples: 5, manyTensors: 1000, hostSize: 1024, transformer: {},
+  batches: 5,
+  targetBatchMs: 200,
+  maxStepsPerBatch: 200,
+  hostSteps: 100,
+  hostSamples: 5,
+  manyTensors: 1000,
+  hostSize: 1024,
+  transformer: {},
 };
-export const STEP_COST_QUICK: StepCostConfig = { ...STEP_COST_CONFIG, batches: 3, targetBatchMs: 50, hostSteps: 30, hostSamples: 3 };
+export const STEP_COST_QUICK: StepCostConfig = {
+  ...STEP_COST_CONFIG,
+  batches: 3,
+  targetBatchMs: 50,
+  hostSteps: 30,
+  hostSamples: 3,
+};
 export const STEP_COST_TINY: StepCostConfig = {
-  batches: 1, targetBatchMs: 2, maxStepsPerBatch: 2, hostSteps: 3, hostSamples: 1, manyTensors: 20, hostSize: 64, transformer: { layers: 1, d: 8, ff: 16, vocab: 32 },
+  batches: 1,
+  targetBatchMs: 2,
+  maxStepsPerBatch: 2,
+  hostSteps: 3,
+  hostSamples: 1,
+  manyTensors: 20,
+  hostSize: 64,
+  transformer: { layers: 1, d: 8, ff: 16, vocab: 32 },
 };
 
 export interface RooflineRow {
@@ -83,18 +103,41 @@ export interface StepCostReport {
 function sameBytesRunner(device: GPUDevice, count: number, slots: number, readGradFirst: boolean): Runner {
   const count4 = Math.ceil(count / 4);
   const module = device.createShaderModule({ label: 'bench.sameBytes', code: sameBytesWgsl });
-  const buffer = (label: string, bytes: number) => device.createBuffer({ label: `bench.sameBytes.${label}`, size: bytes, usage: USAGE });
-  const p = buffer('p', count4 * 16), g = buffer('g', count4 * 16), state = buffer('state', slots * count4 * 16), sink = buffer('sink', 16);
+  const buffer = (label: string, bytes: number) => device.createBuffer({
+    label: `bench.sameBytes.${label}`,
+    size: bytes,
+    usage: USAGE,
+  });
+  const p = buffer('p', count4 * 16), g = buffer('g', count4 * 16),
+    state = buffer('state', slots * count4 * 16), sink = buffer('sink', 16);
   const size = device.createBuffer({ label: 'bench.sameBytes.size', size: 16, usage: UNIFORM });
   device.queue.writeBuffer(size, 0, new Uint32Array([count4, count4, 0, 0]));
   const make = (entryPoint: string) => {
     const pipeline = device.createComputePipeline({
-      label: `bench.sameBytes.${entryPoint}[${slots}]`, layout: 'auto', compute: { module, entryPoint, constants: { SLOTS: slots } },
+      label: `bench.sameBytes.${entryPoint}[${slots}]`,
+      layout: 'auto',
+      compute: { module, entryPoint, constants: { SLOTS: slots } },
     });
     const entries = entryPoint === 'moveStep'
-      ? [{ binding: 0, resource: { buffer: size } }, { binding: 1, resource: { buffer: p } }, { binding: 2, resource: { buffer: g } }, { binding: 3, resource: { buffer: state } }]
-      : [{ binding: 0, resource: { buffer: size } }, { binding: 2, resource: { buffer: g } }, { binding: 4, resource: { buffer: sink } }];
-    return { pipeline, bindGroup: device.createBindGroup({ label: `bench.sameBytes.${entryPoint}`, layout: pipeline.getBindGroupLayout(0), entries }) };
+      ? [
+        { binding: 0, resource: { buffer: size } },
+        { binding: 1, resource: { buffer: p } },
+        { binding: 2, resource: { buffer: g } },
+        { binding: 3, resource: { buffer: state } },
+      ]
+      : [
+        { binding: 0, resource: { buffer: size } },
+        { binding: 2, resource: { buffer: g } },
+        { binding: 4, resource: { buffer: sink } },
+      ];
+    return {
+      pipeline,
+      bindGroup: device.createBindGroup({
+        label: `bench.sameBytes.${entryPoint}`,
+        layout: pipeline.getBindGroupLayout(0),
+        entries,
+      }),
+    };
   };
   const kernels = [...(readGradFirst ? [make('readGrad')] : []), make('moveStep')];
   const groups = Math.ceil(count4 / 256), max = device.limits.maxComputeWorkgroupsPerDimension;
@@ -121,7 +164,11 @@ function sameBytesRunner(device: GPUDevice, count: number, slots: number, readGr
 }
 
 /** Tensors of `set` in a ParamArena or in buffer pairs of their own, with small gradients. */
-function placeTensors(device: GPUDevice, set: TensorSet, layout: 'separate' | 'arena'): { specs: ParamSpec[]; destroy: () => void } {
+function placeTensors(
+  device: GPUDevice,
+  set: TensorSet,
+  layout: 'separate' | 'arena',
+): { specs: ParamSpec[]; destroy: () => void } {
   const fill = (n: number, scale: number) => Float32Array.from({ length: n }, (_, i) => scale * Math.sin(i * 0.7 + 1));
   if (layout === 'arena') {
     const arena = new ParamArena(device, set.tensors, 'bench.arena');
@@ -143,7 +190,12 @@ function placeTensors(device: GPUDevice, set: TensorSet, layout: 'separate' | 'a
   return { specs, destroy: () => buffers.forEach((b) => b.destroy()) };
 }
 
-function oursRunner(device: GPUDevice, set: TensorSet, options: RMSPropConfig, name: string): Runner & { optimizer: RMSProp } {
+function oursRunner(
+  device: GPUDevice,
+  set: TensorSet,
+  options: RMSPropConfig,
+  name: string,
+): Runner & { optimizer: RMSProp } {
   const placed = placeTensors(device, set, 'arena');
   const optimizer = new RMSProp(device, placed.specs, options);
   return {
@@ -173,9 +225,20 @@ async function roofline(env: BenchEnvironment, timer: GpuTimer, config: StepCost
     { runner: sameBytesRunner(device, count, 1, false), bytes: 20 },
     { runner: oursRunner(device, set, {}, 'ours, ParamArena, plain'), bytes: 20 },
     { runner: sameBytesRunner(device, count, 3, false), bytes: 36 },
-    { runner: oursRunner(device, set, { centered: true, momentum: 0.9 }, 'ours, ParamArena, centered + momentum 0.9'), bytes: 36 },
+    {
+      runner: oursRunner(device, set, { centered: true, momentum: 0.9 }, 'ours, ParamArena, centered + momentum 0.9'),
+      bytes: 36,
+    },
     { runner: sameBytesRunner(device, count, 1, true), bytes: 24 },
-    { runner: oursRunner(device, set, { clipGradNorm: 1, skipNonFinite: true }, 'ours, ParamArena, clipGradNorm + skipNonFinite'), bytes: 24 },
+    {
+      runner: oursRunner(
+        device,
+        set,
+        { clipGradNorm: 1, skipNonFinite: true },
+        'ours, ParamArena, clipGradNorm + skipNonFinite',
+      ),
+      bytes: 24,
+    },
   ];
   device.pushErrorScope('validation');
   let stats: Stat[];
@@ -186,7 +249,12 @@ async function roofline(env: BenchEnvironment, timer: GpuTimer, config: StepCost
     cases.forEach((c) => c.runner.dispose());
     if (error) throw new Error(`WebGPU validation error in the step-cost benchmark: ${error.message}`);
   }
-  const rows: RooflineRow[] = cases.map((c, i) => ({ name: c.runner.name, bytesPerParam: c.bytes, ms: stats[i]!.msPerStep, gbPerS: rate(c.bytes, count, stats[i]!) }));
+  const rows: RooflineRow[] = cases.map((c, i) => ({
+    name: c.runner.name,
+    bytesPerParam: c.bytes,
+    ms: stats[i]!.msPerStep,
+    gbPerS: rate(c.bytes, count, stats[i]!),
+  }));
   return {
     count,
     rows,
@@ -197,7 +265,13 @@ async function roofline(env: BenchEnvironment, timer: GpuTimer, config: StepCost
 }
 
 /** Median CPU µs per call of `call` over `samples` samples of `n` calls, with `between` after each sample. */
-async function hostUs(now: () => number, n: number, samples: number, call: () => void, between: () => Promise<void>): Promise<number> {
+async function hostUs(
+  now: () => number,
+  n: number,
+  samples: number,
+  call: () => void,
+  between: () => Promise<void>,
+): Promise<number> {
   const per: number[] = [];
   for (let s = 0; s < samples; s++) {
     const start = now();
@@ -208,20 +282,34 @@ async function hostUs(now: () => number, n: number, samples: number, call: () =>
   return median(per);
 }
 
-async function hostTimes(env: BenchEnvironment, config: StepCostConfig, sets: readonly TensorSet[]): Promise<HostRow[]> {
+async function hostTimes(
+  env: BenchEnvironment,
+  config: StepCostConfig,
+  sets: readonly TensorSet[],
+): Promise<HostRow[]> {
   const { device } = env;
   const rows: HostRow[] = [];
   const done = () => device.queue.onSubmittedWorkDone();
   for (const set of sets) {
     for (const layout of ['separate', 'arena'] as const) {
-      for (const [label, options] of [['plain', {}], ['clipGradNorm + skipNonFinite', { clipGradNorm: 1, skipNonFinite: true }]] as const) {
+      for (const [label, options] of [
+        ['plain', {}],
+        ['clipGradNorm + skipNonFinite', { clipGradNorm: 1, skipNonFinite: true }],
+      ] as const) {
         const started = env.now();
         const placed = placeTensors(device, set, layout);
         const optimizer = new RMSProp(device, placed.specs, options);
         optimizer.step();
         await done();
+        const t0 = env.now();
+        optimizer.step();
+        await done();
+        const stepMs = env.now() - t0;
         // Enough steps to time the host well, few enough that the GPU (a CPU, on SwiftShader) drains them soon.
-        const n = Math.max(3, Math.min(config.hostSteps, Math.round(4000 / optimizer.dispatchesPerStep.dispatches)));
+        const n = Math.max(
+          3,
+          Math.min(config.hostSteps, Math.round(config.targetBatchMs / Math.max(stepMs, 1e-3))),
+        );
         let encoder = device.createCommandEncoder({ label: 'bench.host' });
         const recordUs = await hostUs(env.now, n, config.hostSamples, () => optimizer.step(encoder), async () => {
           device.queue.submit([encoder.finish()]);
@@ -230,9 +318,20 @@ async function hostTimes(env: BenchEnvironment, config: StepCostConfig, sets: re
         });
         encoder.finish();
         const submitUs = await hostUs(env.now, n, config.hostSamples, () => optimizer.step(), done);
-        const tfjsUs = env.tfjs && label === 'plain' && layout === 'separate' ? await tfjsHostUs(env, config, set) : undefined;
+        const tfjsUs = env.tfjs && label === 'plain' && layout === 'separate'
+          ? await tfjsHostUs(env, config, set)
+          : undefined;
         const { dispatches, passes } = optimizer.dispatchesPerStep;
-        rows.push({ set: set.name, layout, options: label, dispatches, passes, recordUs, submitUs, ...(tfjsUs !== undefined ? { tfjsUs } : {}) });
+        rows.push({
+          set: set.name,
+          layout,
+          options: label,
+          dispatches,
+          passes,
+          recordUs,
+          submitUs,
+          ...(tfjsUs !== undefined ? { tfjsUs } : {}),
+        });
         env.log(`  ${set.name}, ${layout}, ${label}: ${((env.now() - started) / 1000).toFixed(1)} s`);
         optimizer.destroy();
         placed.destroy();
@@ -292,8 +391,14 @@ export async function runStepCost(env: BenchEnvironment, config: StepCostConfig)
     env.log(`${env.name}: step cost, host time ...`);
     const host = await hostTimes(env, config, [tensors(model.tensors.length), tensors(config.manyTensors)]);
     return {
-      environment: env.name, adapter: env.adapter, params: r.count, roofline: r.rows,
-      plainOfSameBytes: r.plainOfSameBytes, centeredOfSameBytes: r.centeredOfSameBytes, clipOverPlain: r.clipOverPlain, host,
+      environment: env.name,
+      adapter: env.adapter,
+      params: r.count,
+      roofline: r.rows,
+      plainOfSameBytes: r.plainOfSameBytes,
+      centeredOfSameBytes: r.centeredOfSameBytes,
+      clipOverPlain: r.clipOverPlain,
+      host,
     };
   } finally {
     timer.destroy();
@@ -311,20 +416,25 @@ export async function runStepCost(env: BenchEnvironment, config: StepCostConfig)
 export function formatStepCost(r: StepCostReport): string {
   const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
   const lines = [
-    `Step cost — ${r.environment}, adapter: ${r.adapter}; one ParamArena of ${formatCount(r.params)} elements (padding included)`,
+    `Step cost — ${r.environment}, adapter: ${r.adapter}; ` +
+      `one ParamArena of ${formatCount(r.params)} elements (padding included)`,
     '',
     '| kernel | B/param | ms/step | GB/s |',
     '| --- | --- | --- | --- |',
-    ...r.roofline.map((row) => `| ${row.name} | ${row.bytesPerParam} | ${row.ms.toFixed(2)} | ${row.gbPerS.toFixed(2)} |`),
+    ...r.roofline.map((row) =>
+      `| ${row.name} | ${row.bytesPerParam} | ${row.ms.toFixed(2)} | ${row.gbPerS.toFixed(2)} |`),
     '',
-    `plain arena step: ${pct(r.plainOfSameBytes)} of the same-bytes kernel's speed (goal >= ${pct(GOALS.plainOfSameBytes)}: ` +
-      `${r.plainOfSameBytes >= GOALS.plainOfSameBytes ? 'met' : 'MISSED'}); centered + momentum: ${pct(r.centeredOfSameBytes)}`,
-    `clipGradNorm + skipNonFinite: ${r.clipOverPlain.toFixed(2)}x the plain arena step (goal <= ${GOALS.clipOverPlain}x: ` +
-      `${r.clipOverPlain <= GOALS.clipOverPlain ? 'met' : 'MISSED'})`,
+    `plain arena step: ${pct(r.plainOfSameBytes)} of the same-bytes kernel's speed ` +
+      `(goal >= ${pct(GOALS.plainOfSameBytes)}: ${r.plainOfSameBytes >= GOALS.plainOfSameBytes ? 'met' : 'MISSED'}); ` +
+      `centered + momentum: ${pct(r.centeredOfSameBytes)}`,
+    `clipGradNorm + skipNonFinite: ${r.clipOverPlain.toFixed(2)}x the plain arena step ` +
+      `(goal <= ${GOALS.clipOverPlain}x: ${r.clipOverPlain <= GOALS.clipOverPlain ? 'met' : 'MISSED'})`,
     '',
-    '| tensor set | layout | options | dispatches | passes | step(encoder) µs | step() µs | TF.js applyGradients µs |',
+    '| tensor set | layout | options | dispatches | passes | step(encoder) µs | step() µs | ' +
+      'TF.js applyGradients µs |',
     '| --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...r.host.map((h) => `| ${h.set} | ${h.layout} | ${h.options} | ${h.dispatches} | ${h.passes} | ${h.recordUs.toFixed(1)} | ` +
+    ...r.host.map((h) =>
+      `| ${h.set} | ${h.layout} | ${h.options} | ${h.dispatches} | ${h.passes} | ${h.recordUs.toFixed(1)} | ` +
       `${h.submitUs.toFixed(1)} | ${h.tfjsUs !== undefined ? h.tfjsUs.toFixed(0) : ''} |`),
   ];
   return lines.join('\n');

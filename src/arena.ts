@@ -28,7 +28,10 @@ export const ARENA = Symbol('webgpu-rmsprop.arena');
  * ```ts
  * const w1: ArenaTensor = arena.tensor('w1');
  * device.queue.writeBuffer(arena.params, w1.offset, initialW1); // initialW1: w1.size f32 values
- * pass.setBindGroup(0, device.createBindGroup({ layout, entries: [{ binding: 0, resource: w1.param }, { binding: 1, resource: w1.grad }] }));
+ * pass.setBindGroup(0, device.createBindGroup({
+ *   layout,
+ *   entries: [{ binding: 0, resource: w1.param }, { binding: 1, resource: w1.grad }],
+ * }));
  * ```
  */
 export interface ArenaTensor {
@@ -78,9 +81,15 @@ export class ParamArena {
     let bytes = 0;
     const names = new Set<string>();
     const layout = tensors.map((t, i) => {
-      if (typeof t?.name !== 'string' || t.name === '') throw new TypeError(`ParamArena: tensors[${i}].name must be a non-empty string, got ${describe(t?.name)}.`);
-      if (!Number.isSafeInteger(t.size) || t.size <= 0) throw new RangeError(`ParamArena: tensors[${i}] ('${t.name}').size must be a positive integer, got ${t.size}.`);
-      if (names.has(t.name)) throw new RangeError(`ParamArena: the name '${t.name}' is used twice: names must be unique.`);
+      if (typeof t?.name !== 'string' || t.name === '') {
+        throw new TypeError(`ParamArena: tensors[${i}].name must be a non-empty string, got ${describe(t?.name)}.`);
+      }
+      if (!Number.isSafeInteger(t.size) || t.size <= 0) {
+        throw new RangeError(`ParamArena: tensors[${i}] ('${t.name}').size must be a positive integer, got ${t.size}.`);
+      }
+      if (names.has(t.name)) {
+        throw new RangeError(`ParamArena: the name '${t.name}' is used twice: names must be unique.`);
+      }
       const offset = bytes;
       bytes = Math.ceil((offset + t.size * 4) / ARENA_ALIGNMENT) * ARENA_ALIGNMENT;
       names.add(t.name);
@@ -88,7 +97,10 @@ export class ParamArena {
     });
     const max = Math.min(device.limits.maxBufferSize, 2 ** 53);
     if (bytes > max) {
-      throw new RangeError(`ParamArena: ${bytes} bytes exceed the device's maxBufferSize (${max}): request a higher limit, or split the model into several arenas.`);
+      throw new RangeError(
+        `ParamArena: ${bytes} bytes exceed the device's maxBufferSize (${max}): ` +
+        'request a higher limit, or split the model into several arenas.',
+      );
     }
     const usage = STORAGE | COPY_SRC | COPY_DST;
     this.params = device.createBuffer({ label: `${label}.params`, size: bytes, usage });

@@ -37,7 +37,12 @@ export class GradPrePass {
    * @param options Each param group's options (gradDtype per segment; the rest is optimizer-wide).
    * @param control Where `finish` writes: `struct Control` (src/state-store.ts owns it).
    */
-  constructor(device: GPUDevice, segments: readonly Segment[], options: readonly ResolvedOptions[], control: GPUBuffer) {
+  constructor(
+    device: GPUDevice,
+    segments: readonly Segment[],
+    options: readonly ResolvedOptions[],
+    control: GPUBuffer,
+  ) {
     const limits = device.limits;
     const maxPerDimension = limits.maxComputeWorkgroupsPerDimension;
     const dtypes = segments.map((s) => options[s.group]!.gradDtype);
@@ -47,7 +52,8 @@ export class GradPrePass {
     });
     const { runs, partialCount, laneVec4s } = this.plan;
     const o = options[0]!; // skipNonFinite, clipGradNorm and lossScale are the same in every group
-    const stride = Math.ceil(RUN_BYTES / limits.minUniformBufferOffsetAlignment) * limits.minUniformBufferOffsetAlignment;
+    const stride =
+      Math.ceil(RUN_BYTES / limits.minUniformBufferOffsetAlignment) * limits.minUniformBufferOffsetAlignment;
     const uniforms = device.createBuffer({
       label: 'RMSProp.gradNorm.uniforms', size: stride * (runs.length + 1), usage: UNIFORM, mappedAtCreation: true,
     });
@@ -69,7 +75,11 @@ export class GradPrePass {
     new Float32Array(mapped, finishAt + 4, 1)[0] = o.clipGradNorm;
     uniforms.unmap();
     blocks.unmap();
-    const partials = device.createBuffer({ label: 'RMSProp.gradNorm.partials', size: partialCount * PARTIAL_BYTES, usage: STORAGE });
+    const partials = device.createBuffer({
+      label: 'RMSProp.gradNorm.partials',
+      size: partialCount * PARTIAL_BYTES,
+      usage: STORAGE,
+    });
     const partialsEntry = { binding: 3, resource: { buffer: partials } };
     const blocksEntry = { binding: 8, resource: { buffer: blocks } };
 
@@ -87,7 +97,8 @@ export class GradPrePass {
         x: Math.ceil(groups / y),
         y,
         bindGroup: device.createBindGroup({
-          label: `RMSProp.gradNorm.bindGroup.run[${i}] (segment ${run.segment}, ${segment.members.length} tensor${segment.members.length > 1 ? 's' : ''})`,
+          label: `RMSProp.gradNorm.bindGroup.run[${i}] (segment ${run.segment}, ` +
+            `${segment.members.length} tensor${segment.members.length > 1 ? 's' : ''})`,
           layout: pipeline.getBindGroupLayout(0),
           entries: [
             { binding: 0, resource: { buffer: uniforms, offset: i * stride, size: RUN_BYTES } },

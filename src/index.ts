@@ -22,7 +22,13 @@ export { createReferenceState, referenceStep, type MultiplyAdd, type ReferenceSt
 export { gradNormStats, type GradStats, type StepContext } from './reference.js';
 export { schedules, stepDecay, exponential, linearWarmup, cosineWithWarmup, type LrSchedule } from './schedules.js';
 export { f16ToF32, bf16ToF32, f32ToF16, f32ToBf16, encodeHalves, decodeHalves } from './half.js';
-export { ReferenceRMSProp, type ReferenceHalfParamSpec, type ReferenceParamSpec, type ReferenceParamGroup, type ReferenceRounding } from './reference-optimizer.js';
+export {
+  ReferenceRMSProp,
+  type ReferenceHalfParamSpec,
+  type ReferenceParamSpec,
+  type ReferenceParamGroup,
+  type ReferenceRounding,
+} from './reference-optimizer.js';
 export { detectMultiplyAdd } from './multiply-add.js';
 export type { RMSPropState, TensorState } from './state-dict.js';
 export { WORKGROUP_SIZE } from './plan.js';

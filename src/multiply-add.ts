@@ -31,15 +31,31 @@ fn main() {
  */
 export async function detectMultiplyAdd(device: GPUDevice): Promise<MultiplyAdd> {
   const module = device.createShaderModule({ label: 'rmsprop/fma-probe', code: PROBE_WGSL });
-  const pipeline = device.createComputePipeline({ label: 'rmsprop/fma-probe', layout: 'auto', compute: { module, entryPoint: 'main' } });
-  const io = device.createBuffer({ label: 'rmsprop/fma-probe/io', size: 32, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
-  const readback = device.createBuffer({ label: 'rmsprop/fma-probe/readback', size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const pipeline = device.createComputePipeline({
+    label: 'rmsprop/fma-probe',
+    layout: 'auto',
+    compute: { module, entryPoint: 'main' },
+  });
+  const io = device.createBuffer({
+    label: 'rmsprop/fma-probe/io',
+    size: 32,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+  });
+  const readback = device.createBuffer({
+    label: 'rmsprop/fma-probe/readback',
+    size: 16,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
   try {
     device.queue.writeBuffer(io, 0, new Float32Array([A, B, 1, 0]));
     const encoder = device.createCommandEncoder({ label: 'rmsprop/fma-probe' });
     const pass = encoder.beginComputePass({ label: 'rmsprop/fma-probe' });
     pass.setPipeline(pipeline);
-    pass.setBindGroup(0, device.createBindGroup({ label: 'rmsprop/fma-probe', layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: io } }] }));
+    pass.setBindGroup(0, device.createBindGroup({
+      label: 'rmsprop/fma-probe',
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [{ binding: 0, resource: { buffer: io } }],
+    }));
     pass.dispatchWorkgroups(1);
     pass.end();
     encoder.copyBufferToBuffer(io, 16, readback, 0, 16);
@@ -49,7 +65,9 @@ export async function detectMultiplyAdd(device: GPUDevice): Promise<MultiplyAdd>
     readback.unmap();
     if (lanes.every((x) => x === FUSED)) return 'fused';
     if (lanes.every((x) => x === 1)) return 'separate';
-    throw new Error(`detectMultiplyAdd: fma(${A}, ${B}, 1) gave ${lanes.join(', ')}: neither one rounding (${FUSED}) nor two (1).`);
+    throw new Error(
+      `detectMultiplyAdd: fma(${A}, ${B}, 1) gave ${lanes.join(', ')}: neither one rounding (${FUSED}) nor two (1).`,
+    );
   } finally {
     io.destroy();
     readback.destroy();

@@ -204,7 +204,11 @@ export const DEFAULT_OPTIONS: ResolvedOptions = Object.freeze({
  * Options that hold for the whole optimizer (its one reduction over every gradient): set them in the
  * optimizer's options; a param group may not set them.
  */
-export const GLOBAL_OPTION_NAMES: readonly (keyof RMSPropOptions)[] = Object.freeze(['skipNonFinite', 'clipGradNorm', 'lossScale']);
+export const GLOBAL_OPTION_NAMES: readonly (keyof RMSPropOptions)[] = Object.freeze([
+  'skipNonFinite',
+  'clipGradNorm',
+  'lossScale',
+]);
 
 /** The option names, in a stable order (used for state dicts and error messages). */
 export const OPTION_NAMES = Object.keys(DEFAULT_OPTIONS) as (keyof RMSPropOptions)[];
@@ -226,16 +230,46 @@ export const presets = Object.freeze({
    * Keras 3 `keras.optimizers.RMSprop`: rho 0.9, eps 1e-7 inside the root, lr inside the momentum
    * buffer, weight decay decoupled (Keras rounds `p - p*wd*lr`, this library `p * (1 - lr*wd)`).
    */
-  keras: Object.freeze({ ...DEFAULT_OPTIONS, lr: 1e-3, alpha: 0.9, eps: 1e-7, epsMode: 'inside', lrInMomentum: true, weightDecayMode: 'decoupled' }) as ResolvedOptions,
+  keras: Object.freeze({
+    ...DEFAULT_OPTIONS,
+    lr: 1e-3,
+    alpha: 0.9,
+    eps: 1e-7,
+    epsMode: 'inside',
+    lrInMomentum: true,
+    weightDecayMode: 'decoupled',
+  }) as ResolvedOptions,
   /** TF1 `tf.compat.v1.train.RMSPropOptimizer`: decay 0.9, eps 1e-10 inside, mean square starting at 1. */
-  tf1: Object.freeze({ ...DEFAULT_OPTIONS, lr: 1e-3, alpha: 0.9, eps: 1e-10, epsMode: 'inside', lrInMomentum: true, initialScale: 1 }) as ResolvedOptions,
+  tf1: Object.freeze({
+    ...DEFAULT_OPTIONS,
+    lr: 1e-3,
+    alpha: 0.9,
+    eps: 1e-10,
+    epsMode: 'inside',
+    lrInMomentum: true,
+    initialScale: 1,
+  }) as ResolvedOptions,
   /**
    * TF.js `tf.train.rmsprop`: decay 0.9, eps 1e-7 inside, lr inside the momentum buffer.
    * TF.js 4.22's centered form subtracts eps inside the root (a bug); this library adds it.
    */
-  tfjs: Object.freeze({ ...DEFAULT_OPTIONS, lr: 1e-3, alpha: 0.9, eps: 1e-7, epsMode: 'inside', lrInMomentum: true }) as ResolvedOptions,
+  tfjs: Object.freeze({
+    ...DEFAULT_OPTIONS,
+    lr: 1e-3,
+    alpha: 0.9,
+    eps: 1e-7,
+    epsMode: 'inside',
+    lrInMomentum: true,
+  }) as ResolvedOptions,
   /** Optax `optax.rmsprop`: decay 0.9, eps 1e-8 inside the root (`eps_in_sqrt`), lr inside the momentum trace. */
-  optax: Object.freeze({ ...DEFAULT_OPTIONS, lr: 1e-3, alpha: 0.9, eps: 1e-8, epsMode: 'inside', lrInMomentum: true }) as ResolvedOptions,
+  optax: Object.freeze({
+    ...DEFAULT_OPTIONS,
+    lr: 1e-3,
+    alpha: 0.9,
+    eps: 1e-8,
+    epsMode: 'inside',
+    lrInMomentum: true,
+  }) as ResolvedOptions,
 });
 
 /** Other frameworks' names for this library's options, to turn a likely mistake into a helpful error. */
@@ -296,7 +330,9 @@ export function resolveOptions(
       const hint = Object.hasOwn(FOREIGN_NAMES, key) ? FOREIGN_NAMES[key] : undefined;
       throw new TypeError(
         `${where}.${key} is not an RMSProp option` +
-          (hint ? `: this library calls it '${hint}' (names follow PyTorch; see presets for other frameworks).` : `. Known options: ${OPTION_NAMES.join(', ')}.`),
+          (hint
+            ? `: this library calls it '${hint}' (names follow PyTorch; see presets for other frameworks).`
+            : `. Known options: ${OPTION_NAMES.join(', ')}.`),
       );
     }
     merged[key] = value;
@@ -308,32 +344,53 @@ export function resolveOptions(
   // Below f32's smallest normal, a GPU that flushes subnormals to zero (WGSL allows it) sees eps = 0:
   // then sqrt(0) + 0 = 0, and a zero gradient (an arena's zero padding too) gives 0 / 0 = NaN.
   if (Math.fround(o.eps) < 2 ** -126) {
-    throw new RangeError(`${where}.eps must be at least 2^-126 (1.1754944e-38), the smallest normal f32; got ${o.eps}. ` +
+    throw new RangeError(
+      `${where}.eps must be at least 2^-126 (1.1754944e-38), the smallest normal f32; got ${o.eps}. ` +
       'A GPU may flush smaller values to 0 (WGSL allows it), and then a zero gradient divides 0 by 0 and gives NaN. ' +
-      'Use 1e-8 or such.');
+      'Use 1e-8 or such.',
+    );
   }
   number(o.momentum, `${where}.momentum`, (x) => x >= 0, '>= 0 (0 turns momentum off)');
   number(o.weightDecay, `${where}.weightDecay`, (x) => x >= 0, '>= 0 (0 turns weight decay off)');
   number(o.initialScale, `${where}.initialScale`, (x) => x >= 0, '>= 0 (0 unless a preset says 1)');
   if (o.epsMode !== 'outside' && o.epsMode !== 'inside') {
-    throw new TypeError(`${where}.epsMode must be 'outside' (PyTorch) or 'inside' (Keras, TF, Optax), got ${describe(o.epsMode)}.`);
+    throw new TypeError(
+      `${where}.epsMode must be 'outside' (PyTorch) or 'inside' (Keras, TF, Optax), got ${describe(o.epsMode)}.`,
+    );
   }
   for (const key of ['lrInMomentum', 'centered', 'maximize', 'nesterov', 'biasCorrection', 'skipNonFinite'] as const) {
-    if (typeof o[key] !== 'boolean') throw new TypeError(`${where}.${key} must be true or false, got ${describe(o[key])}.`);
+    if (typeof o[key] !== 'boolean') {
+      throw new TypeError(`${where}.${key} must be true or false, got ${describe(o[key])}.`);
+    }
   }
   if (o.weightDecayMode !== 'l2' && o.weightDecayMode !== 'decoupled') {
-    throw new TypeError(`${where}.weightDecayMode must be 'l2' (PyTorch RMSprop) or 'decoupled' (AdamW, Keras 3), got ${describe(o.weightDecayMode)}.`);
+    throw new TypeError(
+      `${where}.weightDecayMode must be 'l2' (PyTorch RMSprop) or 'decoupled' (AdamW, Keras 3), ` +
+      `got ${describe(o.weightDecayMode)}.`,
+    );
   }
   // A positive maxNorm below f32's smallest normal could flush to 0 on a GPU and turn clipping off there only.
-  number(o.clipGradNorm, `${where}.clipGradNorm`, (x) => x === 0 || x >= 2 ** -126, '0 (off) or a maximum gradient norm >= 2^-126, such as 1');
+  number(
+    o.clipGradNorm,
+    `${where}.clipGradNorm`,
+    (x) => x === 0 || x >= 2 ** -126,
+    '0 (off) or a maximum gradient norm >= 2^-126, such as 1',
+  );
   if (o.gradDtype !== 'f32' && o.gradDtype !== 'f16' && o.gradDtype !== 'bf16') {
     throw new TypeError(`${where}.gradDtype must be 'f32', 'f16' or 'bf16', got ${describe(o.gradDtype)}.`);
   }
   if (o.paramDtype !== 'f32' && o.paramDtype !== 'f16' && o.paramDtype !== 'bf16') {
     throw new TypeError(`${where}.paramDtype must be 'f32', 'f16' or 'bf16', got ${describe(o.paramDtype)}.`);
   }
-  if (typeof o.masterWeights !== 'boolean') throw new TypeError(`${where}.masterWeights must be true or false, got ${describe(o.masterWeights)}.`);
-  number(o.lossScale, `${where}.lossScale`, (x) => x >= 2 ** -126 && x <= 2 ** 126, 'a loss scale in [2^-126, 2^126], such as 65536 (1: none)');
+  if (typeof o.masterWeights !== 'boolean') {
+    throw new TypeError(`${where}.masterWeights must be true or false, got ${describe(o.masterWeights)}.`);
+  }
+  number(
+    o.lossScale,
+    `${where}.lossScale`,
+    (x) => x >= 2 ** -126 && x <= 2 ** 126,
+    'a loss scale in [2^-126, 2^126], such as 65536 (1: none)',
+  );
   if (o.nesterov && o.momentum === 0) {
     throw new RangeError(`${where}.nesterov needs momentum > 0: set momentum (such as 0.9) or leave nesterov false.`);
   }
@@ -342,7 +399,10 @@ export function resolveOptions(
       `(${Math.fround(o.alpha)} in f32) the correction 1 - alpha^t is 0. Lower alpha or leave biasCorrection false.`);
   }
   if (o.biasCorrection && o.skipNonFinite) {
-    throw new RangeError(`${where}.biasCorrection cannot be combined with skipNonFinite: the correction 1 - alpha^t needs the count of applied steps on the host, which skipping on the GPU hides. Turn one off.`);
+    throw new RangeError(
+      `${where}.biasCorrection cannot be combined with skipNonFinite: the correction 1 - alpha^t needs the count ` +
+      'of applied steps on the host, which skipping on the GPU hides. Turn one off.',
+    );
   }
   return Object.freeze(o);
 }

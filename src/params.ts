@@ -3,7 +3,14 @@
  * turn it into byte ranges before any GPU object is made.
  */
 import { ARENA } from './arena.js';
-import { describe, GLOBAL_OPTION_NAMES, resolveOptions, type RMSPropConfig, type RMSPropOptions, type ResolvedOptions } from './options.js';
+import {
+  describe,
+  GLOBAL_OPTION_NAMES,
+  resolveOptions,
+  type RMSPropConfig,
+  type RMSPropOptions,
+  type ResolvedOptions,
+} from './options.js';
 import { splitSchedule, type LrSchedule } from './schedules.js';
 
 /**
@@ -38,7 +45,11 @@ export interface ParamSpec {
  * ```ts
  * const weightSpecs: ParamSpec[] = [{ param: w1, grad: gw1 }, { param: w2, grad: gw2 }];
  * const biasSpecs: ParamSpec[] = [{ param: b1, grad: gb1 }];
- * new RMSProp(device, [{ params: weightSpecs }, { params: biasSpecs, weightDecay: 0 }], { lr: 1e-3, weightDecay: 1e-4 });
+ * new RMSProp(
+ *   device,
+ *   [{ params: weightSpecs }, { params: biasSpecs, weightDecay: 0 }],
+ *   { lr: 1e-3, weightDecay: 1e-4 },
+ * );
  * ```
  */
 export type ParamGroup = {
@@ -91,7 +102,11 @@ export function resolveParams(
   options: RMSPropConfig | undefined,
   limits: { minStorageBufferOffsetAlignment: number },
 ): ResolvedGroup[] {
-  return groupParams(params, options, (spec, index, group, where, o) => resolveParam(spec, index, group, where, limits, o));
+  return groupParams(
+    params,
+    options,
+    (spec, index, group, where, o) => resolveParam(spec, index, group, where, limits, o),
+  );
 }
 
 /**
@@ -107,13 +122,18 @@ export function groupParams<Spec, P extends Overlappable>(
   const baseSplit = splitSchedule(options, 'options');
   const base = resolveOptions(baseSplit.options as Partial<RMSPropOptions> | undefined);
   if (!Array.isArray(params)) {
-    throw new TypeError(`params must be an array of { param, grad } or of param groups { params: [...] }, got ${describe(params)}.`);
+    throw new TypeError(
+      `params must be an array of { param, grad } or of param groups { params: [...] }, got ${describe(params)}.`,
+    );
   }
   if (params.length === 0) throw new RangeError('params is empty: pass at least one { param, grad }.');
   const isGroup = (x: unknown) => typeof x === 'object' && x !== null && 'params' in x;
   const grouped = params.every(isGroup);
   if (!grouped && params.some(isGroup)) {
-    throw new TypeError('params mixes param groups ({ params: [...] }) with single params ({ param, grad }): wrap the single ones in a group.');
+    throw new TypeError(
+      'params mixes param groups ({ params: [...] }) with single params ({ param, grad }): ' +
+      'wrap the single ones in a group.',
+    );
   }
   const groups: { options: ResolvedOptions; params: P[]; schedule?: LrSchedule }[] = [];
   let index = 0;
@@ -127,13 +147,23 @@ export function groupParams<Spec, P extends Overlappable>(
     const split = splitSchedule(groupOptions as RMSPropConfig, where);
     const groupResolved = grouped ? resolveOptions(split.options as Partial<RMSPropOptions>, base, where) : base;
     // A group's own lr (number or schedule) wins; else it follows the optimizer's.
-    const schedule = split.schedule ?? ((groupOptions as RMSPropConfig).lr === undefined ? baseSplit.schedule : undefined);
+    const schedule = split.schedule ??
+      ((groupOptions as RMSPropConfig).lr === undefined ? baseSplit.schedule : undefined);
     for (const key of GLOBAL_OPTION_NAMES) {
       if (groupResolved[key] !== base[key]) {
-        throw new TypeError(`${where}.${key} is optimizer-wide (one check over every gradient): set it in the optimizer's options, not in a param group.`);
+        throw new TypeError(
+          `${where}.${key} is optimizer-wide (one check over every gradient): ` +
+          `set it in the optimizer's options, not in a param group.`,
+        );
       }
     }
-    const resolved = specs.map((spec, i) => resolveOne(spec, index++, g, grouped ? `${where}.params[${i}]` : `params[${i}]`, groupResolved));
+    const resolved = specs.map((spec, i) => resolveOne(
+      spec,
+      index++,
+      g,
+      grouped ? `${where}.params[${i}]` : `params[${i}]`,
+      groupResolved,
+    ));
     groups.push({ options: groupResolved, params: resolved, ...(schedule ? { schedule } : {}) });
   });
   checkOverlaps(groups.flatMap((g) => g.params));
@@ -168,25 +198,42 @@ function resolveParam(
   const arena = (spec as { [ARENA]?: object })[ARENA];
   if (halfGrad) checkLastWord(grad, `${label}.grad`, o.gradDtype);
   if (halfParam) {
-    if (arena) throw new TypeError(`${label} comes from a ParamArena, whose parameters are f32: use paramDtype 'f32' with an arena.`);
+    if (arena) {
+      throw new TypeError(
+        `${label} comes from a ParamArena, whose parameters are f32: use paramDtype 'f32' with an arena.`,
+      );
+    }
     // 16-bit parameters: 2 bytes each, any count. The shader reads and writes whole u32 words, so the
     // buffer must hold the word that the last element of an odd count shares (its other half is kept).
     checkLastWord(param, `${label}.param`, o.paramDtype);
     const n = param.size / 2;
     const gradBytes = n * (o.gradDtype === 'f32' ? 4 : 2);
     if (grad.size !== gradBytes) {
-      throw new RangeError(`${label}: grad covers ${grad.size} bytes but ${n} ${o.gradDtype} gradients take ${gradBytes} (param holds ${n} ${o.paramDtype} values, ${param.size} bytes).`);
+      throw new RangeError(
+        `${label}: grad covers ${grad.size} bytes but ${n} ${o.gradDtype} gradients take ${gradBytes} ` +
+        `(param holds ${n} ${o.paramDtype} values, ${param.size} bytes).`,
+      );
     }
     return { name, index, group, size: n, param, grad };
   }
   if (o.gradDtype !== 'f32') {
-    if (arena) throw new TypeError(`${label} comes from a ParamArena, whose gradients are f32: use gradDtype 'f32' with an arena.`);
+    if (arena) {
+      throw new TypeError(
+        `${label} comes from a ParamArena, whose gradients are f32: use gradDtype 'f32' with an arena.`,
+      );
+    }
     // 16-bit gradients: 2 bytes per element of the f32 parameter.
     if (grad.size * 2 !== param.size) {
-      throw new RangeError(`${label}: grad covers ${grad.size} bytes but param ${param.size}: with gradDtype '${o.gradDtype}' the gradient holds 2 bytes per f32 parameter.`);
+      throw new RangeError(
+        `${label}: grad covers ${grad.size} bytes but param ${param.size}: ` +
+        `with gradDtype '${o.gradDtype}' the gradient holds 2 bytes per f32 parameter.`,
+      );
     }
   } else if (param.size !== grad.size) {
-    throw new RangeError(`${label}: grad covers ${grad.size} bytes but param covers ${param.size}: they must hold the same number of f32 values.`);
+    throw new RangeError(
+      `${label}: grad covers ${grad.size} bytes but param covers ${param.size}: ` +
+      'they must hold the same number of f32 values.',
+    );
   }
   return { name, index, group, size: param.size / 4, param, grad, ...(arena ? { arena } : {}) };
 }
@@ -198,7 +245,11 @@ function resolveParam(
 function checkLastWord(range: ByteRange, where: string, dtype: string): void {
   const end = range.offset + Math.ceil(range.size / 4) * 4;
   if (end > range.buffer.size) {
-    throw new RangeError(`${where}: ${range.size / 2} ${dtype} values end mid-word at byte ${range.offset + range.size} of a ${range.buffer.size}-byte buffer: make the buffer at least ${end} bytes (its last half-word is left untouched).`);
+    throw new RangeError(
+      `${where}: ${range.size / 2} ${dtype} values end mid-word at byte ${range.offset + range.size} ` +
+      `of a ${range.buffer.size}-byte buffer: make the buffer at least ${end} bytes ` +
+      '(its last half-word is left untouched).',
+    );
   }
 }
 
@@ -215,7 +266,11 @@ export function toByteRange(
   elementBytes: 2 | 4 = 4,
 ): ByteRange {
   const buffer = isBuffer(x) ? x : typeof x === 'object' && x !== null && isBuffer(x.buffer) ? x.buffer : undefined;
-  if (!buffer) throw new TypeError(`${where} must be a GPUBuffer or a GPUBufferBinding { buffer, offset?, size? }, got ${describe(x)}.`);
+  if (!buffer) {
+    throw new TypeError(
+      `${where} must be a GPUBuffer or a GPUBufferBinding { buffer, offset?, size? }, got ${describe(x)}.`,
+    );
+  }
   const binding: Partial<GPUBufferBinding> = buffer === x ? {} : (x as GPUBufferBinding);
   const offset = binding.offset ?? 0;
   if (!Number.isSafeInteger(offset) || offset < 0 || offset > buffer.size) {
@@ -223,15 +278,23 @@ export function toByteRange(
   }
   const size = binding.size ?? buffer.size - offset;
   if (!Number.isSafeInteger(size) || size < 0 || offset + size > buffer.size) {
-    throw new RangeError(`${where}.size must be an integer with offset + size <= buffer.size (${offset} + ${size} > ${buffer.size}).`);
+    throw new RangeError(
+      `${where}.size must be an integer with offset + size <= buffer.size (${offset} + ${size} > ${buffer.size}).`,
+    );
   }
   const label = buffer.label ? ` ('${buffer.label}')` : '';
   if ((buffer.usage & USAGE_STORAGE) === 0) {
-    throw new TypeError(`${where}: buffer${label} lacks GPUBufferUsage.STORAGE: create it with usage STORAGE (| COPY_SRC | COPY_DST as needed).`);
+    throw new TypeError(
+      `${where}: buffer${label} lacks GPUBufferUsage.STORAGE: ` +
+      'create it with usage STORAGE (| COPY_SRC | COPY_DST as needed).',
+    );
   }
   const align = limits.minStorageBufferOffsetAlignment;
   if (offset % align !== 0) {
-    throw new RangeError(`${where}.offset is ${offset}, not a multiple of the device's minStorageBufferOffsetAlignment (${align}): align each tensor's offset to ${align} bytes.`);
+    throw new RangeError(
+      `${where}.offset is ${offset}, not a multiple of the device's minStorageBufferOffsetAlignment (${align}): ` +
+      `align each tensor's offset to ${align} bytes.`,
+    );
   }
   if (size === 0) throw new RangeError(`${where} covers 0 bytes: a parameter needs at least one element.`);
   if (size % elementBytes !== 0) {
@@ -284,8 +347,12 @@ function overlapError(a: Tagged, b: Tagged): RangeError {
     const same = a.range.offset === b.range.offset && a.range.size === b.range.size;
     return new RangeError(same
       ? `'${second.owner.name}' repeats the parameter '${first.owner.name}': list each parameter once.`
-      : `'${second.owner.name}' overlaps the parameter '${first.owner.name}' in the same buffer: give each parameter its own range.`);
+      : `'${second.owner.name}' overlaps the parameter '${first.owner.name}' in the same buffer: ` +
+        'give each parameter its own range.');
   }
   const [param, grad] = a.isParam ? [a, b] : [b, a];
-  return new RangeError(`the gradient of '${grad.owner.name}' overlaps the parameter '${param.owner.name}': gradients and parameters need separate ranges.`);
+  return new RangeError(
+    `the gradient of '${grad.owner.name}' overlaps the parameter '${param.owner.name}': ` +
+    'gradients and parameters need separate ranges.',
+  );
 }

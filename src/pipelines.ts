@@ -242,7 +242,11 @@ function makeStep(device: GPUDevice, o: ResolvedOptions, create: Maker): StepPip
     return isThenable(made) ? made.then(remember) : remember(made);
   };
   const entry = stepEntryPoints(o);
-  const parts = [make(entry.body), make(entry.tail), ...(entry.master ? [make('initMasterBody'), make('initMasterTail')] : [])];
+  const parts = [
+    make(entry.body),
+    make(entry.tail),
+    ...(entry.master ? [make('initMasterBody'), make('initMasterTail')] : []),
+  ];
   const assemble = ([body, tail, masterBody, masterTail]: GPUComputePipeline[]): StepPipelines => ({
     body: body!, tail: tail!, ...(masterBody ? { initMaster: { body: masterBody, tail: masterTail! } } : {}),
   });
@@ -253,12 +257,20 @@ const stepCache = new PipelineCache<StepPipelines>();
 
 /** The update pipelines for `options`' variant on `device`, made on first use. */
 export function stepPipelines(device: GPUDevice, options: ResolvedOptions): StepPipelines {
-  return stepCache.get(device, variantKey(options), () => makeStep(device, options, (d) => device.createComputePipeline(d)) as StepPipelines);
+  return stepCache.get(
+    device,
+    variantKey(options),
+    () => makeStep(device, options, (d) => device.createComputePipeline(d)) as StepPipelines,
+  );
 }
 
 /** `stepPipelines`, made with createComputePipelineAsync (no compile stall on the calling thread). */
 export function stepPipelinesAsync(device: GPUDevice, options: ResolvedOptions): Promise<StepPipelines> {
-  return stepCache.getAsync(device, variantKey(options), async () => makeStep(device, options, (d) => device.createComputePipelineAsync(d)));
+  return stepCache.getAsync(
+    device,
+    variantKey(options),
+    async () => makeStep(device, options, (d) => device.createComputePipelineAsync(d)),
+  );
 }
 
 /** The pipelines of the gradient pre-pass (shaders/grad-norm.wgsl). */
@@ -274,10 +286,17 @@ function makeReduce(device: GPUDevice, dtype: GradDtype, create: Maker): ReduceP
   const make = (entryPoint: string) => create({
     label: `RMSProp.gradNorm.pipeline[${dtype}].${entryPoint}`,
     layout: 'auto',
-    compute: { module, entryPoint, constants: { WORKGROUP_SIZE: REDUCE_WORKGROUP_SIZE, GRAD_DTYPE: GRAD_DTYPES[dtype] } },
+    compute: {
+      module,
+      entryPoint,
+      constants: { WORKGROUP_SIZE: REDUCE_WORKGROUP_SIZE, GRAD_DTYPE: GRAD_DTYPES[dtype] },
+    },
   });
   const parts = [make(dtype === 'f32' ? 'partialNorms' : 'partialNormsPacked'), make('finish')];
-  const assemble = ([partials, finish]: GPUComputePipeline[]): ReducePipelines => ({ partials: partials!, finish: finish! });
+  const assemble = ([partials, finish]: GPUComputePipeline[]): ReducePipelines => ({
+    partials: partials!,
+    finish: finish!,
+  });
   return parts.some(isThenable) ? Promise.all(parts).then(assemble) : assemble(parts as GPUComputePipeline[]);
 }
 
@@ -285,10 +304,18 @@ const reduceCache = new PipelineCache<ReducePipelines>();
 
 /** The pre-pass pipelines on `device` for gradients of `dtype`, made on first use. */
 export function reducePipelines(device: GPUDevice, dtype: GradDtype = 'f32'): ReducePipelines {
-  return reduceCache.get(device, dtype, () => makeReduce(device, dtype, (d) => device.createComputePipeline(d)) as ReducePipelines);
+  return reduceCache.get(
+    device,
+    dtype,
+    () => makeReduce(device, dtype, (d) => device.createComputePipeline(d)) as ReducePipelines,
+  );
 }
 
 /** `reducePipelines`, made with createComputePipelineAsync. */
 export function reducePipelinesAsync(device: GPUDevice, dtype: GradDtype = 'f32'): Promise<ReducePipelines> {
-  return reduceCache.getAsync(device, dtype, async () => makeReduce(device, dtype, (d) => device.createComputePipelineAsync(d)));
+  return reduceCache.getAsync(
+    device,
+    dtype,
+    async () => makeReduce(device, dtype, (d) => device.createComputePipelineAsync(d)),
+  );
 }

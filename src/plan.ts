@@ -42,7 +42,12 @@ export interface Chunk {
  * The number of vec4 state slots a variant keeps: v, plus m when centered, plus b with momentum, plus
  * the f32 master copy of 16-bit parameters (masterWeights), always last.
  */
-export function stateSlots(o: { centered: boolean; momentum: number; paramDtype?: string; masterWeights?: boolean }): number {
+export function stateSlots(o: {
+  centered: boolean;
+  momentum: number;
+  paramDtype?: string;
+  masterWeights?: boolean;
+}): number {
   return 1 + (o.centered ? 1 : 0) + (o.momentum > 0 ? 1 : 0) + (hasMaster(o) ? 1 : 0);
 }
 
@@ -60,7 +65,9 @@ export function maxChunkElements(maxBindingBytes: number, maxBufferBytes: number
   const bytes = Math.min(maxBindingBytes, maxBufferBytes);
   const perElement = 4 * slots; // the state binding is the widest: slots f32s per element
   const elements = Math.floor(bytes / perElement / (MAX_OFFSET_ALIGNMENT / 4)) * (MAX_OFFSET_ALIGNMENT / 4);
-  if (elements <= 0) throw new RangeError(`the device's storage binding limit (${bytes} bytes) is too small for one chunk.`);
+  if (elements <= 0) {
+    throw new RangeError(`the device's storage binding limit (${bytes} bytes) is too small for one chunk.`);
+  }
   return elements;
 }
 
@@ -94,7 +101,9 @@ export function dispatchSize(invocations: number, maxPerDimension: number): [num
   const groups = Math.ceil(invocations / WORKGROUP_SIZE);
   if (groups <= maxPerDimension) return [groups, 1];
   const y = Math.ceil(groups / maxPerDimension);
-  if (y > maxPerDimension) throw new RangeError(`${invocations} invocations exceed a ${maxPerDimension}² grid of workgroups.`);
+  if (y > maxPerDimension) {
+    throw new RangeError(`${invocations} invocations exceed a ${maxPerDimension}² grid of workgroups.`);
+  }
   return [Math.ceil(groups / y), y];
 }
 
@@ -117,7 +126,13 @@ export interface Segment {
  */
 export function planSegments(params: readonly ResolvedParam[]): Segment[] {
   const align = (bytes: number) => Math.ceil(bytes / MAX_OFFSET_ALIGNMENT) * MAX_OFFSET_ALIGNMENT;
-  const segments: { group: number; arena?: object; param: ByteRange; grad: ByteRange; members: Segment['members'][number][] }[] = [];
+  const segments: {
+    group: number;
+    arena?: object;
+    param: ByteRange;
+    grad: ByteRange;
+    members: Segment['members'][number][];
+  }[] = [];
   for (const p of params) {
     const last = segments[segments.length - 1];
     const joins = last !== undefined && p.arena !== undefined && last.arena === p.arena && last.group === p.group &&
@@ -130,15 +145,29 @@ export function planSegments(params: readonly ResolvedParam[]): Segment[] {
       last.param = { ...last.param, size: p.param.offset + p.param.size - last.param.offset };
       last.grad = { ...last.grad, size: p.grad.offset + p.grad.size - last.grad.offset };
     } else {
-      segments.push({ group: p.group, arena: p.arena, param: p.param, grad: p.grad, members: [{ index: p.index, first: 0, size: p.size }] });
+      segments.push({
+        group: p.group,
+        arena: p.arena,
+        param: p.param,
+        grad: p.grad,
+        members: [{ index: p.index, first: 0, size: p.size }],
+      });
     }
   }
   return segments.map(({ group, arena, param, grad, members }) => {
     // An arena's span runs on to its aligned end (zero padding), so its length is a multiple of 64: no tail.
-    const end = arena ? Math.min(align(param.offset + param.size), param.buffer.size, grad.buffer.size - grad.offset + param.offset) : param.offset + param.size;
+    const end = arena
+      ? Math.min(align(param.offset + param.size), param.buffer.size, grad.buffer.size - grad.offset + param.offset)
+      : param.offset + param.size;
     const bytes = end - param.offset;
     // A lone tensor keeps its own count (its parameter may hold 16-bit values: paramDtype).
-    return { group, members, size: arena ? bytes / 4 : members[0]!.size, param: { ...param, size: bytes }, grad: { ...grad, size: bytes } };
+    return {
+      group,
+      members,
+      size: arena ? bytes / 4 : members[0]!.size,
+      param: { ...param, size: bytes },
+      grad: { ...grad, size: bytes },
+    };
   });
 }
 
@@ -157,7 +186,9 @@ export function packedTail(chunk: Chunk): { bindingOffset: number; start: number
 /** Chunks of 16-bit gradients start at 256-byte offsets: a multiple of 128 elements. */
 export function packedChunkElements(maxChunk: number): number {
   const elements = Math.floor(maxChunk / 128) * 128;
-  if (elements <= 0) throw new RangeError(`the device's storage binding limit is too small for one chunk of 16-bit gradients.`);
+  if (elements <= 0) {
+    throw new RangeError(`the device's storage binding limit is too small for one chunk of 16-bit gradients.`);
+  }
   return elements;
 }
 
@@ -176,7 +207,13 @@ export interface SegmentPlan {
  */
 export function planUpdate(
   params: readonly ResolvedParam[],
-  groupOptions: readonly { centered: boolean; momentum: number; gradDtype: string; paramDtype: string; masterWeights: boolean }[],
+  groupOptions: readonly {
+    centered: boolean;
+    momentum: number;
+    gradDtype: string;
+    paramDtype: string;
+    masterWeights: boolean;
+  }[],
   limits: { readonly maxStorageBufferBindingSize: number; readonly maxBufferSize: number },
 ): SegmentPlan[] {
   return planSegments(params).map((segment) => {

@@ -10,7 +10,9 @@ const MAP_READ = 0x01, COPY_DST = 0x08;
 export function checkReadable(range: ByteRange, where: string): void {
   if ((range.buffer.usage & USAGE_COPY_SRC) === 0) {
     const label = range.buffer.label ? ` ('${range.buffer.label}')` : '';
-    throw new TypeError(`${where}: buffer${label} lacks GPUBufferUsage.COPY_SRC, so it cannot be read back: add COPY_SRC to its usage.`);
+    throw new TypeError(
+      `${where}: buffer${label} lacks GPUBufferUsage.COPY_SRC, so it cannot be read back: add COPY_SRC to its usage.`,
+    );
   }
 }
 
@@ -18,9 +20,15 @@ export function checkReadable(range: ByteRange, where: string): void {
  * The error of a call that cannot work because the device is lost: it names the call, the reason
  * the device gave, and how to resume (see docs/reliability.md).
  */
-export function deviceLostError(what: string, info: { readonly reason: string; readonly message: string } | string): Error {
+export function deviceLostError(
+  what: string,
+  info: { readonly reason: string; readonly message: string } | string,
+): Error {
   const why = typeof info === 'string' ? info : `${info.reason}${info.message ? `: ${info.message}` : ''}`;
-  return new Error(`${what}: the GPU device was lost (${why}). Steps submitted since the last checkpoint are gone: create a new device and optimizer, and loadStateDict from your last checkpoint.`);
+  return new Error(
+    `${what}: the GPU device was lost (${why}). Steps submitted since the last checkpoint are gone: ` +
+    'create a new device and optimizer, and loadStateDict from your last checkpoint.',
+  );
 }
 
 /** How long a failed mapAsync waits for `device.lost` to settle, to tell a lost device from other failures. */
@@ -65,7 +73,11 @@ export function watchDeviceLoss(device: GPUDevice): DeviceLossWatch {
  * If the device is lost before the data arrives, it rejects with `deviceLostError` rather than a
  * bare AbortError, and never waits on a mapAsync that a lost device might not settle.
  */
-export async function readRanges(device: GPUDevice, ranges: readonly ByteRange[], label: string): Promise<Float32Array<ArrayBuffer>[]> {
+export async function readRanges(
+  device: GPUDevice,
+  ranges: readonly ByteRange[],
+  label: string,
+): Promise<Float32Array<ArrayBuffer>[]> {
   const watch = watchDeviceLoss(device) as Watch;
   if (watch.info) throw deviceLostError(`${label}()`, watch.info);
   let onLost!: (info: GPUDeviceLostInfo) => void;
@@ -79,7 +91,10 @@ export async function readRanges(device: GPUDevice, ranges: readonly ByteRange[]
       // mapAsync rejects (AbortError, OperationError) on a device that is being lost, possibly before
       // `lost` settles: give it a moment to, so the caller learns the actual cause.
       let timer: Parameters<typeof clearTimeout>[0];
-      const settled = await Promise.race([lost, new Promise<undefined>((resolve) => { timer = setTimeout(resolve, LOST_GRACE_MS); })]);
+      const settled = await Promise.race([
+        lost,
+        new Promise<undefined>((resolve) => { timer = setTimeout(resolve, LOST_GRACE_MS); }),
+      ]);
       clearTimeout(timer);
       if (settled) throw deviceLostError(`${label}()`, settled.lost);
       throw e;
@@ -91,19 +106,30 @@ export async function readRanges(device: GPUDevice, ranges: readonly ByteRange[]
   }
 }
 
-async function readAll(device: GPUDevice, ranges: readonly ByteRange[], label: string): Promise<Float32Array<ArrayBuffer>[]> {
+async function readAll(
+  device: GPUDevice,
+  ranges: readonly ByteRange[],
+  label: string,
+): Promise<Float32Array<ArrayBuffer>[]> {
   const out: Float32Array<ArrayBuffer>[] = [];
   const batchLimit = Math.min(device.limits.maxBufferSize, 256 * 1024 * 1024);
   for (let start = 0; start < ranges.length;) {
     let end = start, bytes = 0;
-    while (end < ranges.length && (end === start || bytes + ranges[end]!.size <= batchLimit)) bytes += ranges[end++]!.size;
+    while (end < ranges.length && (end === start || bytes + ranges[end]!.size <= batchLimit)) {
+      bytes += ranges[end++]!.size;
+    }
     out.push(...(await readBatch(device, ranges.slice(start, end), bytes, label)));
     start = end;
   }
   return out;
 }
 
-async function readBatch(device: GPUDevice, ranges: readonly ByteRange[], bytes: number, label: string): Promise<Float32Array<ArrayBuffer>[]> {
+async function readBatch(
+  device: GPUDevice,
+  ranges: readonly ByteRange[],
+  bytes: number,
+  label: string,
+): Promise<Float32Array<ArrayBuffer>[]> {
   const staging = device.createBuffer({ label: `${label}.staging`, size: bytes, usage: MAP_READ | COPY_DST });
   try {
     const encoder = device.createCommandEncoder({ label: `${label}.copy` });

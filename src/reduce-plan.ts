@@ -116,21 +116,30 @@ export function planReduce(
       for (let b = 0; b < total; b += blockVec4s) {
         const end = Math.min(b + blockVec4s, total);
         const endsWithTail = tailCount > 0 && end === total;
-        blocks.push({ at4: m.first / 4 + b, count4: end - b - (endsWithTail ? 1 : 0), tailCount: endsWithTail ? tailCount : 0, partial: partial++ });
+        blocks.push({
+          at4: m.first / 4 + b,
+          count4: end - b - (endsWithTail ? 1 : 0),
+          tailCount: endsWithTail ? tailCount : 0,
+          partial: partial++,
+        });
       }
     }
     // Runs of whole blocks: each binding starts at its first block (256-aligned: a tensor's start,
     // or a multiple of blockVec4s vec4s into it) and ends after its last block's vec4s.
     for (let i = 0; i < blocks.length;) {
       const start = blocks[i]!.at4;
-      if ((start * vec4Bytes) % OFFSET_ALIGNMENT !== 0) throw new Error(`planReduce: block at vec4 ${start} is not 256-byte aligned.`);
+      if ((start * vec4Bytes) % OFFSET_ALIGNMENT !== 0) {
+        throw new Error(`planReduce: block at vec4 ${start} is not 256-byte aligned.`);
+      }
       let j = i + 1;
       while (j < blocks.length && j - i < limits.maxBlocksPerRun &&
         (blocks[j]!.at4 + blocks[j]!.count4 - start) * vec4Bytes <= limits.maxBindingBytes) j++;
       const run = blocks.slice(i, j);
       const last = run[run.length - 1]!;
       const endBytes = (last.at4 + last.count4 - start) * vec4Bytes;
-      const body = endBytes > 0 ? { buffer: segment.grad.buffer, offset: segment.grad.offset + start * vec4Bytes, size: endBytes } : undefined;
+      const body = endBytes > 0
+        ? { buffer: segment.grad.buffer, offset: segment.grad.offset + start * vec4Bytes, size: endBytes }
+        : undefined;
       let tailRange: ByteRange | undefined, tailStart = 0;
       if (last.tailCount > 0 && tail) {
         // As src/plan.ts places a chunk's tail: from the 256-aligned offset at or below its first element.
@@ -145,7 +154,12 @@ export function planReduce(
         ...(body ? { body } : {}),
         ...(tailRange ? { tail: tailRange } : {}),
         tailStart,
-        blocks: run.map((b) => ({ first4: b.at4 - start, count4: b.count4, tailCount: b.tailCount, partial: b.partial })),
+        blocks: run.map((b) => ({
+          first4: b.at4 - start,
+          count4: b.count4,
+          tailCount: b.tailCount,
+          partial: b.partial,
+        })),
       });
       i = j;
     }

@@ -6,7 +6,16 @@ import { validateLr, type RMSPropConfig, type ResolvedOptions } from './options.
 import { scheduledLrs, type LrSchedule } from './schedules.js';
 import { decodeHalves, f32ToBf16, f32ToF16 } from './half.js';
 import { groupParams, specName } from './params.js';
-import { checkMultiplyAdd, checkStep, createReferenceState, gradNormStats, stepHyper, stepResolved, type MultiplyAdd, type ReferenceState } from './reference.js';
+import {
+  checkMultiplyAdd,
+  checkStep,
+  createReferenceState,
+  gradNormStats,
+  stepHyper,
+  stepResolved,
+  type MultiplyAdd,
+  type ReferenceState,
+} from './reference.js';
 import { checkStateDict, type RMSPropState } from './state-dict.js';
 
 /**
@@ -34,13 +43,19 @@ export interface ReferenceParamSpec {
  * @example
  * ```ts
  * const spec: ReferenceHalfParamSpec = { param: new Float32Array(4), grad: encodeHalves(new Float32Array(4), 'f16') };
- * const half: ReferenceHalfParamSpec = { param: encodeHalves(new Float32Array([1, 2]), 'bf16'), grad: new Float32Array(2) };
+ * const half: ReferenceHalfParamSpec = {
+ *   param: encodeHalves(new Float32Array([1, 2]), 'bf16'),
+ *   grad: new Float32Array(2),
+ * };
  * ```
  */
 export interface ReferenceHalfParamSpec {
   /** The parameter, updated in place: a Float32Array (paramDtype 'f32') or a Uint16Array of f16 / bf16 bit patterns. */
   param: Float32Array | Uint16Array;
-  /** The gradient, only read: a Float32Array (gradDtype 'f32') or a Uint16Array of bit patterns; as many elements as `param`. */
+  /**
+   * The gradient, only read: a Float32Array (gradDtype 'f32') or a Uint16Array of bit patterns; as many
+   * elements as `param`.
+   */
   grad: Float32Array | Uint16Array;
   /** Used in error messages and state dicts; defaults to `param{index}`. */
   name?: string;
@@ -66,7 +81,10 @@ export interface ReferenceRounding {
  * @example
  * ```ts
  * const w = new Float32Array(6), gw = new Float32Array(6), b = new Float32Array(2), gb = new Float32Array(2);
- * const groups: ReferenceParamGroup[] = [{ params: [{ param: w, grad: gw }] }, { params: [{ param: b, grad: gb }], weightDecay: 0 }];
+ * const groups: ReferenceParamGroup[] = [
+ *   { params: [{ param: w, grad: gw }] },
+ *   { params: [{ param: b, grad: gb }], weightDecay: 0 },
+ * ];
  * const optimizer = new ReferenceRMSProp(groups, { lr: 1e-3, weightDecay: 1e-4 });
  * ```
  */
@@ -127,7 +145,13 @@ export class ReferenceRMSProp {
   ) {
     checkMultiplyAdd(multiplyAdd, 'rounding.multiplyAdd');
     this.#multiplyAdd = multiplyAdd;
-    this.#groups = groupParams(params, options, (spec: ReferenceParamSpec | ReferenceHalfParamSpec, index, group, where, groupOptions): CpuParam => {
+    this.#groups = groupParams(params, options, (
+      spec: ReferenceParamSpec | ReferenceHalfParamSpec,
+      index,
+      group,
+      where,
+      groupOptions,
+    ): CpuParam => {
       const { name, label } = specName(spec, index, where);
       const packed = groupOptions.gradDtype !== 'f32';
       const paramDtype = groupOptions.paramDtype;
@@ -135,14 +159,23 @@ export class ReferenceRMSProp {
         const x = spec[key];
         const dtype = key === 'grad' ? groupOptions.gradDtype : paramDtype;
         if (dtype !== 'f32') {
-          if (!(x instanceof Uint16Array)) throw new TypeError(`${label}.${key} must be a Uint16Array of ${dtype} bit patterns (${key}Dtype '${dtype}'); encodeHalves makes one.`);
+          if (!(x instanceof Uint16Array)) {
+            throw new TypeError(
+              `${label}.${key} must be a Uint16Array of ${dtype} bit patterns (${key}Dtype '${dtype}'); ` +
+              'encodeHalves makes one.',
+            );
+          }
         } else if (!(x instanceof Float32Array)) {
-          throw new TypeError(`${label}.${key} must be a Float32Array (or a Uint16Array with ${key}Dtype 'f16' / 'bf16').`);
+          throw new TypeError(
+            `${label}.${key} must be a Float32Array (or a Uint16Array with ${key}Dtype 'f16' / 'bf16').`,
+          );
         }
         if (x.length === 0) throw new RangeError(`${label}.${key} is empty: a parameter needs at least one element.`);
       }
       if (spec.grad.length !== spec.param.length) {
-        throw new RangeError(`${label}: grad has ${spec.grad.length} elements but param has ${spec.param.length}: they must match.`);
+        throw new RangeError(
+          `${label}: grad has ${spec.grad.length} elements but param has ${spec.param.length}: they must match.`,
+        );
       }
       const range = (x: Float32Array | Uint16Array) => ({ buffer: x.buffer, offset: x.byteOffset, size: x.byteLength });
       const halves = paramDtype !== 'f32' ? (spec.param as Uint16Array) : undefined;
@@ -150,10 +183,14 @@ export class ReferenceRMSProp {
       return {
         name, index, group, size: spec.param.length,
         // The master copy starts as the caller's 16-bit values, decoded exactly (as the GPU's initMaster).
-        values: halves ? decodeHalves(halves, paramDtype as 'f16' | 'bf16', new Float32Array(halves.length)) : (spec.param as Float32Array),
+        values: halves
+          ? decodeHalves(halves, paramDtype as 'f16' | 'bf16', new Float32Array(halves.length))
+          : (spec.param as Float32Array),
         ...(halves ? { paramHalves: halves } : {}),
         master,
-        ...(packed ? { grads: new Float32Array(spec.param.length), halves: spec.grad as Uint16Array } : { grads: spec.grad as Float32Array }),
+        ...(packed
+          ? { grads: new Float32Array(spec.param.length), halves: spec.grad as Uint16Array }
+          : { grads: spec.grad as Float32Array }),
         param: range(spec.param), grad: range(spec.grad),
         state: createReferenceState(spec.param.length, groupOptions),
       };
@@ -205,14 +242,21 @@ export class ReferenceRMSProp {
     for (const group of this.#groups) {
       for (const p of group.params) {
         if (p.halves) decodeHalves(p.halves, group.options.gradDtype as 'f16' | 'bf16', p.grads);
-        if (p.paramHalves && !p.master) decodeHalves(p.paramHalves, group.options.paramDtype as 'f16' | 'bf16', p.values);
+        if (p.paramHalves && !p.master) {
+          decodeHalves(p.paramHalves, group.options.paramDtype as 'f16' | 'bf16', p.values);
+        }
       }
     }
     // The pre-pass of skipNonFinite and clipGradNorm (optimizer-wide: the same in every group).
     const first = groups[0]!;
     let gradScale = 1;
     if (first.skipNonFinite || first.clipGradNorm > 0) {
-      const stats = gradNormStats(this.#groups.flatMap((g) => g.params.map((p) => p.grads)), first.clipGradNorm, this.#multiplyAdd, Math.fround(1 / first.lossScale));
+      const stats = gradNormStats(
+        this.#groups.flatMap((g) => g.params.map((p) => p.grads)),
+        first.clipGradNorm,
+        this.#multiplyAdd,
+        Math.fround(1 / first.lossScale),
+      );
       this.#lastNorm = stats.norm;
       gradScale = stats.scale;
       if (first.skipNonFinite && stats.nonFinite) {
@@ -256,7 +300,10 @@ export class ReferenceRMSProp {
     this.#checkUsable('lastGradNorm()');
     const o = this.#groups[0]!.options;
     if (!o.skipNonFinite && !(o.clipGradNorm > 0)) {
-      throw new Error('ReferenceRMSProp.lastGradNorm() needs the gradient pre-pass: create the optimizer with clipGradNorm > 0 or skipNonFinite: true.');
+      throw new Error(
+        'ReferenceRMSProp.lastGradNorm() needs the gradient pre-pass: ' +
+        'create the optimizer with clipGradNorm > 0 or skipNonFinite: true.',
+      );
     }
     return this.#lastNorm;
   }
@@ -315,7 +362,11 @@ export class ReferenceRMSProp {
   }
 
   #checkUsable(what: string): void {
-    if (this.#destroyed) throw new Error(`ReferenceRMSProp.${what} after destroy(): create a new optimizer (and loadStateDict to resume).`);
+    if (this.#destroyed) {
+      throw new Error(
+        `ReferenceRMSProp.${what} after destroy(): create a new optimizer (and loadStateDict to resume).`,
+      );
+    }
   }
 }
 

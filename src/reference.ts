@@ -134,12 +134,24 @@ export function stepHyper(o: ResolvedOptions, context: StepContext = {}, where =
   let biasCorrection = 1;
   if (o.biasCorrection) {
     const t = context.step;
-    if (!Number.isSafeInteger(t) || t! < 1) throw new TypeError(`${where}.step must be the 1-based step number (an integer >= 1) when biasCorrection is on, got ${String(t)}.`);
+    if (!Number.isSafeInteger(t) || t! < 1) {
+      throw new TypeError(
+        `${where}.step must be the 1-based step number (an integer >= 1) when biasCorrection is on, ` +
+        `got ${String(t)}.`,
+      );
+    }
     biasCorrection = biasCorrectionFactor(o.alpha, t!);
   }
   const gradScale = context.gradScale ?? 1;
-  if (typeof gradScale !== 'number') throw new TypeError(`${where}.gradScale must be a number, got ${typeof gradScale}.`);
-  return { decayFactor: decayFactorOf(o.lr, o.weightDecay), biasCorrection, gradScale: f(gradScale), unscale: f(1 / o.lossScale) };
+  if (typeof gradScale !== 'number') {
+    throw new TypeError(`${where}.gradScale must be a number, got ${typeof gradScale}.`);
+  }
+  return {
+    decayFactor: decayFactorOf(o.lr, o.weightDecay),
+    biasCorrection,
+    gradScale: f(gradScale),
+    unscale: f(1 / o.lossScale),
+  };
 }
 
 /** Decoupled weight decay's factor `1 - lr * weightDecay`, rounded once (what the GPU's step values hold). */
@@ -163,13 +175,21 @@ export function checkStep(param: unknown, grad: unknown, state: ReferenceState, 
     throw new RangeError(`${where}grad has ${grad.length} elements but param has ${param.length}: they must match.`);
   }
   if (state.squareAvg.length !== param.length) {
-    throw new RangeError(`${where}state is for ${state.squareAvg.length} elements but param has ${param.length}: make it with createReferenceState(param.length, options).`);
+    throw new RangeError(
+      `${where}state is for ${state.squareAvg.length} elements but param has ${param.length}: ` +
+      'make it with createReferenceState(param.length, options).',
+    );
   }
   if (o.centered && state.gradAvg?.length !== param.length) {
-    throw new TypeError(`${where}state has no gradAvg but options.centered is true: make it with createReferenceState(size, options).`);
+    throw new TypeError(
+      `${where}state has no gradAvg but options.centered is true: make it with createReferenceState(size, options).`,
+    );
   }
   if (o.momentum > 0 && state.momentumBuffer?.length !== param.length) {
-    throw new TypeError(`${where}state has no momentumBuffer but options.momentum > 0: make it with createReferenceState(size, options).`);
+    throw new TypeError(
+      `${where}state has no momentumBuffer but options.momentum > 0: ` +
+      'make it with createReferenceState(size, options).',
+    );
   }
 }
 
@@ -189,7 +209,10 @@ const f = Math.fround;
 export type MultiplyAdd = 'fused' | 'separate';
 
 const separateMulAdd = (a: number, b: number, c: number): number => f(f(a * b) + c);
-const mulAdds: Record<MultiplyAdd, (a: number, b: number, c: number) => number> = { fused: fmaf, separate: separateMulAdd };
+const mulAdds: Record<MultiplyAdd, (a: number, b: number, c: number) => number> = {
+  fused: fmaf,
+  separate: separateMulAdd,
+};
 
 /** Throws unless `multiplyAdd` names a rounding. */
 export function checkMultiplyAdd(multiplyAdd: unknown, where = 'multiplyAdd'): asserts multiplyAdd is MultiplyAdd {
@@ -285,16 +308,22 @@ const statsBits = new Uint32Array(1), statsFloats = new Float32Array(statsBits.b
  * to one more), in blocks of 256 lanes * `laneVec4s`; lane l of a block adds up, in turn, vec4s
  * l, l + 256, ... of it, each vec4's squares summed `x*x` then three multiply-adds; the lanes summed
  * in two rounds (16 groups of 16 in turn, then the 16 in turn); the partials of all tensors in order,
- * strided over 256 lanes and summed in the same two rounds; then the square root. The non-finite test reads each element as given, before `unscale`
- * (`1 / lossScale`, see `stepHyper`) multiplies it for the sum. The clipping factor is PyTorch's
- * `clip_grad_norm_`: `(1 / (norm + 1e-6)) * maxNorm`, clamped at 1.
+ * strided over 256 lanes and summed in the same two rounds; then the square root. The non-finite
+ * test reads each element as given, before `unscale` (`1 / lossScale`, see `stepHyper`) multiplies
+ * it for the sum. The clipping factor is PyTorch's `clip_grad_norm_`: `(1 / (norm + 1e-6)) * maxNorm`,
+ * clamped at 1.
  *
  * @example
  * ```ts
  * const { norm, scale, nonFinite } = gradNormStats([gradA, gradB], 1.0);
  * ```
  */
-export function gradNormStats(grads: readonly Float32Array[], maxNorm: number, multiplyAdd: MultiplyAdd = 'fused', unscale = 1): GradStats {
+export function gradNormStats(
+  grads: readonly Float32Array[],
+  maxNorm: number,
+  multiplyAdd: MultiplyAdd = 'fused',
+  unscale = 1,
+): GradStats {
   checkMultiplyAdd(multiplyAdd);
   const fma = mulAdds[multiplyAdd];
   const W = REDUCE_WORKGROUP_SIZE;
@@ -302,7 +331,10 @@ export function gradNormStats(grads: readonly Float32Array[], maxNorm: number, m
   const lanes = new Float64Array(W);
   const partials: number[] = [];
   let nonFinite = false;
-  const isBad = (x: number) => { statsFloats[0] = x; return (statsBits[0]! & NON_FINITE_EXPONENT) === NON_FINITE_EXPONENT; };
+  const isBad = (x: number) => {
+    statsFloats[0] = x;
+    return (statsBits[0]! & NON_FINITE_EXPONENT) === NON_FINITE_EXPONENT;
+  };
   // shaders/grad-norm.wgsl `workgroupSum`: lane g < 16 adds lanes 16g .. 16g + 15 in turn, then lane 0 those 16.
   const tree = () => {
     let total = 0;

@@ -84,7 +84,9 @@ export class RMSProp {
     this.#update = new UpdatePass(device, plans, this.#store.chunks, groupOptions, this.#store.control);
     const o = groupOptions[0]!; // skipNonFinite and clipGradNorm are the same in every group
     const needsPrePass = o.skipNonFinite || o.clipGradNorm > 0;
-    this.#prepass = needsPrePass ? new GradPrePass(device, plans.map((p) => p.segment), groupOptions, this.#store.control) : undefined;
+    this.#prepass = needsPrePass
+      ? new GradPrePass(device, plans.map((p) => p.segment), groupOptions, this.#store.control)
+      : undefined;
     this.#ring = new StepValuesRing(device, this.#groups.length, 'RMSProp');
     if (groupOptions.some(hasMaster)) this.#update.initMasters();
   }
@@ -100,13 +102,19 @@ export class RMSProp {
    * const optimizer = await RMSProp.create(device, arena.specs(), { lr: 1e-3, clipGradNorm: 1 });
    * ```
    */
-  static async create(device: GPUDevice, params: readonly ParamSpec[] | readonly ParamGroup[], options?: RMSPropConfig): Promise<RMSProp> {
+  static async create(
+    device: GPUDevice,
+    params: readonly ParamSpec[] | readonly ParamGroup[],
+    options?: RMSPropConfig,
+  ): Promise<RMSProp> {
     checkDevice(device);
     const groups = resolveParams(params, options, device.limits);
     const o = groups[0]!.options;
     const compiles: Promise<unknown>[] = groups.map((g) => stepPipelinesAsync(device, g.options));
     if (o.skipNonFinite || o.clipGradNorm > 0) {
-      for (const dtype of new Set(groups.map((g) => g.options.gradDtype))) compiles.push(reducePipelinesAsync(device, dtype));
+      for (const dtype of new Set(groups.map((g) => g.options.gradDtype))) {
+        compiles.push(reducePipelinesAsync(device, dtype));
+      }
       compiles.push(reducePipelinesAsync(device, 'f32')); // `finish`
     }
     await Promise.all(compiles);
@@ -169,8 +177,11 @@ export class RMSProp {
    */
   step(encoder?: GPUCommandEncoder): void {
     this.#checkUsable('step()');
-    if (encoder !== undefined && (typeof encoder !== 'object' || encoder === null || typeof encoder.beginComputePass !== 'function')) {
-      throw new TypeError('step(encoder): encoder must be a GPUCommandEncoder, or left out to submit a command buffer of its own.');
+    if (encoder !== undefined &&
+      (typeof encoder !== 'object' || encoder === null || typeof encoder.beginComputePass !== 'function')) {
+      throw new TypeError(
+        'step(encoder): encoder must be a GPUCommandEncoder, or left out to submit a command buffer of its own.',
+      );
     }
     this.#stageValues(); // a bad schedule value throws here, before anything changes
     this.#ring.prepare(encoder === undefined); // throws when no slot is free, before anything changes
@@ -277,7 +288,10 @@ export class RMSProp {
   async lastGradNorm(): Promise<number> {
     this.#checkUsable('lastGradNorm()');
     if (!this.#prepass) {
-      throw new Error('RMSProp.lastGradNorm() needs the gradient pre-pass: create the optimizer with clipGradNorm > 0 or skipNonFinite: true.');
+      throw new Error(
+        'RMSProp.lastGradNorm() needs the gradient pre-pass: ' +
+        'create the optimizer with clipGradNorm > 0 or skipNonFinite: true.',
+      );
     }
     return (await this.#store.readControl('RMSProp.lastGradNorm')).norm;
   }
@@ -308,7 +322,9 @@ export class RMSProp {
   }
 
   #checkUsable(what: string): void {
-    if (this.#destroyed) throw new Error(`RMSProp.${what} after destroy(): create a new RMSProp (and loadStateDict to resume).`);
+    if (this.#destroyed) {
+      throw new Error(`RMSProp.${what} after destroy(): create a new RMSProp (and loadStateDict to resume).`);
+    }
     const lost = this.#loss.info;
     if (lost !== undefined) throw deviceLostError(`RMSProp.${what}`, lost);
   }
@@ -316,6 +332,8 @@ export class RMSProp {
 
 function checkDevice(device: unknown): asserts device is GPUDevice {
   if (typeof device !== 'object' || device === null || typeof (device as GPUDevice).createBuffer !== 'function') {
-    throw new TypeError('device must be a GPUDevice: get one with (await navigator.gpu.requestAdapter()).requestDevice().');
+    throw new TypeError(
+      'device must be a GPUDevice: get one with (await navigator.gpu.requestAdapter()).requestDevice().',
+    );
   }
 }

@@ -13,7 +13,8 @@
  *   "w.grad_avg":        { "dtype": "F32", "shape": [1024], "data_offsets": [4096, 8192] }, ... }
  * ```
  * State tensors carry PyTorch's names (`square_avg`, `grad_avg`, `momentum_buffer`) after the
- * parameter's name, and `master` the f32 master copy of 16-bit parameters (masterWeights); the parameters themselves, when saved too, are stored under their own names.
+ * parameter's name, and `master` the f32 master copy of 16-bit parameters (masterWeights); the
+ * parameters themselves, when saved too, are stored under their own names.
  * Metadata values are strings, as the format requires: the options of each group, with its
  * parameters' indices, and the names, are JSON inside those strings; `skipped_steps` is there when
  * the state counts steps that `skipNonFinite` skipped.
@@ -74,18 +75,30 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
  * await fs.writeFile('rmsprop.safetensors', bytes);
  * ```
  */
-export function stateDictToSafetensors(state: RMSPropState, options: { params?: readonly Float32Array[] } = {}): Uint8Array {
+export function stateDictToSafetensors(
+  state: RMSPropState,
+  options: { params?: readonly Float32Array[] } = {},
+): Uint8Array {
   const where = 'stateDictToSafetensors(state)';
   checkOwnShape(state, where);
   const params = options?.params;
   if (params !== undefined) {
     if (!Array.isArray(params) || params.length !== state.tensors.length) {
-      throw new RangeError(`${where}: options.params must hold one Float32Array per parameter (${state.tensors.length}), as readParams() returns; got ${Array.isArray(params) ? `${params.length}` : describe(params)}.`);
+      throw new RangeError(
+        `${where}: options.params must hold one Float32Array per parameter (${state.tensors.length}), ` +
+        `as readParams() returns; got ${Array.isArray(params) ? `${params.length}` : describe(params)}.`,
+      );
     }
     params.forEach((p, i) => {
       const t = state.tensors[i]!;
-      if (!(p instanceof Float32Array)) throw new TypeError(`${where}: options.params[${i}] ('${t.name}') must be a Float32Array, got ${describe(p)}.`);
-      if (p.length !== t.size) throw new RangeError(`${where}: options.params[${i}] ('${t.name}') has ${p.length} elements, its state ${t.size}.`);
+      if (!(p instanceof Float32Array)) {
+        throw new TypeError(`${where}: options.params[${i}] ('${t.name}') must be a Float32Array, got ${describe(p)}.`);
+      }
+      if (p.length !== t.size) {
+        throw new RangeError(
+          `${where}: options.params[${i}] ('${t.name}') has ${p.length} elements, its state ${t.size}.`,
+        );
+      }
     });
   }
 
@@ -101,7 +114,10 @@ export function stateDictToSafetensors(state: RMSPropState, options: { params?: 
   const seen = new Map<string, number>([['__metadata__', -1]]);
   entries.forEach(({ key }, i) => {
     if (seen.has(key)) {
-      throw new RangeError(`${where}: two tensors would both be stored as '${key}': give every parameter a unique name (ParamSpec.name) that is not another's name plus '.square_avg', '.grad_avg', '.momentum_buffer' or '.master'.`);
+      throw new RangeError(
+        `${where}: two tensors would both be stored as '${key}': give every parameter a unique name ` +
+        `(ParamSpec.name) that is not another's name plus '.square_avg', '.grad_avg', '.momentum_buffer' or '.master'.`,
+      );
     }
     seen.set(key, i);
   });
@@ -172,7 +188,12 @@ export function safetensorsToStateDict(bytes: Uint8Array | ArrayBuffer): RMSProp
 export function safetensorsToParams(bytes: Uint8Array | ArrayBuffer): Float32Array<ArrayBuffer>[] {
   const where = 'safetensorsToParams(bytes)';
   const { params } = parseCheckpoint(bytes, where);
-  if (!params) throw new RangeError(`${where}: the checkpoint holds the optimizer state only: save it with stateDictToSafetensors(state, { params: await optimizer.readParams() }) to keep the parameters too.`);
+  if (!params) {
+    throw new RangeError(
+      `${where}: the checkpoint holds the optimizer state only: save it with ` +
+      'stateDictToSafetensors(state, { params: await optimizer.readParams() }) to keep the parameters too.',
+    );
+  }
   return params;
 }
 
@@ -183,14 +204,26 @@ interface TensorEntry {
   readonly end: number;
 }
 
-function parseCheckpoint(input: Uint8Array | ArrayBuffer, where: string): { state: RMSPropState; params: Float32Array<ArrayBuffer>[] | undefined } {
+function parseCheckpoint(
+  input: Uint8Array | ArrayBuffer,
+  where: string,
+): { state: RMSPropState; params: Float32Array<ArrayBuffer>[] | undefined } {
   const bytes = input instanceof ArrayBuffer ? new Uint8Array(input) : input;
-  if (!(bytes instanceof Uint8Array)) throw new TypeError(`${where}: bytes must be a Uint8Array or ArrayBuffer of a .safetensors file, got ${describe(input)}.`);
+  if (!(bytes instanceof Uint8Array)) {
+    throw new TypeError(
+      `${where}: bytes must be a Uint8Array or ArrayBuffer of a .safetensors file, got ${describe(input)}.`,
+    );
+  }
   const truncated = 'the file is truncated or not a safetensors file';
-  if (bytes.length < 8) throw new RangeError(`${where}: ${bytes.length} bytes, fewer than the 8 of the header length: ${truncated}.`);
+  if (bytes.length < 8) {
+    throw new RangeError(`${where}: ${bytes.length} bytes, fewer than the 8 of the header length: ${truncated}.`);
+  }
   const headerLength = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
   if (headerLength < 2 || headerLength > MAX_HEADER_BYTES || headerLength > bytes.length - 8) {
-    throw new RangeError(`${where}: the header length field says ${headerLength} bytes, but ${bytes.length - 8} follow it (and at most ${MAX_HEADER_BYTES} are allowed): ${truncated}.`);
+    throw new RangeError(
+      `${where}: the header length field says ${headerLength} bytes, but ${bytes.length - 8} follow it ` +
+      `(and at most ${MAX_HEADER_BYTES} are allowed): ${truncated}.`,
+    );
   }
   let header: unknown;
   try {
@@ -206,17 +239,31 @@ function parseCheckpoint(input: Uint8Array | ArrayBuffer, where: string): { stat
   // Metadata: string values only, as the format requires.
   const meta = (header as Record<string, unknown>).__metadata__;
   if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) {
-    throw new TypeError(`${where}: the header has no __metadata__ object: this is not a checkpoint of webgpu-rmsprop (write one with stateDictToSafetensors).`);
+    throw new TypeError(
+      `${where}: the header has no __metadata__ object: this is not a checkpoint of webgpu-rmsprop ` +
+      '(write one with stateDictToSafetensors).',
+    );
   }
   for (const [key, value] of Object.entries(meta)) {
-    if (typeof value !== 'string') throw new TypeError(`${where}: __metadata__.${key} must be a string (safetensors metadata holds strings only), got ${describe(value)}.`);
+    if (typeof value !== 'string') {
+      throw new TypeError(
+        `${where}: __metadata__.${key} must be a string (safetensors metadata holds strings only), ` +
+        `got ${describe(value)}.`,
+      );
+    }
   }
   const m = meta as Record<string, string>;
   if (m.format !== CHECKPOINT_FORMAT) {
-    throw new RangeError(`${where}: __metadata__.format is ${describe(m.format)}, not '${CHECKPOINT_FORMAT}': this file is not an optimizer checkpoint of this library.`);
+    throw new RangeError(
+      `${where}: __metadata__.format is ${describe(m.format)}, not '${CHECKPOINT_FORMAT}': ` +
+      'this file is not an optimizer checkpoint of this library.',
+    );
   }
   if (m.format_version !== String(CHECKPOINT_FORMAT_VERSION)) {
-    throw new RangeError(`${where}: __metadata__.format_version is ${describe(m.format_version)}; this version of webgpu-rmsprop reads version ${CHECKPOINT_FORMAT_VERSION}: use the version that wrote it.`);
+    throw new RangeError(
+      `${where}: __metadata__.format_version is ${describe(m.format_version)}; ` +
+      `this version of webgpu-rmsprop reads version ${CHECKPOINT_FORMAT_VERSION}: use the version that wrote it.`,
+    );
   }
   if (!/^(0|[1-9][0-9]*)$/.test(m.step ?? '') || !Number.isSafeInteger(Number(m.step))) {
     throw new RangeError(`${where}: __metadata__.step must be a decimal integer >= 0, got ${describe(m.step)}.`);
@@ -224,13 +271,19 @@ function parseCheckpoint(input: Uint8Array | ArrayBuffer, where: string): { stat
   const step = Number(m.step);
   const skipped = m.skipped_steps;
   if (skipped !== undefined && (!/^(0|[1-9][0-9]*)$/.test(skipped) || !Number.isSafeInteger(Number(skipped)))) {
-    throw new RangeError(`${where}: __metadata__.skipped_steps must be a decimal integer >= 0, got ${describe(skipped)}.`);
+    throw new RangeError(
+      `${where}: __metadata__.skipped_steps must be a decimal integer >= 0, got ${describe(skipped)}.`,
+    );
   }
   const names = parseJson(m.param_names, '__metadata__.param_names', where);
   if (!Array.isArray(names) || names.length === 0 || names.some((n) => typeof n !== 'string')) {
-    throw new TypeError(`${where}: __metadata__.param_names must be a JSON array of parameter names (strings), got ${describe(names)}.`);
+    throw new TypeError(
+      `${where}: __metadata__.param_names must be a JSON array of parameter names (strings), got ${describe(names)}.`,
+    );
   }
-  if (new Set(names).size !== names.length) throw new RangeError(`${where}: __metadata__.param_names repeats a name: every parameter needs its own.`);
+  if (new Set(names).size !== names.length) {
+    throw new RangeError(`${where}: __metadata__.param_names repeats a name: every parameter needs its own.`);
+  }
   const groups = parseGroups(parseJson(m.param_groups, '__metadata__.param_groups', where), names.length, where);
 
   // Tensors: F32, one dimension, offsets inside the data, covering it with no gap or overlap.
@@ -243,12 +296,18 @@ function parseCheckpoint(input: Uint8Array | ArrayBuffer, where: string): { stat
   let reach = 0;
   for (const e of sorted) {
     if (e.begin !== reach) {
-      throw new RangeError(`${where}: tensor '${e.key}' starts at byte ${e.begin} of the data, but the tensors before it end at ${reach}: the data must be covered with no gap or overlap (the file is corrupt).`);
+      throw new RangeError(
+        `${where}: tensor '${e.key}' starts at byte ${e.begin} of the data, but the tensors before it end at ` +
+        `${reach}: the data must be covered with no gap or overlap (the file is corrupt).`,
+      );
     }
     reach = e.end;
   }
   if (reach !== dataLength) {
-    throw new RangeError(`${where}: the tensors cover ${reach} bytes of data, but ${dataLength} follow the header: the file is truncated or has trailing bytes.`);
+    throw new RangeError(
+      `${where}: the tensors cover ${reach} bytes of data, but ${dataLength} follow the header: ` +
+      'the file is truncated or has trailing bytes.',
+    );
   }
 
   // Which tensors this state must have: each parameter's slots, from its group's options.
@@ -258,8 +317,17 @@ function parseCheckpoint(input: Uint8Array | ArrayBuffer, where: string): { stat
   const hasParams = entries.has(names[0]!);
   const read = (key: string, name: string, size: number): Float32Array<ArrayBuffer> => {
     const e = entries.get(key);
-    if (!e) throw new RangeError(`${where}: tensor '${key}' is missing: the checkpoint does not match its own metadata (the file is corrupt).`);
-    if (e.shape !== size) throw new RangeError(`${where}: tensor '${key}' has shape [${e.shape}], but '${name}.square_avg' has [${size}]: every tensor of a parameter has its size (the file is corrupt).`);
+    if (!e) {
+      throw new RangeError(
+        `${where}: tensor '${key}' is missing: the checkpoint does not match its own metadata (the file is corrupt).`,
+      );
+    }
+    if (e.shape !== size) {
+      throw new RangeError(
+        `${where}: tensor '${key}' has shape [${e.shape}], but '${name}.square_avg' has [${size}]: ` +
+        'every tensor of a parameter has its size (the file is corrupt).',
+      );
+    }
     expected.add(key);
     return readF32(bytes, dataStart + e.begin, size);
   };
@@ -267,7 +335,12 @@ function parseCheckpoint(input: Uint8Array | ArrayBuffer, where: string): { stat
   const tensors = (names as string[]).map((name, i): TensorState => {
     const o = groups[groupOf[i]!]!.options;
     const first = entries.get(`${name}.square_avg`);
-    if (!first) throw new RangeError(`${where}: tensor '${name}.square_avg' is missing: every parameter has one (the file is corrupt or not from this library).`);
+    if (!first) {
+      throw new RangeError(
+        `${where}: tensor '${name}.square_avg' is missing: every parameter has one ` +
+        '(the file is corrupt or not from this library).',
+      );
+    }
     const size = first.shape;
     if (hasParams) params.push(read(name, name, size));
     return {
@@ -281,16 +354,27 @@ function parseCheckpoint(input: Uint8Array | ArrayBuffer, where: string): { stat
   });
   for (const key of entries.keys()) {
     if (!expected.has(key)) {
-      throw new RangeError(`${where}: tensor '${key}' is not one this checkpoint's options and parameters use (a '.grad_avg' needs centered, a '.momentum_buffer' momentum > 0, a '.master' a 16-bit paramDtype with masterWeights): the file does not match its own metadata.`);
+      throw new RangeError(
+        `${where}: tensor '${key}' is not one this checkpoint's options and parameters use ` +
+        `(a '.grad_avg' needs centered, a '.momentum_buffer' momentum > 0, ` +
+        `a '.master' a 16-bit paramDtype with masterWeights): the file does not match its own metadata.`,
+      );
     }
   }
-  const state: RMSPropState = { step, groups, tensors, ...(skipped !== undefined ? { skippedSteps: Number(skipped) } : {}) };
+  const state: RMSPropState = {
+    step,
+    groups,
+    tensors,
+    ...(skipped !== undefined ? { skippedSteps: Number(skipped) } : {}),
+  };
   checkOwnShape(state, where);
   return { state, params: hasParams ? params : undefined };
 }
 
 function parseJson(text: string | undefined, field: string, where: string): unknown {
-  if (text === undefined) throw new TypeError(`${where}: ${field} is missing from the header: the file is not a checkpoint of this library.`);
+  if (text === undefined) {
+    throw new TypeError(`${where}: ${field} is missing from the header: the file is not a checkpoint of this library.`);
+  }
   try {
     return JSON.parse(text);
   } catch (e) {
@@ -300,22 +384,37 @@ function parseJson(text: string | undefined, field: string, where: string): unkn
 
 function parseGroups(value: unknown, count: number, where: string): RMSPropState['groups'] {
   if (!Array.isArray(value) || value.length === 0) {
-    throw new TypeError(`${where}: __metadata__.param_groups must be a JSON array of groups ({ ...options, params }), got ${describe(value)}.`);
+    throw new TypeError(
+      `${where}: __metadata__.param_groups must be a JSON array of groups ({ ...options, params }), ` +
+      `got ${describe(value)}.`,
+    );
   }
   const owner = new Array<number | undefined>(count);
   const groups = value.map((g: unknown, gi) => {
     const at = `__metadata__.param_groups[${gi}]`;
-    if (typeof g !== 'object' || g === null || Array.isArray(g)) throw new TypeError(`${where}: ${at} must be an object of options and params, got ${describe(g)}.`);
+    if (typeof g !== 'object' || g === null || Array.isArray(g)) {
+      throw new TypeError(`${where}: ${at} must be an object of options and params, got ${describe(g)}.`);
+    }
     const { params, ...fields } = g as Record<string, unknown>;
     // Every option is written; one missing comes from a checkpoint written before that option existed,
     // so it trained with the option's default, which resolveOptions fills in (as loadStateDict does).
     const options = resolveOptions(fields as Partial<ResolvedOptions>, DEFAULT_OPTIONS, `${where}: ${at}`);
-    if (!Array.isArray(params) || params.length === 0) throw new TypeError(`${where}: ${at}.params must be a non-empty array of parameter indices, got ${describe(params)}.`);
+    if (!Array.isArray(params) || params.length === 0) {
+      throw new TypeError(
+        `${where}: ${at}.params must be a non-empty array of parameter indices, got ${describe(params)}.`,
+      );
+    }
     params.forEach((i: unknown) => {
       if (!Number.isSafeInteger(i) || (i as number) < 0 || (i as number) >= count) {
-        throw new RangeError(`${where}: ${at}.params holds ${describe(i)}, not an index of one of the ${count} parameters in param_names.`);
+        throw new RangeError(
+          `${where}: ${at}.params holds ${describe(i)}, not an index of one of the ${count} parameters in param_names.`,
+        );
       }
-      if (owner[i as number] !== undefined) throw new RangeError(`${where}: parameter ${i} is in ${at} and in param_groups[${owner[i as number]}]: each belongs to one group.`);
+      if (owner[i as number] !== undefined) {
+        throw new RangeError(
+          `${where}: parameter ${i} is in ${at} and in param_groups[${owner[i as number]}]: each belongs to one group.`,
+        );
+      }
       owner[i as number] = gi;
     });
     return { options, params: params as number[] };
@@ -327,21 +426,38 @@ function parseGroups(value: unknown, count: number, where: string): RMSPropState
 
 function parseEntry(key: string, value: unknown, dataLength: number, where: string): TensorEntry {
   const at = `${where}: tensor '${key}'`;
-  if (typeof value !== 'object' || value === null) throw new TypeError(`${at} must be { dtype, shape, data_offsets }, got ${describe(value)}.`);
+  if (typeof value !== 'object' || value === null) {
+    throw new TypeError(`${at} must be { dtype, shape, data_offsets }, got ${describe(value)}.`);
+  }
   const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
-  if (dtype !== 'F32') throw new TypeError(`${at} has dtype ${describe(dtype)}: optimizer state is 'F32' (convert it to float32 before saving).`);
+  if (dtype !== 'F32') {
+    throw new TypeError(
+      `${at} has dtype ${describe(dtype)}: optimizer state is 'F32' (convert it to float32 before saving).`,
+    );
+  }
   if (!Array.isArray(shape) || shape.length !== 1 || !Number.isSafeInteger(shape[0]) || shape[0] < 1) {
-    throw new RangeError(`${at} has shape ${JSON.stringify(shape)}: optimizer state is flat, one dimension [n] with n >= 1 (flatten it before saving).`);
+    throw new RangeError(
+      `${at} has shape ${JSON.stringify(shape)}: optimizer state is flat, one dimension [n] with n >= 1 ` +
+      '(flatten it before saving).',
+    );
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((x) => Number.isSafeInteger(x) && x >= 0)) {
-    throw new TypeError(`${at} has data_offsets ${JSON.stringify(offsets)}: they must be [begin, end], byte offsets into the data.`);
+    throw new TypeError(
+      `${at} has data_offsets ${JSON.stringify(offsets)}: they must be [begin, end], byte offsets into the data.`,
+    );
   }
   const [begin, end] = offsets as [number, number];
   if (end < begin || end > dataLength) {
-    throw new RangeError(`${at} has data_offsets [${begin}, ${end}], outside the ${dataLength} bytes of data: the file is truncated or corrupt.`);
+    throw new RangeError(
+      `${at} has data_offsets [${begin}, ${end}], outside the ${dataLength} bytes of data: ` +
+      'the file is truncated or corrupt.',
+    );
   }
   if (end - begin !== shape[0] * 4) {
-    throw new RangeError(`${at} has shape [${shape[0]}] (${shape[0] * 4} bytes of F32) but data_offsets [${begin}, ${end}] span ${end - begin} bytes: the file is corrupt.`);
+    throw new RangeError(
+      `${at} has shape [${shape[0]}] (${shape[0] * 4} bytes of F32) but data_offsets [${begin}, ${end}] ` +
+      `span ${end - begin} bytes: the file is corrupt.`,
+    );
   }
   return { key, shape: shape[0], begin, end };
 }
@@ -349,18 +465,32 @@ function parseEntry(key: string, value: unknown, dataLength: number, where: stri
 /** Checks a state against itself: its groups' options and parameter lists fit its tensors. */
 function checkOwnShape(state: RMSPropState, where: string): void {
   if (typeof state !== 'object' || state === null || !Array.isArray(state.groups) || !Array.isArray(state.tensors)) {
-    throw new TypeError(`${where}: state must be what stateDict() returned ({ step, groups, tensors }), got ${describe(state)}.`);
+    throw new TypeError(
+      `${where}: state must be what stateDict() returned ({ step, groups, tensors }), got ${describe(state)}.`,
+    );
   }
   const shape: StateShape = {
     groups: state.groups.map((g, gi) => {
-      if (typeof g !== 'object' || g === null || !Array.isArray(g.params)) throw new TypeError(`${where}: state.groups[${gi}] must be { options, params }, got ${describe(g)}.`);
+      if (typeof g !== 'object' || g === null || !Array.isArray(g.params)) {
+        throw new TypeError(`${where}: state.groups[${gi}] must be { options, params }, got ${describe(g)}.`);
+      }
       return {
         options: resolveOptions(g.options, DEFAULT_OPTIONS, `${where}: state.groups[${gi}].options`),
         params: g.params.map((index: number) => {
           const t = Number.isSafeInteger(index) ? state.tensors[index] : undefined;
-          if (typeof t !== 'object' || t === null) throw new RangeError(`${where}: state.groups[${gi}].params holds ${describe(index)}, not an index into state.tensors.`);
-          if (typeof t.name !== 'string') throw new TypeError(`${where}: state.tensors[${index}].name must be a string, got ${describe(t.name)}.`);
-          if (!Number.isSafeInteger(t.size) || t.size < 1) throw new RangeError(`${where}: state.tensors[${index}] ('${t.name}').size must be an integer >= 1, got ${describe(t.size)}.`);
+          if (typeof t !== 'object' || t === null) {
+            throw new RangeError(
+              `${where}: state.groups[${gi}].params holds ${describe(index)}, not an index into state.tensors.`,
+            );
+          }
+          if (typeof t.name !== 'string') {
+            throw new TypeError(`${where}: state.tensors[${index}].name must be a string, got ${describe(t.name)}.`);
+          }
+          if (!Number.isSafeInteger(t.size) || t.size < 1) {
+            throw new RangeError(
+              `${where}: state.tensors[${index}] ('${t.name}').size must be an integer >= 1, got ${describe(t.size)}.`,
+            );
+          }
           return { name: t.name, size: t.size, index };
         }),
       };

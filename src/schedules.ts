@@ -26,7 +26,12 @@ export type LrSchedule = (step: number) => number;
  * else a RangeError naming the group and step, thrown before any GPU work) or its current lr.
  * Returns undefined when no group has a schedule.
  */
-export function scheduledLrs(schedules: readonly (LrSchedule | undefined)[], current: readonly number[], step: number, where: string): number[] | undefined {
+export function scheduledLrs(
+  schedules: readonly (LrSchedule | undefined)[],
+  current: readonly number[],
+  step: number,
+  where: string,
+): number[] | undefined {
   if (schedules.every((s) => s === undefined)) return undefined;
   return schedules.map((schedule, g) => (schedule ? scheduledLr(schedule, g, step, where) : current[g]!));
 }
@@ -35,28 +40,42 @@ export function scheduledLrs(schedules: readonly (LrSchedule | undefined)[], cur
 export function scheduledLr(schedule: LrSchedule, group: number, step: number, where: string): number {
   const value = schedule(step);
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new RangeError(`${where}: the lr schedule of param group ${group} returned ${String(value)} at step ${step}: a schedule must return a finite number >= 0. Nothing was changed.`);
+    throw new RangeError(
+      `${where}: the lr schedule of param group ${group} returned ${String(value)} at step ${step}: ` +
+      'a schedule must return a finite number >= 0. Nothing was changed.',
+    );
   }
   return value;
 }
 
 /** Splits a function-valued `lr` off `options`: the options with lr at step 0 (checked), and the schedule. */
-export function splitSchedule<T extends { lr?: unknown }>(options: T | undefined, where: string): { options: T | undefined; schedule?: LrSchedule } {
+export function splitSchedule<T extends { lr?: unknown }>(
+  options: T | undefined,
+  where: string,
+): { options: T | undefined; schedule?: LrSchedule } {
   if (typeof options !== 'object' || options === null || typeof options.lr !== 'function') return { options };
   const schedule = options.lr as LrSchedule;
   const first = schedule(0);
-  if (typeof first !== 'number') throw new TypeError(`${where}.lr is a schedule, and it returned ${typeof first} at step 0: it must return a number.`);
+  if (typeof first !== 'number') {
+    throw new TypeError(
+      `${where}.lr is a schedule, and it returned ${typeof first} at step 0: it must return a number.`,
+    );
+  }
   validateLr(first, `${where}.lr(0) (the schedule at step 0)`);
   return { options: { ...options, lr: first }, schedule };
 }
 
 function positiveInteger(x: unknown, where: string): number {
-  if (!Number.isSafeInteger(x) || (x as number) <= 0) throw new RangeError(`${where} must be a positive integer, got ${String(x)}.`);
+  if (!Number.isSafeInteger(x) || (x as number) <= 0) {
+    throw new RangeError(`${where} must be a positive integer, got ${String(x)}.`);
+  }
   return x as number;
 }
 
 function nonNegative(x: unknown, where: string): number {
-  if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) throw new RangeError(`${where} must be a finite number >= 0, got ${String(x)}.`);
+  if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) {
+    throw new RangeError(`${where} must be a finite number >= 0, got ${String(x)}.`);
+  }
   return x;
 }
 
@@ -124,11 +143,20 @@ export function linearWarmup(lr: number, warmupSteps: number, initial = 0): LrSc
  * const lr = schedules.cosineWithWarmup(1e-3, 100, 10_000); // warm up 100 steps, decay to 0 at 10k
  * ```
  */
-export function cosineWithWarmup(peak: number, warmupSteps: number, totalSteps: number, { initial = 0, final = 0 }: { initial?: number; final?: number } = {}): LrSchedule {
+export function cosineWithWarmup(
+  peak: number,
+  warmupSteps: number,
+  totalSteps: number,
+  { initial = 0, final = 0 }: { initial?: number; final?: number } = {},
+): LrSchedule {
   nonNegative(peak, 'cosineWithWarmup(peak)');
-  if (!Number.isSafeInteger(warmupSteps) || warmupSteps < 0) throw new RangeError(`cosineWithWarmup(warmupSteps) must be an integer >= 0, got ${String(warmupSteps)}.`);
+  if (!Number.isSafeInteger(warmupSteps) || warmupSteps < 0) {
+    throw new RangeError(`cosineWithWarmup(warmupSteps) must be an integer >= 0, got ${String(warmupSteps)}.`);
+  }
   positiveInteger(totalSteps, 'cosineWithWarmup(totalSteps)');
-  if (totalSteps <= warmupSteps) throw new RangeError(`cosineWithWarmup(totalSteps) must exceed warmupSteps (${warmupSteps}), got ${totalSteps}.`);
+  if (totalSteps <= warmupSteps) {
+    throw new RangeError(`cosineWithWarmup(totalSteps) must exceed warmupSteps (${warmupSteps}), got ${totalSteps}.`);
+  }
   nonNegative(initial, 'cosineWithWarmup({ initial })');
   nonNegative(final, 'cosineWithWarmup({ final })');
   const decaySteps = totalSteps - warmupSteps;

@@ -50,7 +50,10 @@ export interface RMSPropState {
 
 /** What an optimizer is, to check a state against. */
 export interface StateShape {
-  readonly groups: readonly { readonly options: ResolvedOptions; readonly params: readonly { name: string; size: number; index: number }[] }[];
+  readonly groups: readonly {
+    readonly options: ResolvedOptions;
+    readonly params: readonly { name: string; size: number; index: number }[];
+  }[];
 }
 
 /**
@@ -59,43 +62,66 @@ export interface StateShape {
  * rate for each group. `where` starts each message.
  */
 export function checkStateDict(state: unknown, shape: StateShape, where = 'loadStateDict(state)'): number[] {
-  if (typeof state !== 'object' || state === null) throw new TypeError(`${where}: state must be what stateDict() returned, got ${describe(state)}.`);
-  const s = state as RMSPropState;
-  if (!Number.isSafeInteger(s.step) || s.step < 0) throw new TypeError(`${where}: state.step must be an integer >= 0, got ${describe(s.step)}.`);
-  if (s.skippedSteps !== undefined && (!Number.isSafeInteger(s.skippedSteps) || s.skippedSteps < 0 || s.skippedSteps > 0xffffffff || s.skippedSteps > s.step)) {
-    throw new TypeError(`${where}: state.skippedSteps must be an integer in [0, state.step], got ${describe(s.skippedSteps)}.`);
+  if (typeof state !== 'object' || state === null) {
+    throw new TypeError(`${where}: state must be what stateDict() returned, got ${describe(state)}.`);
   }
-  if (!Array.isArray(s.groups) || !Array.isArray(s.tensors)) throw new TypeError(`${where}: state needs 'groups' and 'tensors' arrays, as stateDict() returns.`);
+  const s = state as RMSPropState;
+  if (!Number.isSafeInteger(s.step) || s.step < 0) {
+    throw new TypeError(`${where}: state.step must be an integer >= 0, got ${describe(s.step)}.`);
+  }
+  if (s.skippedSteps !== undefined && (!Number.isSafeInteger(s.skippedSteps) || s.skippedSteps < 0 ||
+    s.skippedSteps > 0xffffffff || s.skippedSteps > s.step)) {
+    throw new TypeError(
+      `${where}: state.skippedSteps must be an integer in [0, state.step], got ${describe(s.skippedSteps)}.`,
+    );
+  }
+  if (!Array.isArray(s.groups) || !Array.isArray(s.tensors)) {
+    throw new TypeError(`${where}: state needs 'groups' and 'tensors' arrays, as stateDict() returns.`);
+  }
   if (s.groups.length !== shape.groups.length) {
     throw new RangeError(`${where}: state has ${s.groups.length} param groups, this optimizer ${shape.groups.length}.`);
   }
   const expected = shape.groups.flatMap((g) => g.params);
   if (s.tensors.length !== expected.length) {
-    throw new RangeError(`${where}: state holds ${s.tensors.length} tensors, this optimizer has ${expected.length} parameters.`);
+    throw new RangeError(
+      `${where}: state holds ${s.tensors.length} tensors, this optimizer has ${expected.length} parameters.`,
+    );
   }
   const lrs = shape.groups.map((group, g) => {
     const saved = s.groups[g]!;
     const ids = group.params.map((p) => p.index);
-    if (!Array.isArray(saved.params) || saved.params.length !== ids.length || saved.params.some((x, i) => x !== ids[i])) {
+    if (!Array.isArray(saved.params) || saved.params.length !== ids.length ||
+      saved.params.some((x, i) => x !== ids[i])) {
       throw new RangeError(`${where}: group ${g} holds parameters [${saved.params}] in the state but [${ids}] here.`);
     }
     for (const key of OPTION_NAMES) {
       if (key === 'lr') continue;
       // An option the state does not name (saved before the option existed) had its default.
-      const value = typeof saved.options === 'object' && saved.options !== null && !(key in saved.options) ? DEFAULT_OPTIONS[key] : saved.options?.[key];
+      const value = typeof saved.options === 'object' && saved.options !== null && !(key in saved.options)
+        ? DEFAULT_OPTIONS[key]
+        : saved.options?.[key];
       if (value !== group.options[key]) {
-        throw new RangeError(`${where}: the state was saved with ${key} = ${describe(saved.options?.[key])} in group ${g}, but this optimizer has ${describe(group.options[key])}: create it with the same options.`);
+        throw new RangeError(
+          `${where}: the state was saved with ${key} = ${describe(saved.options?.[key])} in group ${g}, ` +
+          `but this optimizer has ${describe(group.options[key])}: create it with the same options.`,
+        );
       }
     }
     if (typeof saved.options.lr !== 'number' || !Number.isFinite(saved.options.lr) || saved.options.lr < 0) {
-      throw new RangeError(`${where}: group ${g}'s saved lr is ${describe(saved.options.lr)}, not a finite number >= 0.`);
+      throw new RangeError(
+        `${where}: group ${g}'s saved lr is ${describe(saved.options.lr)}, not a finite number >= 0.`,
+      );
     }
     return saved.options.lr;
   });
   shape.groups.forEach((group) => group.params.forEach((p) => {
     const t = s.tensors[p.index]!;
     const at = `${where}: tensor ${p.index} ('${p.name}')`;
-    if (t?.name !== p.name) throw new RangeError(`${at} is named '${t?.name}' in the state: parameters must be given in the same order, with the same names.`);
+    if (t?.name !== p.name) {
+      throw new RangeError(
+        `${at} is named '${t?.name}' in the state: parameters must be given in the same order, with the same names.`,
+      );
+    }
     if (t.size !== p.size) throw new RangeError(`${at} has ${t.size} elements in the state but ${p.size} here.`);
     const o = group.options;
     slot(t.squareAvg, 'squareAvg', true, p.size, at);

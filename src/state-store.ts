@@ -42,10 +42,18 @@ export class StateStore {
     const resolved = groups.flatMap((g) => g.params);
     this.chunks = plans.map(({ segment, chunks, slots }, s) => {
       const o = groups[segment.group]!.options;
-      const names = segment.members.length === 1 ? resolved[segment.members[0]!.index]!.name : `${segment.members.length} tensors`;
+      const names = segment.members.length === 1
+        ? resolved[segment.members[0]!.index]!.name
+        : `${segment.members.length} tensors`;
       return chunks.map((chunk, c) => ({
         chunk,
-        state: createState(device, `RMSProp.state[${s}]${chunks.length > 1 ? `.chunk[${c}]` : ''} (${names})`, chunk.slotStride, slots, o),
+        state: createState(
+          device,
+          `RMSProp.state[${s}]${chunks.length > 1 ? `.chunk[${c}]` : ''} (${names})`,
+          chunk.slotStride,
+          slots,
+          o,
+        ),
       }));
     });
     const placements: { segment: number; first: number }[] = [];
@@ -53,8 +61,14 @@ export class StateStore {
       for (const m of segment.members) placements[m.index] = { segment: s, first: m.first };
     });
     this.#placements = placements;
-    this.control = device.createBuffer({ label: 'RMSProp.control', size: CONTROL_BYTES, usage: STORAGE | COPY_SRC | COPY_DST, mappedAtCreation: true });
-    new Float32Array(this.control.getMappedRange()).set([0, 1, 0, 0]); // bad 0, scale 1, norm 0, skipped 0 (0 in either type)
+    this.control = device.createBuffer({
+      label: 'RMSProp.control',
+      size: CONTROL_BYTES,
+      usage: STORAGE | COPY_SRC | COPY_DST,
+      mappedAtCreation: true,
+    });
+    // bad 0, scale 1, norm 0, skipped 0 (0 in either type)
+    new Float32Array(this.control.getMappedRange()).set([0, 1, 0, 0]);
     this.control.unmap();
   }
 
@@ -100,7 +114,9 @@ export class StateStore {
     for (const param of this.#groups.flatMap((g) => g.params)) {
       const saved = state.tensors[param.index]!;
       // In slot order (checkStateDict made sure each is there exactly when the options use it).
-      const slots = [saved.squareAvg, saved.gradAvg, saved.momentumBuffer, saved.master].filter((x): x is Float32Array => x !== undefined);
+      const slots = [saved.squareAvg, saved.gradAvg, saved.momentumBuffer, saved.master].filter(
+        (x): x is Float32Array => x !== undefined,
+      );
       this.#forEachPiece(param.index, param.size, (c, inChunk, inTensor, count) => {
         slots.forEach((values, slot) => {
           // From the ArrayBuffer itself, so that offset and size are in bytes.
@@ -148,7 +164,11 @@ export class StateStore {
    * Calls `visit` for each piece of tensor `index` that lies in one chunk: the chunk, the piece's
    * first element within the chunk and within the tensor, and its length.
    */
-  #forEachPiece(index: number, size: number, visit: (c: ChunkBuffers, inChunk: number, inTensor: number, count: number) => void): void {
+  #forEachPiece(
+    index: number,
+    size: number,
+    visit: (c: ChunkBuffers, inChunk: number, inTensor: number, count: number) => void,
+  ): void {
     const { segment, first } = this.#placements[index]!;
     for (const c of this.chunks[segment]!) {
       const start = Math.max(first, c.chunk.first), end = Math.min(first + size, c.chunk.first + c.chunk.count);
@@ -158,9 +178,20 @@ export class StateStore {
 }
 
 /** A chunk's state buffer: `slots` slots of `slotStride` vec4s, v filled with initialScale. */
-function createState(device: GPUDevice, label: string, slotStride: number, slots: number, o: ResolvedOptions): GPUBuffer {
+function createState(
+  device: GPUDevice,
+  label: string,
+  slotStride: number,
+  slots: number,
+  o: ResolvedOptions,
+): GPUBuffer {
   const initialize = o.initialScale !== 0;
-  const buffer = device.createBuffer({ label, size: slots * slotStride * 16, usage: STORAGE | COPY_SRC | COPY_DST, mappedAtCreation: initialize });
+  const buffer = device.createBuffer({
+    label,
+    size: slots * slotStride * 16,
+    usage: STORAGE | COPY_SRC | COPY_DST,
+    mappedAtCreation: initialize,
+  });
   if (initialize) {
     new Float32Array(buffer.getMappedRange(0, slotStride * 16)).fill(o.initialScale); // the v slot
     buffer.unmap();

@@ -197,10 +197,10 @@ export class StepValuesRing {
   #grow(): void {
     if (this.#pages.length >= this.#maxPages) {
       throw new RangeError(
-        `step(encoder): ${this.capacity - 1} steps with new hyperparameters (lr, a schedule, biasCorrection) are recorded ` +
-        'into command buffers not yet known to have run, as many as the optimizer keeps apart. Submit those encoders, ' +
-        'then await optimizer.settle() before recording more (step() without an encoder has no such limit). ' +
-        'Nothing was changed.',
+        `step(encoder): ${this.capacity - 1} steps with new hyperparameters (lr, a schedule, biasCorrection) ` +
+        'are recorded into command buffers not yet known to have run, as many as the optimizer keeps apart. ' +
+        'Submit those encoders, then await optimizer.settle() before recording more (step() without an encoder ' +
+        'has no such limit). Nothing was changed.',
       );
     }
     this.#addPage();
@@ -210,9 +210,17 @@ export class StepValuesRing {
   #addPage(): void {
     const p = this.#pages.length;
     const label = `${this.#label}.stepValues.page[${p}]`;
-    const values = this.#device.createBuffer({ label: `${label}.values`, size: PAGE_SLOTS * this.#stride, usage: STORAGE | COPY_DST });
+    const values = this.#device.createBuffer({
+      label: `${label}.values`,
+      size: PAGE_SLOTS * this.#stride,
+      usage: STORAGE | COPY_DST,
+    });
     const ran = this.#device.createBuffer({ label: `${label}.ran`, size: PAGE_SLOTS * 4, usage: STORAGE | COPY_SRC });
-    const staging = this.#device.createBuffer({ label: `${label}.ranReadback`, size: PAGE_SLOTS * 4, usage: MAP_READ | COPY_DST });
+    const staging = this.#device.createBuffer({
+      label: `${label}.ranReadback`,
+      size: PAGE_SLOTS * 4,
+      usage: MAP_READ | COPY_DST,
+    });
     const bindGroup = this.#device.createBindGroup({
       label: `${label}.bindGroup`,
       layout: stepValuesLayout(this.#device),

@@ -70,15 +70,30 @@ export class UpdatePass {
       for (const { chunk, state } of chunks[s]!) {
         const label = `RMSProp.bindGroup[${s}]${many ? `.chunk[${chunk.first}]` : ''}`;
         const at = slot++;
-        const geometry = { binding: 0, resource: { buffer: this.#geometry, offset: at * this.#stride, size: GEOMETRY_BYTES } };
-        const shared = [geometry, { binding: 3, resource: { buffer: state } }, { binding: 6, resource: { buffer: control } }];
+        const geometry = {
+          binding: 0,
+          resource: { buffer: this.#geometry, offset: at * this.#stride, size: GEOMETRY_BYTES },
+        };
+        const shared = [
+          geometry,
+          { binding: 3, resource: { buffer: state } },
+          { binding: 6, resource: { buffer: control } },
+        ];
         if (chunk.count4 > 0) {
           const [x, y] = dispatchSize(chunk.count4, maxPerDimension);
-          const bindGroup = this.#bindGroup(`${label}.body`, pipelines.body, [...shared, ...bodyBindings(segment, chunk, o)]);
+          const bindGroup = this.#bindGroup(
+            `${label}.body`,
+            pipelines.body,
+            [...shared, ...bodyBindings(segment, chunk, o)],
+          );
           bodies.push({ pipeline: pipelines.body, bindGroup, x, y, slot: at });
         }
         if (chunk.tailCount > 0) {
-          const bindGroup = this.#bindGroup(`${label}.tail`, pipelines.tail, [...shared, ...tailBindings(segment, chunk, o)]);
+          const bindGroup = this.#bindGroup(
+            `${label}.tail`,
+            pipelines.tail,
+            [...shared, ...tailBindings(segment, chunk, o)],
+          );
           tails.push({ pipeline: pipelines.tail, bindGroup, x: 1, y: 1, slot: at });
         }
       }
@@ -86,7 +101,10 @@ export class UpdatePass {
     const byPipeline = (list: (Dispatch & { slot: number })[]) => {
       const order = new Map<GPUComputePipeline, number>();
       for (const d of list) if (!order.has(d.pipeline)) order.set(d.pipeline, order.size);
-      return list.map((d, i) => ({ d, i })).sort((a, b) => order.get(a.d.pipeline)! - order.get(b.d.pipeline)! || a.i - b.i).map((e) => e.d);
+      return list
+        .map((d, i) => ({ d, i }))
+        .sort((a, b) => order.get(a.d.pipeline)! - order.get(b.d.pipeline)! || a.i - b.i)
+        .map((e) => e.d);
     };
     const ordered = [...byPipeline(bodies), ...byPipeline(tails)];
     // The first dispatch recorded counts the step for the ring (1: a body, 2: a tail).
@@ -126,7 +144,10 @@ export class UpdatePass {
     this.#plans.forEach(({ segment }, s) => {
       const init = stepPipelines(device, this.#options[segment.group]!).initMaster;
       for (const { chunk, state } of this.#chunks[s]!) {
-        const geometry = { binding: 0, resource: { buffer: this.#geometry, offset: slot++ * this.#stride, size: GEOMETRY_BYTES } };
+        const geometry = {
+          binding: 0,
+          resource: { buffer: this.#geometry, offset: slot++ * this.#stride, size: GEOMETRY_BYTES },
+        };
         if (!init) continue;
         const bindings = halfParamBindings(segment, chunk);
         const parts = [
@@ -166,7 +187,10 @@ export class UpdatePass {
       const o = this.#options[segment.group]!;
       for (const { chunk } of this.#chunks[s]!) {
         const at = (slot * this.#stride) / 4;
-        u32.set([chunk.count4, chunk.slotStride, chunk.tailStart, chunk.tailCount, packedTail(chunk).start, segment.group], at);
+        u32.set(
+          [chunk.count4, chunk.slotStride, chunk.tailStart, chunk.tailCount, packedTail(chunk).start, segment.group],
+          at,
+        );
         u32[at + 6] = slot === counting.slot ? counting.part : 0;
         f32.set([o.alpha, 1 - o.alpha, o.eps, o.momentum, o.weightDecay, 1 / o.lossScale], at + 7); // each rounded once
         slot++;
@@ -175,7 +199,10 @@ export class UpdatePass {
   }
 }
 
-/** Bytes rounded up to whole u32 words: 16-bit data of an odd count ends mid-word (resolveParam made sure the buffer holds it). */
+/**
+ * Bytes rounded up to whole u32 words: 16-bit data of an odd count ends mid-word (resolveParam made
+ * sure the buffer holds it).
+ */
 function wordBytes(bytes: number): number {
   return Math.ceil(bytes / 4) * 4;
 }
@@ -185,10 +212,19 @@ function bodyBindings(segment: Segment, chunk: Chunk, o: ResolvedOptions): GPUBi
   const bodyBytes = chunk.count4 * 16;
   const param = o.paramDtype !== 'f32'
     ? halfParamBindings(segment, chunk).body
-    : { binding: 1, resource: { buffer: segment.param.buffer, offset: segment.param.offset + chunk.first * 4, size: bodyBytes } };
+    : {
+      binding: 1,
+      resource: { buffer: segment.param.buffer, offset: segment.param.offset + chunk.first * 4, size: bodyBytes },
+    };
   const grad = o.gradDtype !== 'f32'
-    ? { binding: 7, resource: { buffer: segment.grad.buffer, offset: segment.grad.offset + chunk.first * 2, size: bodyBytes / 2 } }
-    : { binding: 2, resource: { buffer: segment.grad.buffer, offset: segment.grad.offset + chunk.first * 4, size: bodyBytes } };
+    ? {
+      binding: 7,
+      resource: { buffer: segment.grad.buffer, offset: segment.grad.offset + chunk.first * 2, size: bodyBytes / 2 },
+    }
+    : {
+      binding: 2,
+      resource: { buffer: segment.grad.buffer, offset: segment.grad.offset + chunk.first * 4, size: bodyBytes },
+    };
   return [param, grad];
 }
 
@@ -203,7 +239,14 @@ function tailBindings(segment: Segment, chunk: Chunk, o: ResolvedOptions): GPUBi
   if (o.gradDtype !== 'f32') {
     const packed = packedTail(chunk);
     const gradAt = segment.grad.offset + chunk.first * 2 + packed.bindingOffset;
-    grad = { binding: 8, resource: { buffer: segment.grad.buffer, offset: gradAt, size: wordBytes(chunk.count * 2 - packed.bindingOffset) } };
+    grad = {
+      binding: 8,
+      resource: {
+        buffer: segment.grad.buffer,
+        offset: gradAt,
+        size: wordBytes(chunk.count * 2 - packed.bindingOffset),
+      },
+    };
   } else {
     const gradAt = segment.grad.offset + chunk.first * 4 + chunk.tailBindingOffset;
     grad = { binding: 5, resource: { buffer: segment.grad.buffer, offset: gradAt, size: tailBytes } };

@@ -50,62 +50,80 @@ describe('a ParamArena', () => {
     ['skipNonFinite', { skipNonFinite: true }, 3],
   ];
   for (const [name, options, expected] of cases) {
-    gpuTest(`${name}: ${expected} dispatch${expected > 1 ? 'es' : ''} in one pass for ${SIZES.length} tensors`, gpu, async (device) => {
-      const arena = new ParamArena(device, SIZES.map((size, i) => ({ name: `t${i}`, size })), 'test.arena');
-      const random = rng(3);
-      arena.tensors.forEach((t) => {
-        write(device, arena.params, t.offset, randomParams(t.size, random));
-        write(device, arena.grads, t.offset, randomGrads(t.size, random));
-      });
-      const optimizer = new RMSProp(device, arena.specs(), options);
-      expect(optimizer.dispatchesPerStep).toEqual({ dispatches: expected, passes: 1 });
-      for (let s = 0; s < 3; s++) {
-        const counts = stepOnce(device, optimizer);
-        expect(counts.passes).toBe(1);
-        expect(counts.dispatches).toBe(expected);
-        expect(counts.setPipeline, 'each pipeline set once').toBe(expected);
-      }
-      optimizer.destroy();
-      arena.destroy();
-    });
+    gpuTest(
+      `${name}: ${expected} dispatch${expected > 1 ? 'es' : ''} in one pass for ${SIZES.length} tensors`,
+      gpu,
+      async (device) => {
+        const arena = new ParamArena(device, SIZES.map((size, i) => ({ name: `t${i}`, size })), 'test.arena');
+        const random = rng(3);
+        arena.tensors.forEach((t) => {
+          write(device, arena.params, t.offset, randomParams(t.size, random));
+          write(device, arena.grads, t.offset, randomGrads(t.size, random));
+        });
+        const optimizer = new RMSProp(device, arena.specs(), options);
+        expect(optimizer.dispatchesPerStep).toEqual({ dispatches: expected, passes: 1 });
+        for (let s = 0; s < 3; s++) {
+          const counts = stepOnce(device, optimizer);
+          expect(counts.passes).toBe(1);
+          expect(counts.dispatches).toBe(expected);
+          expect(counts.setPipeline, 'each pipeline set once').toBe(expected);
+        }
+        optimizer.destroy();
+        arena.destroy();
+      },
+    );
   }
 });
 
 describe('separate buffers', () => {
   const bodies = SIZES.filter((n) => n >= 4).length, tails = SIZES.filter((n) => n % 4 !== 0).length;
 
-  gpuTest(`${SIZES.length} tensors: ${bodies} bodies then ${tails} tails, two pipelines set once each`, gpu, async (device) => {
-    const random = rng(5);
-    const specs = SIZES.map((n) => ({ param: upload(device, randomParams(n, random)).buffer, grad: upload(device, randomGrads(n, random)).buffer }));
-    const optimizer = new RMSProp(device, specs, { momentum: 0.9 });
-    const counts = stepOnce(device, optimizer);
-    expect(counts).toEqual({
-      passes: 1,
-      dispatches: bodies + tails,
-      setPipeline: 2,
-      pipelines: ['RMSProp.pipeline[momentum].stepBody', 'RMSProp.pipeline[momentum].stepTail'],
-    });
-    expect(optimizer.dispatchesPerStep.dispatches).toBe(bodies + tails);
-    optimizer.destroy();
-    specs.forEach((s) => { s.param.destroy(); s.grad.destroy(); });
-  });
+  gpuTest(
+    `${SIZES.length} tensors: ${bodies} bodies then ${tails} tails, two pipelines set once each`,
+    gpu,
+    async (device) => {
+      const random = rng(5);
+      const specs = SIZES.map((n) => ({
+        param: upload(device, randomParams(n, random)).buffer,
+        grad: upload(device, randomGrads(n, random)).buffer,
+      }));
+      const optimizer = new RMSProp(device, specs, { momentum: 0.9 });
+      const counts = stepOnce(device, optimizer);
+      expect(counts).toEqual({
+        passes: 1,
+        dispatches: bodies + tails,
+        setPipeline: 2,
+        pipelines: ['RMSProp.pipeline[momentum].stepBody', 'RMSProp.pipeline[momentum].stepTail'],
+      });
+      expect(optimizer.dispatchesPerStep.dispatches).toBe(bodies + tails);
+      optimizer.destroy();
+      specs.forEach((s) => { s.param.destroy(); s.grad.destroy(); });
+    },
+  );
 
-  gpuTest('with the pre-pass: one run per tensor and finish, then the update; two groups of two variants', gpu, async (device) => {
-    const random = rng(7);
-    const specs = SIZES.map((n) => ({ param: upload(device, randomParams(n, random)).buffer, grad: upload(device, randomGrads(n, random)).buffer }));
-    const optimizer = new RMSProp(device, [
-      { params: specs.slice(0, 3) },
-      { params: specs.slice(3), centered: true },
-    ], { clipGradNorm: 1 });
-    const counts = stepOnce(device, optimizer);
-    expect(counts.passes).toBe(1);
-    expect(counts.dispatches).toBe(SIZES.length + 1 + bodies + tails);
-    expect(counts.pipelines).toEqual([
-      'RMSProp.gradNorm.pipeline[f32].partialNorms', 'RMSProp.gradNorm.pipeline[f32].finish',
-      'RMSProp.pipeline[clip].stepBody', 'RMSProp.pipeline[centered+clip].stepBody',
-      'RMSProp.pipeline[clip].stepTail', 'RMSProp.pipeline[centered+clip].stepTail',
-    ]);
-    optimizer.destroy();
-    specs.forEach((s) => { s.param.destroy(); s.grad.destroy(); });
-  });
+  gpuTest(
+    'with the pre-pass: one run per tensor and finish, then the update; two groups of two variants',
+    gpu,
+    async (device) => {
+      const random = rng(7);
+      const specs = SIZES.map((n) => ({
+        param: upload(device, randomParams(n, random)).buffer,
+        grad: upload(device, randomGrads(n, random)).buffer,
+      }));
+      const optimizer = new RMSProp(device, [
+        { params: specs.slice(0, 3) },
+        { params: specs.slice(3), centered: true },
+      ], { clipGradNorm: 1 });
+      const counts = stepOnce(device, optimizer);
+      expect(counts.passes).toBe(1);
+      expect(counts.dispatches).toBe(SIZES.length + 1 + bodies + tails);
+      expect(counts.pipelines).toEqual([
+        'RMSProp.gradNorm.pipeline[f32].partialNorms', 'RMSProp.gradNorm.pipeline[f32].finish',
+        'RMSProp.pipeline[clip].stepBody', 'RMSProp.pipeline[centered+clip].stepBody',
+        'RMSProp.pipeline[clip].stepTail', 'RMSProp.pipeline[centered+clip].stepTail',
+      ]);
+      optimizer.destroy();
+      specs.forEach((s) => { s.param.destroy(); s.grad.destroy(); });
+    },
+  );
 });

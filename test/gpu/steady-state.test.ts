@@ -25,38 +25,53 @@ function model(device: GPUDevice) {
   return arena;
 }
 
-const CREATES = ['createBuffer', 'createBindGroup', 'createBindGroupLayout', 'createPipelineLayout', 'createComputePipeline',
-  'createComputePipelineAsync', 'createShaderModule', 'createCommandEncoder', 'createQuerySet', 'createSampler', 'createTexture'] as const;
+const CREATES = [
+  'createBuffer',
+  'createBindGroup',
+  'createBindGroupLayout',
+  'createPipelineLayout',
+  'createComputePipeline',
+  'createComputePipelineAsync',
+  'createShaderModule',
+  'createCommandEncoder',
+  'createQuerySet',
+  'createSampler',
+  'createTexture',
+] as const;
 
 describe('step() on the steady path', () => {
-  gpuTest('unchanged values: no GPU object made, nothing written; a new lr: one write of the same preallocated bytes', gpu, async (device) => {
-    const arena = model(device);
-    const optimizer = new RMSProp(device, arena.specs(), { momentum: 0.9, clipGradNorm: 1, skipNonFinite: true });
-    const encoder = device.createCommandEncoder({ label: 'test.steady' });
-    optimizer.step(encoder); // the first step into a caller's encoder writes its slot
-    const creates = CREATES.map((name) => vi.spyOn(device, name));
-    const writes = vi.spyOn(device.queue, 'writeBuffer');
-    try {
-      for (let s = 0; s < 50; s++) optimizer.step(encoder);
-      creates.forEach((spy, i) => expect(spy, CREATES[i]).not.toHaveBeenCalled());
-      expect(writes).not.toHaveBeenCalled();
-      for (let s = 0; s < 20; s++) {
-        optimizer.lr = 1e-3 * (1 + s);
-        optimizer.step(encoder);
+  gpuTest(
+    'unchanged values: no GPU object made, nothing written; a new lr: one write of the same preallocated bytes',
+    gpu,
+    async (device) => {
+      const arena = model(device);
+      const optimizer = new RMSProp(device, arena.specs(), { momentum: 0.9, clipGradNorm: 1, skipNonFinite: true });
+      const encoder = device.createCommandEncoder({ label: 'test.steady' });
+      optimizer.step(encoder); // the first step into a caller's encoder writes its slot
+      const creates = CREATES.map((name) => vi.spyOn(device, name));
+      const writes = vi.spyOn(device.queue, 'writeBuffer');
+      try {
+        for (let s = 0; s < 50; s++) optimizer.step(encoder);
+        creates.forEach((spy, i) => expect(spy, CREATES[i]).not.toHaveBeenCalled());
+        expect(writes).not.toHaveBeenCalled();
+        for (let s = 0; s < 20; s++) {
+          optimizer.lr = 1e-3 * (1 + s);
+          optimizer.step(encoder);
+        }
+        expect(writes).toHaveBeenCalledTimes(20);
+        const sources = new Set(writes.mock.calls.map((call) => call[2]));
+        expect(sources.size, 'every write is of one preallocated ArrayBuffer').toBe(1);
+        creates.forEach((spy, i) => expect(spy, CREATES[i]).not.toHaveBeenCalled());
+      } finally {
+        creates.forEach((spy) => spy.mockRestore());
+        writes.mockRestore();
       }
-      expect(writes).toHaveBeenCalledTimes(20);
-      const sources = new Set(writes.mock.calls.map((call) => call[2]));
-      expect(sources.size, 'every write is of one preallocated ArrayBuffer').toBe(1);
-      creates.forEach((spy, i) => expect(spy, CREATES[i]).not.toHaveBeenCalled());
-    } finally {
-      creates.forEach((spy) => spy.mockRestore());
-      writes.mockRestore();
-    }
-    device.queue.submit([encoder.finish()]);
-    await device.queue.onSubmittedWorkDone();
-    optimizer.destroy();
-    arena.destroy();
-  });
+      device.queue.submit([encoder.finish()]);
+      await device.queue.onSubmittedWorkDone();
+      optimizer.destroy();
+      arena.destroy();
+    },
+  );
 
   gpuTest('the JS heap does not grow over 10,000 steps', gpu, async (device) => {
     const arena = model(device);
@@ -79,8 +94,10 @@ describe('step() on the steady path', () => {
     const growth = samples[5]! - samples[0]!;
     // Measured on SwiftShader: +8 KB over the 10,000 steps; a leak of one small object per step (~90
     // bytes, tried) grows it by 680 KB. The bound is 13 bytes a step.
-    expect(growth, `heap after each 2,000 steps, from the first: ${samples.map((x) => x - samples[0]!).join(', ')} bytes`)
-      .toBeLessThan(128 * 1024);
+    expect(
+      growth,
+      `heap after each 2,000 steps, from the first: ${samples.map((x) => x - samples[0]!).join(', ')} bytes`,
+    ).toBeLessThan(128 * 1024);
     expect(optimizer.stepCount).toBe(14_000);
     optimizer.destroy();
     arena.destroy();

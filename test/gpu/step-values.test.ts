@@ -8,7 +8,17 @@ import { describe, expect } from 'vitest';
 import { RMSProp, schedules } from '../../src/index.js';
 import { stepValuesLayout } from '../../src/pipelines.js';
 import { PAGE_SLOTS, StepValuesRing } from '../../src/step-values.js';
-import { cpuTwin, expectMatchesTwin, gpuTest, randomGrads, randomParams, readFloats, rng, upload, useDevice } from './harness.js';
+import {
+  cpuTwin,
+  expectMatchesTwin,
+  gpuTest,
+  randomGrads,
+  randomParams,
+  readFloats,
+  rng,
+  upload,
+  useDevice,
+} from './harness.js';
 
 const gpu = useDevice();
 
@@ -18,55 +28,63 @@ const schedule = (step: number) => 0.002 + 0.001 * ((step * 37) % 11);
 
 describe('200 scheduled steps in 200 encoders, submitted at once', () => {
   for (const order of ['in order', 'in reverse order'] as const) {
-    gpuTest(`${order}: each step runs with its own lr, as the CPU reference stepped in that order`, gpu, async (device) => {
-      const random = rng(order === 'in order' ? 71 : 73);
-      const n = 1031;
+    gpuTest(
+      `${order}: each step runs with its own lr, as the CPU reference stepped in that order`,
+      gpu,
+      async (device) => {
+        const random = rng(order === 'in order' ? 71 : 73);
+        const n = 1031;
+        const start = randomParams(n, random), grad = randomGrads(n, random);
+        const param = upload(device, start), gradBuffer = upload(device, grad);
+        const options = { momentum: 0.9, centered: true, lr: schedule };
+        const optimizer = new RMSProp(device, [{ param: param.buffer, grad: gradBuffer.buffer, name: 'w' }], options);
+        const commandBuffers: GPUCommandBuffer[] = [];
+        for (let k = 0; k < STEPS; k++) {
+          const encoder = device.createCommandEncoder({ label: `test.encoder[${k}]` });
+          optimizer.step(encoder);
+          commandBuffers.push(encoder.finish());
+        }
+        device.queue.submit(order === 'in order' ? commandBuffers : commandBuffers.reverse());
+
+        // The reference: the same steps in the order the GPU ran them, each with the lr it was recorded with.
+        const twin = cpuTwin([{ name: 'w', param: start.slice(), grad }], { ...options, lr: 0 });
+        for (let i = 0; i < STEPS; i++) {
+          twin.lr = schedule(order === 'in order' ? i : STEPS - 1 - i);
+          twin.step();
+        }
+        await expectMatchesTwin(optimizer, twin, `${STEPS} steps ${order}`);
+        optimizer.destroy();
+        param.buffer.destroy();
+        gradBuffer.buffer.destroy();
+      },
+    );
+  }
+
+  gpuTest(
+    'with biasCorrection and a cosine schedule: each step keeps its lr and its 1 - alpha^t',
+    gpu,
+    async (device) => {
+      const random = rng(79);
+      const n = 65;
       const start = randomParams(n, random), grad = randomGrads(n, random);
       const param = upload(device, start), gradBuffer = upload(device, grad);
-      const options = { momentum: 0.9, centered: true, lr: schedule };
-      const optimizer = new RMSProp(device, [{ param: param.buffer, grad: gradBuffer.buffer, name: 'w' }], options);
+      const options = { lr: schedules.cosineWithWarmup(0.01, 10, STEPS), alpha: 0.9, biasCorrection: true };
+      const optimizer = new RMSProp(device, [{ name: 'w', param: param.buffer, grad: gradBuffer.buffer }], options);
       const commandBuffers: GPUCommandBuffer[] = [];
       for (let k = 0; k < STEPS; k++) {
         const encoder = device.createCommandEncoder({ label: `test.encoder[${k}]` });
         optimizer.step(encoder);
         commandBuffers.push(encoder.finish());
       }
-      device.queue.submit(order === 'in order' ? commandBuffers : commandBuffers.reverse());
-
-      // The reference: the same steps in the order the GPU ran them, each with the lr it was recorded with.
-      const twin = cpuTwin([{ name: 'w', param: start.slice(), grad }], { ...options, lr: 0 });
-      for (let i = 0; i < STEPS; i++) {
-        twin.lr = schedule(order === 'in order' ? i : STEPS - 1 - i);
-        twin.step();
-      }
-      await expectMatchesTwin(optimizer, twin, `${STEPS} steps ${order}`);
+      device.queue.submit(commandBuffers);
+      const twin = cpuTwin([{ name: 'w', param: start.slice(), grad }], options);
+      for (let k = 0; k < STEPS; k++) twin.step();
+      await expectMatchesTwin(optimizer, twin, `${STEPS} steps with biasCorrection`);
       optimizer.destroy();
       param.buffer.destroy();
       gradBuffer.buffer.destroy();
-    });
-  }
-
-  gpuTest('with biasCorrection and a cosine schedule: each step keeps its lr and its 1 - alpha^t', gpu, async (device) => {
-    const random = rng(79);
-    const n = 65;
-    const start = randomParams(n, random), grad = randomGrads(n, random);
-    const param = upload(device, start), gradBuffer = upload(device, grad);
-    const options = { lr: schedules.cosineWithWarmup(0.01, 10, STEPS), alpha: 0.9, biasCorrection: true };
-    const optimizer = new RMSProp(device, [{ name: 'w', param: param.buffer, grad: gradBuffer.buffer }], options);
-    const commandBuffers: GPUCommandBuffer[] = [];
-    for (let k = 0; k < STEPS; k++) {
-      const encoder = device.createCommandEncoder({ label: `test.encoder[${k}]` });
-      optimizer.step(encoder);
-      commandBuffers.push(encoder.finish());
-    }
-    device.queue.submit(commandBuffers);
-    const twin = cpuTwin([{ name: 'w', param: start.slice(), grad }], options);
-    for (let k = 0; k < STEPS; k++) twin.step();
-    await expectMatchesTwin(optimizer, twin, `${STEPS} steps with biasCorrection`);
-    optimizer.destroy();
-    param.buffer.destroy();
-    gradBuffer.buffer.destroy();
-  });
+    },
+  );
 });
 
 /**
@@ -91,14 +109,19 @@ const mark = (k: number) => 1000 + k;
 
 function probe(device: GPUDevice, steps: number) {
   const seenLayout = device.createBindGroupLayout({
-    label: 'test.probe.layout', entries: [{ binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' } }],
+    label: 'test.probe.layout',
+    entries: [{ binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' } }],
   });
   const pipeline = device.createComputePipeline({
     label: 'test.probe',
     layout: device.createPipelineLayout({ bindGroupLayouts: [seenLayout, stepValuesLayout(device)] }),
     compute: { module: device.createShaderModule({ code: PROBE }), entryPoint: 'main' },
   });
-  const seen = device.createBuffer({ label: 'test.seen', size: steps * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+  const seen = device.createBuffer({
+    label: 'test.seen',
+    size: steps * 4,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
+  });
   const group = device.createBindGroup({ layout: seenLayout, entries: [{ binding: 0, resource: { buffer: seen } }] });
   return {
     seen,
@@ -146,75 +169,92 @@ describe('the ring', () => {
     p.seen.destroy();
   });
 
-  gpuTest('a full ring throws a RangeError that says what to do, changes nothing, and works again after settle()', gpu, async (device) => {
-    const p = probe(device, 2 * PAGE_SLOTS + 1);
-    const ring = new StepValuesRing(device, 1, 'test.ring', 2);
-    const held: GPUCommandBuffer[] = [];
-    const encoder = device.createCommandEncoder();
-    let k = 0;
-    for (; k < 2 * PAGE_SLOTS - 1; k++) p.record(ring, k, encoder); // every caller slot of both pages
-    held.push(encoder.finish());
-    expect(ring.freeSlots).toBe(0);
-    ring.next.set([k + 1, mark(k), 1, 0]);
-    expect(() => ring.prepare(false)).toThrow(/recorded into command buffers not yet known to have run.*settle\(\).*Nothing was changed/s);
-    expect(ring.capacity).toBe(2 * PAGE_SLOTS);
-    // The optimizer's own submissions still work: they have a slot of their own.
-    p.record(ring, k++);
-    device.queue.submit(held);
-    await ring.settle();
-    expect(ring.freeSlots).toBe(2 * PAGE_SLOTS - 2);
-    const again = device.createCommandEncoder();
-    p.record(ring, k++, again);
-    device.queue.submit([again.finish()]);
-    await p.expectMarks(k);
-    ring.destroy();
-    p.seen.destroy();
-  });
-
-  gpuTest('a readback before the encoders are submitted frees nothing: later steps take other slots', gpu, async (device) => {
-    const count = PAGE_SLOTS + 20;
-    const p = probe(device, count);
-    const ring = new StepValuesRing(device, 1, 'test.ring');
-    const held: GPUCommandBuffer[] = [];
-    const record = (k: number) => {
+  gpuTest(
+    'a full ring throws a RangeError that says what to do, changes nothing, and works again after settle()',
+    gpu,
+    async (device) => {
+      const p = probe(device, 2 * PAGE_SLOTS + 1);
+      const ring = new StepValuesRing(device, 1, 'test.ring', 2);
+      const held: GPUCommandBuffer[] = [];
       const encoder = device.createCommandEncoder();
-      p.record(ring, k, encoder);
+      let k = 0;
+      for (; k < 2 * PAGE_SLOTS - 1; k++) p.record(ring, k, encoder); // every caller slot of both pages
       held.push(encoder.finish());
-    };
-    for (let k = 0; k < 40; k++) record(k);
-    await ring.settle(); // their command buffers are not submitted: their slots stay taken
-    expect(ring.freeSlots).toBe(PAGE_SLOTS - 1 - 40);
-    for (let k = 40; k < count; k++) record(k); // would overwrite the first steps' values if they were freed
-    device.queue.submit(held);
-    await p.expectMarks(count);
-    ring.destroy();
-    p.seen.destroy();
-  });
+      expect(ring.freeSlots).toBe(0);
+      ring.next.set([k + 1, mark(k), 1, 0]);
+      expect(() => ring.prepare(false)).toThrow(
+        /recorded into command buffers not yet known to have run.*settle\(\).*Nothing was changed/s,
+      );
+      expect(ring.capacity).toBe(2 * PAGE_SLOTS);
+      // The optimizer's own submissions still work: they have a slot of their own.
+      p.record(ring, k++);
+      device.queue.submit(held);
+      await ring.settle();
+      expect(ring.freeSlots).toBe(2 * PAGE_SLOTS - 2);
+      const again = device.createCommandEncoder();
+      p.record(ring, k++, again);
+      device.queue.submit([again.finish()]);
+      await p.expectMarks(k);
+      ring.destroy();
+      p.seen.destroy();
+    },
+  );
 
-  gpuTest('a step recorded into an encoder that is never submitted keeps its slot; the others come back', gpu, async (device) => {
-    const p = probe(device, 8);
-    const ring = new StepValuesRing(device, 1, 'test.ring');
-    const dropped = device.createCommandEncoder();
-    p.record(ring, 0, dropped); // never submitted
-    for (let k = 1; k < 8; k++) {
-      const encoder = device.createCommandEncoder();
-      p.record(ring, k, encoder);
-      device.queue.submit([encoder.finish()]);
-    }
-    await ring.settle();
-    // Free: all caller slots but the current one (step 7's) and the dropped step's.
-    expect(ring.freeSlots).toBe(PAGE_SLOTS - 1 - 2);
-    dropped.finish();
-    ring.destroy();
-    p.seen.destroy();
-  });
+  gpuTest(
+    'a readback before the encoders are submitted frees nothing: later steps take other slots',
+    gpu,
+    async (device) => {
+      const count = PAGE_SLOTS + 20;
+      const p = probe(device, count);
+      const ring = new StepValuesRing(device, 1, 'test.ring');
+      const held: GPUCommandBuffer[] = [];
+      const record = (k: number) => {
+        const encoder = device.createCommandEncoder();
+        p.record(ring, k, encoder);
+        held.push(encoder.finish());
+      };
+      for (let k = 0; k < 40; k++) record(k);
+      await ring.settle(); // their command buffers are not submitted: their slots stay taken
+      expect(ring.freeSlots).toBe(PAGE_SLOTS - 1 - 40);
+      for (let k = 40; k < count; k++) record(k); // would overwrite the first steps' values if they were freed
+      device.queue.submit(held);
+      await p.expectMarks(count);
+      ring.destroy();
+      p.seen.destroy();
+    },
+  );
+
+  gpuTest(
+    'a step recorded into an encoder that is never submitted keeps its slot; the others come back',
+    gpu,
+    async (device) => {
+      const p = probe(device, 8);
+      const ring = new StepValuesRing(device, 1, 'test.ring');
+      const dropped = device.createCommandEncoder();
+      p.record(ring, 0, dropped); // never submitted
+      for (let k = 1; k < 8; k++) {
+        const encoder = device.createCommandEncoder();
+        p.record(ring, k, encoder);
+        device.queue.submit([encoder.finish()]);
+      }
+      await ring.settle();
+      // Free: all caller slots but the current one (step 7's) and the dropped step's.
+      expect(ring.freeSlots).toBe(PAGE_SLOTS - 1 - 2);
+      dropped.finish();
+      ring.destroy();
+      p.seen.destroy();
+    },
+  );
 
   gpuTest('steps with unchanged values share one slot and write nothing', gpu, async (device) => {
     const p = probe(device, 1);
     const ring = new StepValuesRing(device, 1, 'test.ring');
     const writes: number[] = [];
     const original = device.queue.writeBuffer.bind(device.queue);
-    device.queue.writeBuffer = ((...args: Parameters<GPUQueue['writeBuffer']>) => { writes.push(args[1]); original(...args); }) as GPUQueue['writeBuffer'];
+    device.queue.writeBuffer = ((...args: Parameters<GPUQueue['writeBuffer']>) => {
+      writes.push(args[1]);
+      original(...args);
+    }) as GPUQueue['writeBuffer'];
     try {
       const encoder = device.createCommandEncoder();
       for (let i = 0; i < 10; i++) p.record(ring, 0, encoder);

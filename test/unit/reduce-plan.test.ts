@@ -2,7 +2,13 @@
 import { describe, expect, it } from 'vitest';
 import { planSegments } from '../../src/plan.js';
 import type { ResolvedParam } from '../../src/params.js';
-import { planReduce, reduceLaneVec4s, REDUCE_WORKGROUP_SIZE, TARGET_PARTIALS, type ReducePlan } from '../../src/reduce-plan.js';
+import {
+  planReduce,
+  reduceLaneVec4s,
+  REDUCE_WORKGROUP_SIZE,
+  TARGET_PARTIALS,
+  type ReducePlan,
+} from '../../src/reduce-plan.js';
 import { gradNormStats } from '../../src/reference.js';
 
 const WIDE = { maxBindingBytes: 1 << 30, maxBlocksPerRun: 65535 * 65535 };
@@ -71,7 +77,10 @@ describe('planReduce', () => {
     expect(plan.runs).toHaveLength(1);
     const [run] = plan.runs;
     // 257 body vec4s then the 3-element tail as the 258th: a full block of 256, then 1 and the tail.
-    expect(run!.blocks).toEqual([{ first4: 0, count4: 256, tailCount: 0, partial: 0 }, { first4: 256, count4: 1, tailCount: 3, partial: 1 }]);
+    expect(run!.blocks).toEqual([
+      { first4: 0, count4: 256, tailCount: 0, partial: 0 },
+      { first4: 256, count4: 1, tailCount: 3, partial: 1 },
+    ]);
     expect(run!.body).toEqual({ buffer: params[0]!.grad.buffer, offset: 0, size: 257 * 16 });
     // Element 1028 (byte 4112) from the aligned offset 4096: element 4 of the tail binding.
     expect(run!.tail).toEqual({ buffer: params[0]!.grad.buffer, offset: 4096, size: 4124 - 4096 });
@@ -123,7 +132,11 @@ describe('planReduce', () => {
   it('runs are cut at block boundaries to fit the binding limit, at aligned offsets, partials in order', () => {
     const sizes = [3 * 1024 + 5, 2000, 7];
     const params = lone(sizes);
-    const plan = planReduce(planSegments(params), [4, 4, 4], { maxBindingBytes: 2 * 4096, maxBlocksPerRun: 65535 ** 2 });
+    const plan = planReduce(
+      planSegments(params),
+      [4, 4, 4],
+      { maxBindingBytes: 2 * 4096, maxBlocksPerRun: 65535 ** 2 },
+    );
     checkPlan(plan, sizes);
     // The first tensor: 4 blocks (the last with the tail), at most two blocks (8 KiB) per run.
     expect(plan.runs.filter((r) => r.segment === 0).map((r) => r.blocks.length)).toEqual([2, 2]);
@@ -147,14 +160,17 @@ describe('gradNormStats follows the blocks', () => {
     expect(gradNormStats([g], 0).norm).toBe(gradNormStats([padded], 0).norm);
   });
 
-  it('past 1Mi elements (laneVec4s 5, lanes adding five vec4s each) the norm stays within f32 rounding of the exact one', () => {
-    const n = (1 << 20) + 4096;
-    const g = Float32Array.from({ length: n }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
-    let exact = 0;
-    for (const x of g) exact += x * x;
-    const { norm } = gradNormStats([g], 0);
-    expect(Math.abs(norm - Math.sqrt(exact)) / Math.sqrt(exact)).toBeLessThan(1e-6);
-  });
+  it(
+    'past 1Mi elements (laneVec4s 5, lanes adding five vec4s each) the norm stays within f32 rounding of the exact one',
+    () => {
+      const n = (1 << 20) + 4096;
+      const g = Float32Array.from({ length: n }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
+      let exact = 0;
+      for (const x of g) exact += x * x;
+      const { norm } = gradNormStats([g], 0);
+      expect(Math.abs(norm - Math.sqrt(exact)) / Math.sqrt(exact)).toBeLessThan(1e-6);
+    },
+  );
 
   it('tests the values as given for NaN and ±Infinity, before the loss scale multiplies them', () => {
     // 3e38 is finite; multiplied by 10 (a loss scale of 0.1) it overflows, and the check must not see that.
