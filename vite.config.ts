@@ -1,9 +1,29 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
-// One config for the library build (`npm run build`: dist/index.js, ESM, WGSL inlined) and the tests.
-export default defineConfig({
-  build: {
+/**
+ * The 'webgpu-rmsprop/tfjs' entry (`vite build --mode tfjs`, after the core's build): dist/tfjs.js, which
+ * imports the core from './index.js' (src/tfjs imports it as '../index.js'), so that there is one copy of
+ * the core and its per-device caches, and imports nothing of TF.js (it takes the caller's `tf`).
+ */
+const tfjsBuild = {
+  lib: { entry: 'src/tfjs/index.ts', formats: ['es' as const], fileName: () => 'tfjs.js' },
+  outDir: 'dist',
+  emptyOutDir: false,
+  target: 'es2022',
+  sourcemap: true,
+  minify: false,
+  rolldownOptions: {
+    external: (source: string, importer: string | undefined) => source === '../index.js' && (importer ?? '').includes('/src/tfjs/'),
+    // The external reaches `paths` resolved against its importer: src/index.js, the core, is dist/index.js beside it.
+    output: { paths: (id: string) => (id.endsWith('/src/index.js') || id === '../index.js' ? './index.js' : id) },
+  },
+};
+
+// One config for the library build (`npm run build`: dist/index.js, ESM, WGSL inlined; then dist/tfjs.js, above)
+// and the tests.
+export default defineConfig(({ mode }) => ({
+  build: mode === 'tfjs' ? tfjsBuild : {
     lib: { entry: 'src/index.ts', formats: ['es'], fileName: 'index' },
     outDir: 'dist',
     target: 'es2022',
@@ -57,6 +77,19 @@ export default defineConfig({
       {
         extends: true,
         test: {
+          name: 'tfjs',
+          include: ['test/tfjs/**/*.test.ts'],
+          // TF.js through Vite, as in an app's bundle (see 'examples'); Dawn in one process per file.
+          server: { deps: { inline: [/@tensorflow\//] } },
+          pool: 'forks',
+          fileParallelism: false,
+          testTimeout: 180_000,
+          hookTimeout: 60_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
           name: 'package',
           include: ['test/package/**/*.test.ts'],
           // Builds and packs the library, installs the tarball in a temporary project outside the repo,
@@ -69,4 +102,4 @@ export default defineConfig({
       },
     ],
   },
-});
+}));
