@@ -76,6 +76,13 @@ export default defineConfig(({ mode }) => ({
       },
       {
         extends: true,
+        // TF.js's ES modules (each package's "module" build) for every bare '@tensorflow/tfjs-*' import, so
+        // that tfjs-layers and the tests share one tfjs-core: Node would load its CommonJS "main" for one
+        // of them, a second copy with its own class registry (tf.serialization), where a saved model's
+        // optimizer would not be found.
+        resolve: {
+          alias: [{ find: /^@tensorflow\/(tfjs-[a-z-]+)$/, replacement: fileURLToPath(new URL('./node_modules/@tensorflow/$1/dist/index.js', import.meta.url)) }],
+        },
         test: {
           name: 'tfjs',
           include: ['test/tfjs/**/*.test.ts'],
