@@ -36,7 +36,7 @@ export interface FitComparison {
   readonly worstLoss: number;
   /** Whether the model the two copied their weights from (sharing its data) kept its values. */
   readonly sourceUnchanged: boolean;
-  /** Losses of the first and last batch (ours): training did something. */
+  /** The mean loss of the first and of the last epoch (ours; the same batches): training did something. */
   readonly firstLoss: number;
   readonly lastLoss: number;
   /** tf.memory().numTensors before and after (everything made here is disposed). */
@@ -80,6 +80,7 @@ export async function compareFit(
   const sourceUnchanged = initial.every((w, i) => w.every((x, j) => Object.is(x, sourceAfterOurs[i]![j])));
   source.dispose();
   tf.dispose([data.x, data.y]);
+  const perEpoch = Math.ceil(samples / batchSize);
   const batches = a.perBatch.map((ours, batch): BatchAgreement => {
     const theirs = b.perBatch[batch]!;
     let relative = -1, tensor = '';
@@ -102,9 +103,13 @@ export async function compareFit(
     worstRelative: Math.max(...batches.map((x) => x.relative)),
     worstLoss: Math.max(...batches.map((x) => Math.abs(x.lossOurs - x.lossTheirs) / Math.abs(x.lossTheirs))),
     sourceUnchanged,
-    firstLoss: batches[0]!.lossOurs,
-    lastLoss: batches.at(-1)!.lossOurs,
+    firstLoss: mean(batches.slice(0, perEpoch).map((x) => x.lossOurs)),
+    lastLoss: mean(batches.slice(-perEpoch).map((x) => x.lossOurs)),
     tensorsBefore,
     tensorsAfter: tf.memory().numTensors,
   };
+}
+
+function mean(xs: readonly number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / xs.length;
 }
