@@ -7,8 +7,8 @@
  */
 import { describe, expect } from 'vitest';
 import type { TfjsRMSPropConfig } from '../../src/tfjs/index.js';
-import { gpuTest, rng } from '../gpu/harness.js';
-import { gradients, useTfjs } from './harness.js';
+import { expectUlps, gpuTest, rng } from '../gpu/harness.js';
+import { gradients, readThroughOp, useTfjs } from './harness.js';
 import { Trio } from './trio.js';
 
 const gpu = useTfjs();
@@ -52,4 +52,35 @@ gpuTest('the two layouts step alike, bit for bit', gpu, async () => {
     a.dispose();
     b.dispose();
   }
+});
+
+describe('centered: TF.js 4.22 takes sqrt(v - (m^2 + eps)), this library sqrt(max(v - m^2, 0) + eps)', () => {
+  gpuTest('where eps is below half an ULP of m^2 and of v - m^2 the two formulas round alike: within TFJS_ULPS', gpu, async () => {
+    // Gradients of magnitude 0.1..10 with random signs keep v - m^2 >= ~1e-4 (ULP ~1e-11): eps 1e-13 vanishes in both.
+    const random = rng(7);
+    const trio = new Trio(Float32Array.from({ length: 64 }, () => random() - 0.5), { learningRate: 0.01, centered: true, momentum: 0.9, epsilon: 1e-13 });
+    try {
+      for (let s = 0; s < 20; s++) {
+        trio.step(gradients(random, 64, -1, 1).map((x) => x || 1)); // no zeros: v - m^2 > 0
+        await trio.check(`step ${s + 1}`);
+      }
+    } finally {
+      trio.dispose();
+    }
+  });
+
+  gpuTest('where v - m^2 < eps TF.js gives NaN; this optimizer stays finite, and is its CPU twin', gpu, async () => {
+    // Tiny gradients (1e-6..1e-5): the variance v - m^2 (~1e-11) is far below TF.js's default eps, 1e-7.
+    const random = rng(8);
+    const trio = new Trio(Float32Array.from({ length: 16 }, () => random() - 0.5), { learningRate: 0.01, centered: true });
+    try {
+      trio.step(gradients(random, 16, -6, -5));
+      const [ours, theirs] = [await readThroughOp(trio.ours), await readThroughOp(trio.theirs)];
+      expect(theirs.every(Number.isNaN), 'tf.train.rmsprop: NaN everywhere').toBe(true);
+      expect(ours.every(Number.isFinite), 'this optimizer: finite').toBe(true);
+      expectUlps(ours, trio.twinParam, 'against the CPU twin');
+    } finally {
+      trio.dispose();
+    }
+  });
 });
