@@ -6,7 +6,17 @@
  */
 import type * as TF from '@tensorflow/tfjs-core';
 
-/** The parts of TF.js's namespace the integration uses (the caller's own `tf`, never a copy of ours). */
+/**
+ * The parts of TF.js's namespace the integration uses: the caller's own `tf` (`@tensorflow/tfjs`,
+ * or `@tensorflow/tfjs-core`), never a copy of ours.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs';
+ * const namespace: TfNamespace = tf;
+ * const optimizer = tfjsRMSProp(namespace, { learningRate: 1e-3 });
+ * ```
+ */
 export type TfNamespace = Pick<typeof TF,
   | 'Optimizer' | 'backend' | 'getBackend' | 'engine' | 'serialization' | 'train'
   | 'tensor' | 'variable' | 'scalar' | 'zerosLike' | 'dispose'>;

@@ -64,6 +64,7 @@ export interface WebGPURMSProp extends TF.Optimizer {
  */
 export interface WebGPURMSPropClass {
   new (config?: TfjsRMSPropConfig): WebGPURMSProp;
+  /** {@link WEBGPU_RMSPROP_CLASS_NAME}: what `tf.serialization` registers it under. */
   readonly className: string;
 }
 
