@@ -20,6 +20,17 @@ const tfjsBuild = {
   },
 };
 
+/**
+ * TF.js's ES modules (each package's "module" build) for every bare '@tensorflow/tfjs-*' import, in the
+ * test projects that run TF.js in Node: so that tfjs-layers and the tests share one tfjs-core. Node
+ * would load the CommonJS "main" for some of them, a second copy with its own class registry
+ * (tf.serialization), where a saved model's optimizer would not be found.
+ */
+const TFJS_ES_MODULES = {
+  find: /^@tensorflow\/(tfjs-[a-z-]+)$/,
+  replacement: fileURLToPath(new URL('./node_modules/@tensorflow/$1/dist/index.js', import.meta.url)),
+};
+
 // One config for the library build (`npm run build`: dist/index.js, ESM, WGSL inlined; then dist/tfjs.js, above)
 // and the tests.
 export default defineConfig(({ mode }) => ({
@@ -61,7 +72,13 @@ export default defineConfig(({ mode }) => ({
         extends: true,
         // The examples import 'webgpu-rmsprop' as an app does; here that name is the source, so they
         // run against the code under test with no build (test/package checks the built package).
-        resolve: { alias: [{ find: /^webgpu-rmsprop$/, replacement: fileURLToPath(new URL('./src/index.ts', import.meta.url)) }] },
+        resolve: {
+          alias: [
+            { find: /^webgpu-rmsprop$/, replacement: fileURLToPath(new URL('./src/index.ts', import.meta.url)) },
+            { find: /^webgpu-rmsprop\/tfjs$/, replacement: fileURLToPath(new URL('./src/tfjs/index.ts', import.meta.url)) },
+            TFJS_ES_MODULES,
+          ],
+        },
         test: {
           name: 'examples',
           include: ['examples/**/*.test.ts'],
@@ -76,13 +93,7 @@ export default defineConfig(({ mode }) => ({
       },
       {
         extends: true,
-        // TF.js's ES modules (each package's "module" build) for every bare '@tensorflow/tfjs-*' import, so
-        // that tfjs-layers and the tests share one tfjs-core: Node would load its CommonJS "main" for one
-        // of them, a second copy with its own class registry (tf.serialization), where a saved model's
-        // optimizer would not be found.
-        resolve: {
-          alias: [{ find: /^@tensorflow\/(tfjs-[a-z-]+)$/, replacement: fileURLToPath(new URL('./node_modules/@tensorflow/$1/dist/index.js', import.meta.url)) }],
-        },
+        resolve: { alias: [TFJS_ES_MODULES] },
         test: {
           name: 'tfjs',
           include: ['test/tfjs/**/*.test.ts'],
