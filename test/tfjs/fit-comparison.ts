@@ -6,6 +6,23 @@
 import type * as TF from '@tensorflow/tfjs-core';
 import { lossOf, makeData, makeModel, readWeights, type ModelKind, type Tf, type Tfl } from './models.js';
 
+/**
+ * How far the two may drift apart over the 9 batches (3 epochs), relative to each tensor's largest
+ * weight (and for the loss, relative to TF.js's): the rule's rounding differs by up to TFJS_ULPS a
+ * step, and each batch's gradients see the previous difference through the model. Measured, worst
+ * of the cases of fit.test.ts (Node): weights 6.1e-7 (SwiftShader; lavapipe 3.5e-7), losses 5.3e-7 (lavapipe;
+ * SwiftShader 4.7e-7). The bound is about 3 times that, for adapters that round otherwise.
+ */
+export const FIT_DRIFT = 2e-6;
+
+/**
+ * How far the WebGPU RMSProp may be from `tf.train.rmsprop` given the same gradients, in ULPs of the
+ * largest magnitude the element has had: 9, the bound test/unit/tfjs.test.ts derives for the rule's
+ * two orders of rounding (TF.js rounds `square(g) * (1 - decay)`, this library `((1 - decay) * g) * g`,
+ * up to 1/2 ULP of v a step, which momentum accumulates). Measured on the GPU by agreement.test.ts: 6.
+ */
+export const TFJS_ULPS = 9;
+
 /** TF.js's five options, as both optimizers take them. */
 export interface RuleConfig {
   readonly learningRate: number;
@@ -112,4 +129,33 @@ export async function compareFit(
 
 function mean(xs: readonly number[]): number {
   return xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
+/**
+ * The worst error of `actual` against `expected`, in ULPs of max(|actual|, |expected|, floor[i]) per
+ * element (floor: the largest magnitude the element has had, as test/unit/tfjs.test.ts measures),
+ * NaN against a number being Infinity; and the worst relative to the tensor's largest |expected|.
+ */
+export function agreement(actual: Float32Array, expected: Float32Array, floor?: Float32Array): { ulps: number; relative: number; at: number } {
+  let ulps = 0, relative = 0, at = -1;
+  let largest = 0;
+  for (const x of expected) largest = Math.max(largest, Math.abs(x));
+  for (let i = 0; i < actual.length; i++) {
+    const a = actual[i]!, e = expected[i]!;
+    if (Object.is(a, e)) continue;
+    const err = Number.isFinite(a) && Number.isFinite(e) ? Math.abs(a - e) / ulpOf(Math.max(Math.abs(a), Math.abs(e), floor?.[i] ?? 0)) : Infinity;
+    if (err > ulps) { ulps = err; at = i; }
+    relative = Math.max(relative, Number.isFinite(err) ? Math.abs(a - e) / (largest || 1) : Infinity);
+  }
+  return { ulps, relative, at };
+}
+
+const scratch = new DataView(new ArrayBuffer(4));
+
+/** The ULP of f32 values of magnitude `x` (the gap from fround(x) to the next f32 up; FLT_MIN's below it). */
+function ulpOf(x: number): number {
+  const f = Math.max(Math.fround(x), 2 ** -126);
+  scratch.setFloat32(0, f);
+  scratch.setUint32(0, scratch.getUint32(0) + 1);
+  return scratch.getFloat32(0) - f;
 }

@@ -7,19 +7,11 @@
 import { describe, expect } from 'vitest';
 import { tfjsRMSProp } from '../../src/tfjs/index.js';
 import { gpuTest } from '../gpu/harness.js';
-import { compareFit, type RuleConfig } from './fit-comparison.js';
+import { compareFit, FIT_DRIFT, type RuleConfig } from './fit-comparison.js';
 import { tf, tfl, useTfjs } from './harness.js';
 
 const gpu = useTfjs();
 
-/**
- * How far the two may drift apart over the 9 batches (3 epochs), relative to each tensor's largest
- * weight (and for the loss, relative to TF.js's): the rule's rounding differs by up to TFJS_ULPS a
- * step, and each batch's gradients see the previous difference through the model. Measured, worst
- * of the cases below: weights 6.1e-7 (SwiftShader; lavapipe 3.5e-7), losses 5.3e-7 (lavapipe;
- * SwiftShader 4.7e-7). The bound is about 3 times that, for adapters that round otherwise.
- */
-const FIT_DRIFT = 2e-6;
 
 const RULES: Record<string, RuleConfig> = {
   plain: { learningRate: 0.01, decay: 0.9, momentum: 0, epsilon: 1e-7, centered: false },

@@ -13,6 +13,7 @@ import { nodeGpuInstance } from '../../demo/node/dawn.js';
 import { useDevice, type GpuFixture } from '../gpu/harness.js';
 
 export { tf, tfl };
+export { agreement } from './fit-comparison.js';
 
 /** One device per file (see test/gpu/harness.ts), with TF.js's 'webgpu' backend running on it. */
 export function useTfjs(): GpuFixture {
@@ -46,35 +47,6 @@ export async function readThroughOp(v: tf.Tensor): Promise<Float32Array> {
   } finally {
     copy.dispose();
   }
-}
-
-/**
- * The worst error of `actual` against `expected`, in ULPs of max(|actual|, |expected|, floor[i]) per
- * element (floor: the largest magnitude the element has had, as test/unit/tfjs.test.ts measures),
- * NaN against a number being Infinity; and the worst relative to the tensor's largest |expected|.
- */
-export function agreement(actual: Float32Array, expected: Float32Array, floor?: Float32Array): { ulps: number; relative: number; at: number } {
-  let ulps = 0, relative = 0, at = -1;
-  let largest = 0;
-  for (const x of expected) largest = Math.max(largest, Math.abs(x));
-  for (let i = 0; i < actual.length; i++) {
-    const a = actual[i]!, e = expected[i]!;
-    if (Object.is(a, e)) continue;
-    const err = Number.isFinite(a) && Number.isFinite(e) ? Math.abs(a - e) / ulpOf(Math.max(Math.abs(a), Math.abs(e), floor?.[i] ?? 0)) : Infinity;
-    if (err > ulps) { ulps = err; at = i; }
-    relative = Math.max(relative, Number.isFinite(err) ? Math.abs(a - e) / (largest || 1) : Infinity);
-  }
-  return { ulps, relative, at };
-}
-
-const scratch = new DataView(new ArrayBuffer(4));
-
-/** The ULP of f32 values of magnitude `x` (the gap from fround(x) to the next f32 up; FLT_MIN's below it). */
-function ulpOf(x: number): number {
-  const f = Math.max(Math.fround(x), 2 ** -126);
-  scratch.setFloat32(0, f);
-  scratch.setUint32(0, scratch.getUint32(0) + 1);
-  return scratch.getFloat32(0) - f;
 }
 
 /** Where TF.js's WebGPU backend keeps a tensor's data (its internals, read only to check a test's premise). */

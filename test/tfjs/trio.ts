@@ -8,15 +8,11 @@ import { expect } from 'vitest';
 import { ReferenceRMSProp } from '../../src/index.js';
 import { tfjsRMSProp, type TfjsRMSPropConfig, type WebGPURMSProp } from '../../src/tfjs/index.js';
 import { expectUlps, MULTIPLY_ADD } from '../gpu/harness.js';
+import { TFJS_ULPS } from './fit-comparison.js';
 import { agreement, readThroughOp, tf } from './harness.js';
 
-/**
- * How far the WebGPU RMSProp may be from `tf.train.rmsprop` given the same gradients, in ULPs of the
- * largest magnitude the element has had: 9, the bound test/unit/tfjs.test.ts derives for the rule's
- * two orders of rounding (TF.js rounds `square(g) * (1 - decay)`, this library `((1 - decay) * g) * g`,
- * up to 1/2 ULP of v a step, which momentum accumulates). Measured on the GPU by agreement.test.ts: 6.
- */
-export const TFJS_ULPS = 9;
+export { TFJS_ULPS };
+
 
 let count = 0;
 
