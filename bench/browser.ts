@@ -46,7 +46,10 @@ async function runPage(query: string): Promise<BenchReport | TfjsBenchReport> {
       const line = m.text();
       if (!line.startsWith('[vite]')) console.log(`[page] ${line}`);
     });
-    const failed = new Promise<never>((_, reject) => page.once('pageerror', (e) => reject(new Error(`the benchmark page threw: ${e instanceof Error ? e.message : String(e)}`))));
+    const failed = new Promise<never>((_, reject) => {
+      page.once('pageerror', (e) => reject(new Error(`the benchmark page threw: ${e instanceof Error ? e.message : String(e)}`)));
+      page.once('error', (e) => reject(new Error(`the benchmark page crashed: ${e.message}`))); // e.g. out of memory
+    });
     // The page takes the whole config as JSON in its query.
     await page.goto(server.url(`/bench/web/index.html?${query}`), { waitUntil: 'load', timeout: 60_000 });
     const done = page

@@ -3,7 +3,8 @@
  * in headless Chromium on navigator.gpu. Flags: --node-only, --browser-only, --quick (a short
  * smoke run), --large (add one tensor of 64Mi elements, for real GPUs), --only LIST (some of
  * single, transformer, large), --json FILE (also write the figures as JSON), --tfjs (instead: a
- * whole tfjs-layers training step with tf.train.rmsprop, tfjsRMSProp and a no-op optimizer; bench/tfjs.ts).
+ * whole tfjs-layers training step with tf.train.rmsprop, tfjsRMSProp and a no-op optimizer; bench/tfjs.ts;
+ * --rounds N sets its rounds).
  */
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -16,7 +17,7 @@ import { FULL_CONFIG, QUICK_CONFIG, runBench, type BenchConfig, type BenchReport
 
 const WORKLOADS: readonly WorkloadName[] = ['single', 'transformer', 'large'];
 import { formatReport, rows } from './table.js';
-import { formatTfjsReport, runTfjsBench, TFJS_FULL_CONFIG, TFJS_QUICK_CONFIG, type TfjsBenchReport } from './tfjs.js';
+import { formatTfjsReport, runTfjsBench, TFJS_FULL_CONFIG, TFJS_QUICK_CONFIG, type TfjsBenchConfig, type TfjsBenchReport } from './tfjs.js';
 
 interface Flags {
   node: boolean;
@@ -26,6 +27,8 @@ interface Flags {
   only?: WorkloadName[];
   json?: string;
   tfjs: boolean;
+  /** --rounds N: the --tfjs bench's timed rounds (more rounds, a tighter figure on a busy machine). */
+  rounds?: number;
 }
 
 function parseFlags(argv: readonly string[]): Flags {
@@ -37,6 +40,11 @@ function parseFlags(argv: readonly string[]): Flags {
     else if (a === '--quick') flags.quick = true;
     else if (a === '--large') flags.large = true;
     else if (a === '--tfjs') flags.tfjs = true;
+    else if (a === '--rounds') {
+      const n = Number(argv[++i]);
+      if (!Number.isInteger(n) || n < 2) throw new RangeError(`--rounds takes an integer >= 2, got '${argv[i]}'.`);
+      flags.rounds = n;
+    }
     else if (a === '--only' || a.startsWith('--only=')) {
       const list = (a === '--only' ? argv[++i] : a.slice('--only='.length)) ?? '';
       const names = list.split(',').filter(Boolean);
@@ -46,7 +54,7 @@ function parseFlags(argv: readonly string[]): Flags {
     }
     else if (a === '--json') flags.json = argv[++i];
     else if (a.startsWith('--json=')) flags.json = a.slice('--json='.length);
-    else throw new RangeError(`unknown flag '${a}': use --node-only, --browser-only, --quick, --large, --only single,transformer,large, --json FILE, --tfjs.`);
+    else throw new RangeError(`unknown flag '${a}': use --node-only, --browser-only, --quick, --large, --only single,transformer,large, --json FILE, --tfjs, --rounds N.`);
   }
   if (!flags.node && !flags.browser) throw new RangeError('--node-only and --browser-only together leave nothing to run.');
   if (flags.json === undefined && argv.includes('--json')) throw new RangeError('--json needs a file name.');
@@ -99,14 +107,18 @@ async function benchNode(config: BenchConfig): Promise<BenchReport> {
 }
 
 /** The --tfjs bench: a whole tfjs-layers training step with each optimizer, on one Dawn device. */
-async function benchNodeTfjs(quick: boolean): Promise<TfjsBenchReport> {
+function tfjsConfig(flags: Flags): TfjsBenchConfig {
+  return { ...(flags.quick ? TFJS_QUICK_CONFIG : TFJS_FULL_CONFIG), ...(flags.rounds ? { rounds: flags.rounds } : {}) };
+}
+
+async function benchNodeTfjs(config: TfjsBenchConfig): Promise<TfjsBenchReport> {
   const { device, found } = await nodeDeviceWithTfjs();
   try {
     return await runTfjsBench({
       name: 'Node (Dawn)', adapter: found.description, device, tf, tfl, now: () => performance.now(),
       cpuNow: () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; },
       log: (line) => console.log(line),
-    }, quick ? TFJS_QUICK_CONFIG : TFJS_FULL_CONFIG);
+    }, config);
   } finally {
     tf.removeBackend('webgpu');
     device.destroy();
@@ -116,12 +128,12 @@ async function benchNodeTfjs(quick: boolean): Promise<TfjsBenchReport> {
 async function mainTfjs(flags: Flags): Promise<void> {
   const reports: TfjsBenchReport[] = [];
   if (flags.node) {
-    reports.push(await benchNodeTfjs(flags.quick));
+    reports.push(await benchNodeTfjs(tfjsConfig(flags)));
     console.log(`\n${formatTfjsReport(reports.at(-1)!)}\n`);
   }
   if (flags.browser) {
     const { benchBrowserTfjs } = await import('./browser.js');
-    reports.push(await benchBrowserTfjs(flags.quick ? TFJS_QUICK_CONFIG : TFJS_FULL_CONFIG));
+    reports.push(await benchBrowserTfjs(tfjsConfig(flags)));
     console.log(`\n${formatTfjsReport(reports.at(-1)!)}\n`);
   }
   if (reports.length > 1) console.log(`\n${reports.map(formatTfjsReport).join('\n\n')}`);
