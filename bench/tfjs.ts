@@ -45,7 +45,9 @@ export interface TfjsBenchConfig {
   readonly batchSize: number;
 }
 
-export const TFJS_FULL_CONFIG: TfjsBenchConfig = { models: ['mlp', 'deep', 'conv'], rounds: 15, steps: 8, warmup: 3, batchSize: 32 };
+export const TFJS_FULL_CONFIG: TfjsBenchConfig = {
+  models: ['mlp', 'deep', 'conv'], rounds: 15, steps: 8, warmup: 3, batchSize: 32,
+};
 export const TFJS_QUICK_CONFIG: TfjsBenchConfig = { ...TFJS_FULL_CONFIG, rounds: 5, steps: 4 };
 /** For the unit test of the code path: tiny. */
 export const TFJS_TINY_CONFIG: TfjsBenchConfig = { models: ['mlp'], rounds: 1, steps: 2, warmup: 1, batchSize: 8 };
@@ -144,12 +146,16 @@ function countGpuWork(device: GPUDevice, work: () => void): GpuWork {
   };
   device.createBindGroup = (d: GPUBindGroupDescriptor) => { n.bindGroups++; return saved.createBindGroup.call(device, d); };
   device.createBuffer = (d: GPUBufferDescriptor) => { n.buffers++; return saved.createBuffer.call(device, d); };
-  device.queue.writeBuffer = ((...a: Parameters<GPUQueue['writeBuffer']>) => { n.writes++; return saved.writeBuffer.apply(device.queue, a); }) as GPUQueue['writeBuffer'];
+  device.queue.writeBuffer = ((...a: Parameters<GPUQueue['writeBuffer']>) => {
+    n.writes++;
+    return saved.writeBuffer.apply(device.queue, a);
+  }) as GPUQueue['writeBuffer'];
   device.queue.submit = (b: Iterable<GPUCommandBuffer>) => { n.submits++; return saved.submit.call(device.queue, b); };
   try {
     work();
   } finally {
-    Object.assign(device, { createCommandEncoder: saved.createCommandEncoder, createBindGroup: saved.createBindGroup, createBuffer: saved.createBuffer });
+    const { createCommandEncoder, createBindGroup, createBuffer } = saved;
+    Object.assign(device, { createCommandEncoder, createBindGroup, createBuffer });
     Object.assign(device.queue, { writeBuffer: saved.writeBuffer, submit: saved.submit });
   }
   return n;
@@ -211,7 +217,8 @@ function flushTfjs(tf: Tf): void {
  *
  * @example
  * ```ts
- * const report = await runTfjsBench({ name: 'Node (Dawn)', adapter, device, tf, tfl, now: () => performance.now(), log: console.log }, TFJS_QUICK_CONFIG);
+ * const env = { name: 'Node (Dawn)', adapter, device, tf, tfl, now: () => performance.now(), log: console.log };
+ * const report = await runTfjsBench(env, TFJS_QUICK_CONFIG);
  * console.log(formatTfjsReport(report));
  * ```
  */
@@ -227,7 +234,8 @@ export async function runTfjsBench(env: TfjsBenchEnvironment, config: TfjsBenchC
       const model = makeModel(tf, tfl, kind, 1);
       const optimizer = makeOptimizer(tf, name);
       model.compile({ optimizer, loss: lossOf(kind) });
-      return { name, model, optimizer, applyTime: timeApplyGradients(optimizer, now), steps: [] as number[], cpus: [] as number[], hosts: [] as number[] };
+      const applyTime = timeApplyGradients(optimizer, now);
+      return { name, model, optimizer, applyTime, steps: [] as number[], cpus: [] as number[], hosts: [] as number[] };
     });
     device.pushErrorScope('validation');
     try {
@@ -290,7 +298,8 @@ export async function runTfjsBench(env: TfjsBenchEnvironment, config: TfjsBenchC
       }])) as Record<OptimizerName, OptimizerFigures>;
       const model = runners[0]!.model;
       const ours = figures.tfjsRMSProp, theirs = figures['tf.train.rmsprop'];
-      const verdict = (x: number, error: number, budget: number) => (x + error <= budget ? 'met' : x - error > budget ? 'missed' : 'unresolved');
+      const verdict = (x: number, error: number, budget: number) =>
+        (x + error <= budget ? 'met' : x - error > budget ? 'missed' : 'unresolved');
       results.push({
         model: kind,
         variables: model.trainableWeights.length,
@@ -324,7 +333,8 @@ function workTable(report: TfjsBenchReport): string[] {
     return [m.model, name, ...[w.dispatches, w.passes, w.copies, w.bindGroups, w.buffers, w.writes, w.submits].map(String)];
   }));
   const widths = header.map((h, c) => Math.max(h.length, ...body.map((r) => r[c]!.length)));
-  const line = (cells: readonly string[]) => cells.map((cell, c) => (c < 2 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ');
+  const line = (cells: readonly string[]) =>
+    cells.map((cell, c) => (c < 2 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ');
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)];
 }
 
@@ -355,7 +365,8 @@ const ms = (x: number) => (x >= 100 ? fixed(x, 0) : x >= 10 ? fixed(x, 1) : x >=
  */
 export function formatTfjsReport(report: TfjsBenchReport): string {
   const cpu = report.models.some((m) => m.costRatioCpu !== undefined);
-  const header = ['model', 'vars', 'params', 'optimizer', 'step ms', '(min-max)', 'above floor', ...(cpu ? ['CPU ms', 'CPU above floor'] : []),
+  const header = ['model', 'vars', 'params', 'optimizer', 'step ms', '(min-max)', 'above floor',
+    ...(cpu ? ['CPU ms', 'CPU above floor'] : []),
     'optimizer ms', 'applyGradients host ms'];
   const body = report.models.flatMap((m) => OPTIMIZERS.map((name) => {
     const f = m.figures[name];
@@ -365,11 +376,13 @@ export function formatTfjsReport(report: TfjsBenchReport): string {
       ms(f.optimizerMs), ms(f.applyHostMs)];
   }));
   const widths = header.map((h, c) => Math.max(h.length, ...body.map((r) => r[c]!.length)));
-  const line = (cells: readonly string[]) => cells.map((cell, c) => (c === 0 || c === 3 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ');
+  const line = (cells: readonly string[]) =>
+    cells.map((cell, c) => (c === 0 || c === 3 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ');
   const out = [
     `== ${report.environment} | TF.js training step | adapter: ${report.adapter}`,
-    `   model.trainOnBatch (batch ${report.config.batchSize}, loss read back each step), wall clock; median of ${report.config.rounds} rounds ` +
-      `of ${report.config.steps} steps, the three optimizers in turn each round (rotating the order). 'above floor': median over rounds ` +
+    `   model.trainOnBatch (batch ${report.config.batchSize}, loss read back each step), wall clock; median of ` +
+      `${report.config.rounds} rounds of ${report.config.steps} steps, the three optimizers in turn each round ` +
+      "(rotating the order). 'above floor': median over rounds " +
       'of (step - no-op step) in the same round. rule: lr 1e-3, decay 0.9, momentum 0.9, epsilon 1e-7.',
     '',
     line(header),

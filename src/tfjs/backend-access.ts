@@ -48,7 +48,13 @@ interface WebGPUBackendInternals {
  * - `elsewhere`: the data belongs to another backend.
  */
 export type TensorStorage =
-  | { readonly kind: 'gpu'; readonly buffer: GPUBuffer; readonly refCount: number; readonly cached: boolean; readonly external: boolean }
+  | {
+    readonly kind: 'gpu';
+    readonly buffer: GPUBuffer;
+    readonly refCount: number;
+    readonly cached: boolean;
+    readonly external: boolean;
+  }
   | { readonly kind: 'cpu'; readonly values: Float32Array }
   | { readonly kind: 'elsewhere' };
 
@@ -95,15 +101,18 @@ export class BackendAccess {
 
   /** Where `tensor`'s data is (see {@link TensorStorage}). */
   storage(tensor: TF.Tensor): TensorStorage {
-    const data = this.#internals.tensorMap.has(tensor.dataId) ? this.#internals.tensorMap.get(tensor.dataId) : undefined;
+    const map = this.#internals.tensorMap;
+    const data = map.has(tensor.dataId) ? map.get(tensor.dataId) : undefined;
     if (data === undefined) return { kind: 'elsewhere' };
     const { resource, values, refCount, external } = data;
     if (resource !== null && resource !== undefined) {
       if (!isGpuBuffer(resource)) {
-        throw new TypeError(`tensor ${tensor.id} (shape [${tensor.shape.join(', ')}]) lives in a ${describeObject(resource)}, ` +
-          'not a GPUBuffer: the WebGPU RMSProp trains buffers only (a texture comes from tf.browser.fromPixels; tf.clone() it first).');
+        throw new TypeError(`tensor ${tensor.id} (shape [${tensor.shape.join(', ')}]) lives in a ` +
+          `${describeObject(resource)}, not a GPUBuffer: the WebGPU RMSProp trains buffers only (a texture comes ` +
+          'from tf.browser.fromPixels; tf.clone() it first).');
       }
-      return { kind: 'gpu', buffer: resource, refCount: count(refCount), cached: values !== null && values !== undefined, external: external === true };
+      const cached = values !== null && values !== undefined;
+      return { kind: 'gpu', buffer: resource, refCount: count(refCount), cached, external: external === true };
     }
     if (values instanceof Float32Array) return { kind: 'cpu', values };
     throw new TypeError(`tensor ${tensor.id} has neither a GPU buffer nor float32 values in TF.js's WebGPU backend ` +
@@ -126,7 +135,8 @@ const cache = new WeakMap<object, BackendAccess>();
 export function webgpuBackend(tf: TfNamespace, where: string): BackendAccess {
   const name = tf.getBackend();
   if (name !== 'webgpu') {
-    throw new TypeError(`${where}: TF.js's active backend is '${name}', and the WebGPU RMSProp runs on TF.js's 'webgpu' backend. ` +
+    throw new TypeError(`${where}: TF.js's active backend is '${name}', and the WebGPU RMSProp runs on TF.js's ` +
+      "'webgpu' backend. " +
       "Register it first: `import '@tensorflow/tfjs-backend-webgpu'` then `await tf.setBackend('webgpu')` (in Node, " +
       "`tf.registerBackend('webgpu', () => new WebGPUBackend(device))` with a device from the `webgpu` package); " +
       "or pass `fallback: 'tfjs'` to tfjsRMSProp to get tf.train.rmsprop on other backends.");
@@ -136,15 +146,20 @@ export function webgpuBackend(tf: TfNamespace, where: string): BackendAccess {
   if (known) return known;
   const b = backend as Partial<Record<keyof WebGPUBackendInternals, unknown>>;
   const missing: string[] = [];
-  if (typeof b.device !== 'object' || b.device === null || typeof (b.device as GPUDevice).createCommandEncoder !== 'function') missing.push('device');
+  const device = b.device as Partial<GPUDevice> | null | undefined;
+  const deviceOk = typeof device === 'object' && device !== null && typeof device.createCommandEncoder === 'function';
+  if (!deviceOk) missing.push('device');
   const map = b.tensorMap as { get?: unknown; has?: unknown } | undefined;
-  if (typeof map !== 'object' || map === null || typeof map.get !== 'function' || typeof map.has !== 'function') missing.push('tensorMap');
+  const mapOk = typeof map === 'object' && map !== null &&
+    typeof map.get === 'function' && typeof map.has === 'function';
+  if (!mapOk) missing.push('tensorMap');
   if (!('commandEncoder' in backend)) missing.push('commandEncoder');
   if (typeof b.endComputePassEncoder !== 'function') missing.push('endComputePassEncoder()');
   if (typeof b.submitQueue !== 'function') missing.push('submitQueue()');
   if (missing.length > 0) {
-    throw new TypeError(`${where}: this TF.js WebGPU backend lacks ${missing.join(', ')}, internals the WebGPU RMSProp reads ` +
-      '(it is written against @tensorflow/tfjs-backend-webgpu 4.22, its peer range ^4.22). Install a 4.x release from 4.22 on, ' +
+    throw new TypeError(`${where}: this TF.js WebGPU backend lacks ${missing.join(', ')}, internals the WebGPU ` +
+      'RMSProp reads (it is written against @tensorflow/tfjs-backend-webgpu 4.22, its peer range ^4.22). ' +
+      'Install a 4.x release from 4.22 on, ' +
       "or pass `fallback: 'tfjs'` to use tf.train.rmsprop.");
   }
   const access = new BackendAccess(backend, backend as unknown as WebGPUBackendInternals);
@@ -154,7 +169,8 @@ export function webgpuBackend(tf: TfNamespace, where: string): BackendAccess {
 
 function isGpuBuffer(x: unknown): x is GPUBuffer {
   const b = x as Partial<GPUBuffer>;
-  return typeof x === 'object' && x !== null && typeof b.mapAsync === 'function' && typeof b.size === 'number' && typeof b.usage === 'number';
+  return typeof x === 'object' && x !== null &&
+    typeof b.mapAsync === 'function' && typeof b.size === 'number' && typeof b.usage === 'number';
 }
 
 function count(refCount: unknown): number {

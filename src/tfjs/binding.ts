@@ -60,11 +60,14 @@ export interface PlannedStep {
 /** Gradients as a list of `[name, tensor or undefined]`, names checked. */
 export function gradientEntries(gradients: VariableGradients, where: string): [string, TF.Tensor | undefined][] {
   if (gradients === null || typeof gradients !== 'object') {
-    throw new TypeError(`${where}: pass a map { [variableName]: gradient } or a list of { name, tensor }, got ${String(gradients)}.`);
+    throw new TypeError(`${where}: pass a map { [variableName]: gradient } or a list of { name, tensor }, ` +
+      `got ${String(gradients)}.`);
   }
   const entries: [string, TF.Tensor | undefined][] = Array.isArray(gradients)
     ? gradients.map((g, i) => {
-        if (g === null || typeof g !== 'object' || typeof g.name !== 'string') throw new TypeError(`${where}: entry ${i} must be { name, tensor }.`);
+        if (g === null || typeof g !== 'object' || typeof g.name !== 'string') {
+          throw new TypeError(`${where}: entry ${i} must be { name, tensor }.`);
+        }
         return [g.name, g.tensor ?? undefined];
       })
     : Object.entries(gradients as TF.NamedTensorMap).map(([name, t]) => [name, t ?? undefined]);
@@ -80,12 +83,15 @@ export function gradientEntries(gradients: VariableGradients, where: string): [s
  * The variables of the first step, checked: each name a registered `tf.Variable` of dtype float32.
  * Throws a TypeError or RangeError naming the variable and the fix.
  */
-export function bindVariables(tf: TfNamespace, names: readonly string[], where: string): Omit<BoundVariable, 'tensor'>[] {
+export function bindVariables(
+  tf: TfNamespace, names: readonly string[], where: string,
+): Omit<BoundVariable, 'tensor'>[] {
   const registered = tf.engine().registeredVariables;
   return names.map((name) => {
     const variable = registered[name];
     if (!variable) {
-      throw new RangeError(`${where}: no variable named '${name}' is registered with TF.js: gradients must be keyed by their variable's name.`);
+      throw new RangeError(`${where}: no variable named '${name}' is registered with TF.js: gradients must be ` +
+        "keyed by their variable's name.");
     }
     checkVariable(variable, name, where);
     return { name, variable, shape: [...variable.shape], size: variable.size };
@@ -95,8 +101,9 @@ export function bindVariables(tf: TfNamespace, names: readonly string[], where: 
 function checkVariable(variable: TF.Variable, name: string, where: string): void {
   if (variable.isDisposed) throw new RangeError(`${where}: variable '${name}' was disposed.`);
   if (variable.dtype !== 'float32') {
-    throw new TypeError(`${where}: variable '${name}' is ${variable.dtype}; the WebGPU RMSProp trains float32 variables only. ` +
-      "Leave it out of the variables you train (minimize's varList, trainable: false), or use fallback: 'tfjs' / tf.train.rmsprop.");
+    throw new TypeError(`${where}: variable '${name}' is ${variable.dtype}; the WebGPU RMSProp trains float32 ` +
+      "variables only. Leave it out of the variables you train (minimize's varList, trainable: false), or use " +
+      "fallback: 'tfjs' / tf.train.rmsprop.");
   }
 }
 
@@ -142,7 +149,8 @@ export class Binding {
           'Create a new optimizer to train other variables.');
       }
       if (registered[name] !== bound.variable) {
-        throw new RangeError(`${where}: variable '${name}' is not the tf.Variable of that name the first step trained ` +
+        throw new RangeError(`${where}: variable '${name}' is not the tf.Variable of that name the first step ` +
+          'trained ' +
           '(it was disposed, and another one registered under its name): create a new optimizer for the new model.');
       }
       checkVariable(bound.variable, name, where);
@@ -210,7 +218,9 @@ export class Binding {
    * A new TF.js buffer for each variable that needs one: every new tensor is made and checked before
    * any variable is assigned, so that a failure leaves every variable with its data.
    */
-  #giveNewBuffers(tf: TfNamespace, access: BackendAccess, steps: readonly VariableStep[]): Map<VariableStep, GPUBuffer> {
+  #giveNewBuffers(
+    tf: TfNamespace, access: BackendAccess, steps: readonly VariableStep[],
+  ): Map<VariableStep, GPUBuffer> {
     const made: { step: VariableStep; tensor: TF.Tensor; buffer: GPUBuffer }[] = [];
     try {
       for (const step of steps) {
@@ -219,8 +229,9 @@ export class Binding {
         const storage: TensorStorage = access.storage(tensor);
         if (storage.kind !== 'gpu' || storage.refCount !== 1 || storage.cached || storage.external ||
           (storage.buffer.usage & USAGE_COPY_BOTH) !== USAGE_COPY_BOTH || storage.buffer.size < step.bound.size * 4) {
-          throw new Error(`WebGPU RMSProp: TF.js gave variable '${step.bound.name}' a new buffer that cannot be written ` +
-            `(${storage.kind}${storage.kind === 'gpu' ? `, ${storage.refCount} references, usage ${storage.buffer.usage}` : ''}); ` +
+          const why = storage.kind === 'gpu' ? `, ${storage.refCount} references, usage ${storage.buffer.usage}` : '';
+          throw new Error(`WebGPU RMSProp: TF.js gave variable '${step.bound.name}' a new buffer that cannot be ` +
+            `written (${storage.kind}${why}); ` +
             'the step was not taken and every variable keeps its value. Please report this with your TF.js version.');
         }
         made[made.length - 1]!.buffer = storage.buffer;
@@ -244,9 +255,12 @@ function checkGradient(grad: TF.Tensor, bound: BoundVariable, where: string): vo
     throw new TypeError(`${where}: the gradient of '${bound.name}' must be a tf.Tensor, got ${String(grad)}.`);
   }
   if (grad.isDisposed) throw new RangeError(`${where}: the gradient of '${bound.name}' was disposed.`);
-  if (grad.dtype !== 'float32') throw new TypeError(`${where}: the gradient of '${bound.name}' is ${grad.dtype}; it must be float32.`);
+  if (grad.dtype !== 'float32') {
+    throw new TypeError(`${where}: the gradient of '${bound.name}' is ${grad.dtype}; it must be float32.`);
+  }
   if (grad.shape.length !== bound.shape.length || grad.shape.some((d, i) => d !== bound.shape[i])) {
-    throw new RangeError(`${where}: the gradient of '${bound.name}' has shape [${grad.shape.join(', ')}], the variable [${bound.shape.join(', ')}].`);
+    throw new RangeError(`${where}: the gradient of '${bound.name}' has shape [${grad.shape.join(', ')}], ` +
+      `the variable [${bound.shape.join(', ')}].`);
   }
 }
 

@@ -79,7 +79,13 @@ export interface ResolvedTfjsConfig {
   /** The core options the GPU optimizer runs with. */
   readonly options: ResolvedOptions;
   /** TF.js's five, resolved (what `tf.train.rmsprop` would be given for the fallback). */
-  readonly tfjs: { readonly learningRate: number; readonly decay: number; readonly momentum: number; readonly epsilon: number; readonly centered: boolean };
+  readonly tfjs: {
+    readonly learningRate: number;
+    readonly decay: number;
+    readonly momentum: number;
+    readonly epsilon: number;
+    readonly centered: boolean;
+  };
   /** The extras given (only those), for getConfig(). */
   readonly extras: TfjsExtras;
   readonly fallback?: 'tfjs';
@@ -104,25 +110,33 @@ export function resolveTfjsConfig(config: unknown = {}, where = 'config'): Resol
     if (IGNORED.has(key) || (TFJS_NAMES as readonly string[]).includes(key) || key === 'fallback') continue;
     if (Object.hasOwn(REFUSED, key)) throw new TypeError(`${where}.${key}: ${REFUSED[key]}.`);
     if (!(EXTRA_NAMES as readonly string[]).includes(key)) {
-      throw new TypeError(`${where}.${key} is not an option of the TF.js RMSProp: TF.js's are ${TFJS_NAMES.join(', ')}; ` +
+      throw new TypeError(`${where}.${key} is not an option of the TF.js RMSProp: TF.js's are ` +
+        `${TFJS_NAMES.join(', ')}; ` +
         `this library's extras are ${EXTRA_NAMES.join(', ')}; and fallback.`);
     }
   }
   const base = presets.tfjs;
-  const pick = <T>(key: string, fallbackValue: T): unknown => (given[key] === undefined || given[key] === null ? fallbackValue : given[key]);
+  const pick = (key: string, fallbackValue: unknown): unknown =>
+    (given[key] === undefined || given[key] === null ? fallbackValue : given[key]);
   const learningRate = checkLearningRate(pick('learningRate', base.lr), `${where}.learningRate`);
-  const decay = checkNumber(pick('decay', base.alpha), `${where}.decay`, (x) => x >= 0 && x <= 1, 'in [0, 1], such as 0.9');
-  const momentum = checkNumber(pick('momentum', base.momentum), `${where}.momentum`, (x) => x >= 0, '>= 0, such as 0.9 (0: none)');
+  const decay = checkNumber(pick('decay', base.alpha), `${where}.decay`, (x) => x >= 0 && x <= 1,
+    'in [0, 1], such as 0.9');
+  const momentum = checkNumber(pick('momentum', base.momentum), `${where}.momentum`, (x) => x >= 0,
+    '>= 0, such as 0.9 (0: none)');
   const epsilon = checkNumber(pick('epsilon', base.eps), `${where}.epsilon`, (x) => x > 0, '> 0, such as 1e-7');
   const centered = pick('centered', base.centered);
-  if (typeof centered !== 'boolean') throw new TypeError(`${where}.centered must be true or false, got ${describe(centered)}.`);
+  if (typeof centered !== 'boolean') {
+    throw new TypeError(`${where}.centered must be true or false, got ${describe(centered)}.`);
+  }
   const fallback = given.fallback;
   if (fallback !== undefined && fallback !== 'tfjs') {
-    throw new TypeError(`${where}.fallback must be 'tfjs' (return tf.train.rmsprop off the WebGPU backend) or left out, got ${describe(fallback)}.`);
+    throw new TypeError(`${where}.fallback must be 'tfjs' (return tf.train.rmsprop off the WebGPU backend) or ` +
+      `left out, got ${describe(fallback)}.`);
   }
   const extras: Record<string, unknown> = {};
   for (const key of EXTRA_NAMES) if (given[key] !== undefined) extras[key] = given[key];
-  const options = resolveOptions({ ...extras, lr: learningRate, alpha: decay, momentum, eps: epsilon, centered }, base, where);
+  const ours = { ...extras, lr: learningRate, alpha: decay, momentum, eps: epsilon, centered };
+  const options = resolveOptions(ours, base, where);
   return Object.freeze({
     options,
     tfjs: Object.freeze({ learningRate, decay, momentum, epsilon, centered }),
@@ -141,7 +155,9 @@ export function resolveTfjsConfig(config: unknown = {}, where = 'config'): Resol
  * // { learningRate: 0.002, decay: 0.9, momentum: 0, epsilon: 1e-7, centered: false, clipGradNorm: 1 }
  * ```
  */
-export function tfjsConfigDict(config: ResolvedTfjsConfig, learningRate: number): Record<string, number | boolean | string> {
+export function tfjsConfigDict(
+  config: ResolvedTfjsConfig, learningRate: number,
+): Record<string, number | boolean | string> {
   return {
     ...config.tfjs,
     learningRate,

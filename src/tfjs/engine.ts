@@ -11,7 +11,9 @@
  *   The public `RMSProp` cannot leave some of its tensors out of a step, so a step without a
  *   gradient for some variable is refused in this layout (README: "TF.js").
  */
-import { ParamArena, RMSProp, type ArenaTensor, type ResolvedOptions, type RMSPropState, type TensorState } from '../index.js';
+import {
+  ParamArena, RMSProp, type ArenaTensor, type ResolvedOptions, type RMSPropState, type TensorState,
+} from '../index.js';
 
 /** One variable the engine trains: its name (used in state and labels) and element count (> 0). */
 export interface EngineTensor {
@@ -69,7 +71,9 @@ export class Engine {
     this.tensors = this.arena.tensors;
     try {
       const specs = this.arena.specs();
-      this.#optimizers = this.layout === 'whole' ? [new RMSProp(device, specs, options)] : specs.map((spec) => new RMSProp(device, [spec], options));
+      this.#optimizers = this.layout === 'whole'
+        ? [new RMSProp(device, specs, options)]
+        : specs.map((spec) => new RMSProp(device, [spec], options));
     } catch (error) {
       this.arena.destroy();
       throw error;
@@ -92,7 +96,9 @@ export class Engine {
    */
   step(encoder: GPUCommandEncoder, present: readonly boolean[]): void {
     if (this.layout === 'whole') {
-      if (present.some((p) => !p)) throw new Error('Engine.step: the whole layout steps every tensor (the caller checks).');
+      if (present.some((p) => !p)) {
+        throw new Error('Engine.step: the whole layout steps every tensor (the caller checks).');
+      }
       this.#optimizers[0]!.step(encoder);
       return;
     }

@@ -8,7 +8,10 @@ import type * as TF from '@tensorflow/tfjs-core';
 import type { ResolvedOptions } from '../index.js';
 import { webgpuBackend, type BackendAccess, type TfNamespace } from './backend-access.js';
 import { bindVariables, Binding, gradientEntries, type BoundVariable, type VariableGradients } from './binding.js';
-import { checkLearningRate, extrasBeyondTfjs, resolveTfjsConfig, tfjsConfigDict, type ResolvedTfjsConfig, type TfjsRMSPropConfig } from './config.js';
+import {
+  checkLearningRate, extrasBeyondTfjs, resolveTfjsConfig, tfjsConfigDict,
+  type ResolvedTfjsConfig, type TfjsRMSPropConfig,
+} from './config.js';
 import { Engine, engineLayout } from './engine.js';
 import { parseTfjsWeights, statesForVariables, tfjsSlots, type NamedValues, type ParsedWeights } from './weights.js';
 
@@ -95,7 +98,8 @@ export function registerWebGPURMSProp(tf: TfNamespace): WebGPURMSPropClass {
   const known = classes.get(tf.Optimizer);
   if (known) return known;
   const cls = defineClass(tf);
-  tf.serialization.registerClass(cls as unknown as TF.serialization.SerializableConstructor<TF.serialization.Serializable>);
+  type Registrable = TF.serialization.SerializableConstructor<TF.serialization.Serializable>;
+  tf.serialization.registerClass(cls as unknown as Registrable);
   classes.set(tf.Optimizer, cls);
   return cls;
 }
@@ -122,7 +126,9 @@ export function registerWebGPURMSProp(tf: TfNamespace): WebGPURMSPropClass {
  * await model.fit(xs, ys, { epochs: 5 });
  * ```
  */
-export function tfjsRMSProp(tf: TfNamespace, config: TfjsRMSPropConfig & { fallback: 'tfjs' }): WebGPURMSProp | TF.RMSPropOptimizer;
+export function tfjsRMSProp(
+  tf: TfNamespace, config: TfjsRMSPropConfig & { fallback: 'tfjs' },
+): WebGPURMSProp | TF.RMSPropOptimizer;
 export function tfjsRMSProp(tf: TfNamespace, config?: TfjsRMSPropConfig): WebGPURMSProp;
 export function tfjsRMSProp(tf: TfNamespace, config: TfjsRMSPropConfig = {}): WebGPURMSProp | TF.RMSPropOptimizer {
   return create(tf, config);
@@ -135,7 +141,8 @@ function create(tf: TfNamespace, config: unknown): WebGPURMSProp | TF.RMSPropOpt
   if (resolved.fallback === 'tfjs' && tf.getBackend() !== 'webgpu') {
     const extras = extrasBeyondTfjs(resolved);
     if (extras.length > 0) {
-      throw new TypeError(`tfjsRMSProp: TF.js runs on '${tf.getBackend()}', so fallback: 'tfjs' would return tf.train.rmsprop, ` +
+      throw new TypeError(`tfjsRMSProp: TF.js runs on '${tf.getBackend()}', so fallback: 'tfjs' would return ` +
+        'tf.train.rmsprop, ' +
         `which has no ${extras.join(', ')}. Drop them, or run TF.js on its 'webgpu' backend.`);
     }
     const t = resolved.tfjs;
@@ -147,10 +154,14 @@ function create(tf: TfNamespace, config: unknown): WebGPURMSProp | TF.RMSPropOpt
 
 function checkNamespace(tf: TfNamespace): void {
   const t = tf as Partial<TfNamespace> | null | undefined;
-  const missing = (['Optimizer', 'backend', 'getBackend', 'engine', 'serialization', 'train', 'tensor', 'variable', 'scalar', 'zerosLike'] as const)
+  const needed = [
+    'Optimizer', 'backend', 'getBackend', 'engine', 'serialization', 'train', 'tensor', 'variable', 'scalar', 'zerosLike',
+  ] as const;
+  const missing = needed
     .filter((key) => t?.[key] === undefined);
   if (typeof t !== 'object' || t === null || missing.length > 0) {
-    throw new TypeError(`tfjsRMSProp(tf): tf must be TF.js's namespace (import * as tf from '@tensorflow/tfjs' or '@tensorflow/tfjs-core')` +
+    throw new TypeError("tfjsRMSProp(tf): tf must be TF.js's namespace (import * as tf from '@tensorflow/tfjs' or " +
+      "'@tensorflow/tfjs-core')" +
       (missing.length > 0 && typeof t === 'object' && t !== null ? `; this one lacks ${missing.join(', ')}.` : '.'));
   }
 }
@@ -202,22 +213,27 @@ function defineClass(tf: TfNamespace): WebGPURMSPropClass {
       const access = webgpuBackend(tf, where);
       let model = this.#model;
       if (model && model.access !== access) {
-        throw new Error(`${where}: TF.js's WebGPU backend is not the one of the first step (it was removed and registered again?); ` +
-          "the optimizer's state lives on the first one's device. Create a new optimizer (and setWeights to carry the state over).");
+        throw new Error(`${where}: TF.js's WebGPU backend is not the one of the first step (it was removed and ` +
+          "registered again?); the optimizer's state lives on the first one's device. Create a new optimizer " +
+          '(and setWeights to carry the state over).');
       }
       // Everything is checked (variables, gradients, weights waiting to be loaded) before the first GPU object is made.
       const fresh = model === undefined;
       const bound = model?.binding.variables ?? this.#bind(entries.map(([name]) => name), where);
       const binding = model?.binding ?? new Binding(bound);
       const count = bound.filter((v) => v.tensor !== undefined).length;
-      const states = fresh && this.#pending ? statesForVariables(this.#pending, bound, this.#config.options) : undefined;
+      const pending = fresh ? this.#pending : undefined;
+      const states = pending ? statesForVariables(pending, bound, this.#config.options) : undefined;
       const plan = binding.plan(tf, access, { layout: this.layout, tensors: count }, entries, where);
       if (!model) {
         const nonEmpty = bound.filter((v) => v.tensor !== undefined);
         const engine = nonEmpty.length > 0
-          ? new Engine(access.device, nonEmpty.map((v) => ({ name: v.name, size: v.size })), { ...this.#config.options, lr: this.#lr }, 'WebGPURMSProp')
+          ? new Engine(access.device, nonEmpty.map((v) => ({ name: v.name, size: v.size })),
+            { ...this.#config.options, lr: this.#lr }, 'WebGPURMSProp')
           : undefined;
-        if (engine && states) engine.loadState(this.#pending!.iterations, states.filter((_, i) => bound[i]!.tensor !== undefined));
+        if (engine && states) {
+          engine.loadState(pending!.iterations, states.filter((_, i) => bound[i]!.tensor !== undefined));
+        }
         this.#pending = undefined;
         model = this.#model = { access, binding, engine };
       }
@@ -238,7 +254,8 @@ function defineClass(tf: TfNamespace): WebGPURMSPropClass {
       if (model) {
         const bound = model.binding.variables;
         const state = model.engine ? (await model.engine.stateDict()).tensors : [];
-        slots = tfjsSlots(bound, bound.map((v) => (v.tensor === undefined ? undefined : state[v.tensor])), this.#config.options);
+        const perVariable = bound.map((v) => (v.tensor === undefined ? undefined : state[v.tensor]));
+        slots = tfjsSlots(bound, perVariable, this.#config.options);
       } else if (this.#pending) {
         slots = pendingSlots(this.#pending); // as TF.js: what setWeights loaded, before any step
       }
@@ -248,7 +265,9 @@ function defineClass(tf: TfNamespace): WebGPURMSPropClass {
     /** Updates (or makes) the kept variables with these values; disposes those no longer named. */
     #export(iterations: number, slots: readonly NamedValues[]): NamedTensor[] {
       const out: NamedTensor[] = [{ name: 'iter', tensor: this.#keep('iter', tf.scalar(iterations, 'int32')) }];
-      for (const s of slots) out.push({ name: s.name, tensor: this.#keep(s.name, tf.tensor(s.values, [...s.shape], 'float32')) });
+      for (const s of slots) {
+        out.push({ name: s.name, tensor: this.#keep(s.name, tf.tensor(s.values, [...s.shape], 'float32')) });
+      }
       const names = new Set(out.map((w) => w.name));
       for (const [name, v] of this.#exported) {
         if (!names.has(name)) {
@@ -261,7 +280,9 @@ function defineClass(tf: TfNamespace): WebGPURMSPropClass {
 
     #keep(name: string, value: TF.Tensor): TF.Variable {
       const kept = this.#exported.get(name);
-      if (kept && kept.dtype === value.dtype && kept.shape.length === value.shape.length && kept.shape.every((d, i) => d === value.shape[i])) {
+      const same = kept !== undefined && kept.dtype === value.dtype && kept.shape.length === value.shape.length &&
+        kept.shape.every((d, i) => d === value.shape[i]);
+      if (kept && same) {
         kept.assign(value);
         value.dispose();
         return kept;
@@ -276,10 +297,16 @@ function defineClass(tf: TfNamespace): WebGPURMSPropClass {
     override async setWeights(weightValues: NamedTensor[]): Promise<void> {
       const where = 'WebGPURMSProp.setWeights';
       this.#checkUsable(where);
-      if (!Array.isArray(weightValues)) throw new TypeError(`${where}: pass what getWeights() returned, a list of { name, tensor }.`);
+      if (!Array.isArray(weightValues)) {
+        throw new TypeError(`${where}: pass what getWeights() returned, a list of { name, tensor }.`);
+      }
       const named = await Promise.all(weightValues.map(async (w, i): Promise<NamedValues> => {
-        if (typeof w?.name !== 'string' || typeof w.tensor?.data !== 'function') throw new TypeError(`${where}: entry ${i} must be { name, tensor }.`);
-        if (i > 0 && w.tensor.dtype !== 'float32') throw new TypeError(`${where}: '${w.name}' is ${w.tensor.dtype}; state slots are float32.`);
+        if (typeof w?.name !== 'string' || typeof w.tensor?.data !== 'function') {
+          throw new TypeError(`${where}: entry ${i} must be { name, tensor }.`);
+        }
+        if (i > 0 && w.tensor.dtype !== 'float32') {
+          throw new TypeError(`${where}: '${w.name}' is ${w.tensor.dtype}; state slots are float32.`);
+        }
         return { name: w.name, shape: [...w.tensor.shape], values: Float32Array.from(await w.tensor.data()) };
       }));
       this.#checkUsable(where); // still usable after the reads
@@ -287,7 +314,8 @@ function defineClass(tf: TfNamespace): WebGPURMSPropClass {
       const model = this.#model;
       if (model) {
         const states = statesForVariables(parsed, model.binding.variables, this.#config.options, where);
-        model.engine?.loadState(parsed.iterations, states.filter((_, i) => model.binding.variables[i]!.tensor !== undefined));
+        const onGpu = states.filter((_, i) => model.binding.variables[i]!.tensor !== undefined);
+        model.engine?.loadState(parsed.iterations, onGpu);
       } else {
         this.#pending = parsed;
       }
@@ -312,7 +340,8 @@ function defineClass(tf: TfNamespace): WebGPURMSPropClass {
     async lastGradNorm(): Promise<number> {
       this.#checkUsable('WebGPURMSProp.lastGradNorm');
       if (this.layout !== 'whole') {
-        throw new Error('WebGPURMSProp.lastGradNorm() needs the gradient pre-pass: create the optimizer with clipGradNorm > 0 or skipNonFinite: true.');
+        throw new Error('WebGPURMSProp.lastGradNorm() needs the gradient pre-pass: create the optimizer with ' +
+          'clipGradNorm > 0 or skipNonFinite: true.');
       }
       return this.#model?.engine ? this.#model.engine.lastGradNorm() : 0;
     }
@@ -331,7 +360,8 @@ function defineClass(tf: TfNamespace): WebGPURMSPropClass {
 
     #checkUsable(where: string): void {
       if (this.#disposed) {
-        throw new Error(`${where}: the optimizer was disposed. Create a new one with tfjsRMSProp(tf, config), and setWeights() to resume.`);
+        throw new Error(`${where}: the optimizer was disposed. Create a new one with tfjsRMSProp(tf, config), ` +
+          'and setWeights() to resume.');
       }
     }
   }

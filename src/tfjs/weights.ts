@@ -27,7 +27,11 @@ export interface WeightVariable {
 export interface ParsedWeights {
   readonly iterations: number;
   /** Per variable, in order: TF.js's names (to report), and the slots. */
-  readonly variables: readonly { readonly rms: NamedValues; readonly momentum: NamedValues; readonly mg?: NamedValues }[];
+  readonly variables: readonly {
+    readonly rms: NamedValues;
+    readonly momentum: NamedValues;
+    readonly mg?: NamedValues;
+  }[];
 }
 
 /**
@@ -41,9 +45,15 @@ export interface ParsedWeights {
  * tfjsSlots([{ name: 'w', shape: [2], size: 2 }], [state], presets.tfjs).map((s) => s.name); // ['w/rms', 'w/momentum']
  * ```
  */
-export function tfjsSlots(variables: readonly WeightVariable[], state: readonly (TensorState | undefined)[], options: ResolvedOptions): NamedValues[] {
+export function tfjsSlots(
+  variables: readonly WeightVariable[], state: readonly (TensorState | undefined)[], options: ResolvedOptions,
+): NamedValues[] {
   const slot = (suffix: string, pick: (t: TensorState) => Float32Array | undefined) =>
-    variables.map((v, i) => ({ name: `${v.name}/${suffix}`, shape: v.shape, values: (state[i] && pick(state[i]!)) ?? new Float32Array(v.size) }));
+    variables.map((v, i) => ({
+      name: `${v.name}/${suffix}`,
+      shape: v.shape,
+      values: (state[i] && pick(state[i]!)) ?? new Float32Array(v.size),
+    }));
   return [
     ...slot(SLOT_SUFFIXES.squareAvg, (t) => t.squareAvg),
     ...slot(SLOT_SUFFIXES.momentumBuffer, (t) => t.momentumBuffer),
@@ -62,28 +72,39 @@ export function tfjsSlots(variables: readonly WeightVariable[], state: readonly 
  * parsed.iterations; // 3
  * ```
  */
-export function parseTfjsWeights(weights: readonly NamedValues[], centered: boolean, where = 'setWeights'): ParsedWeights {
-  if (weights.length === 0) throw new RangeError(`${where}: no weights given; expected the iteration count first, as getWeights() returns.`);
+export function parseTfjsWeights(
+  weights: readonly NamedValues[], centered: boolean, where = 'setWeights',
+): ParsedWeights {
+  if (weights.length === 0) {
+    throw new RangeError(`${where}: no weights given; expected the iteration count first, as getWeights() returns.`);
+  }
   const [iter, ...slots] = weights;
   if (iter!.values.length !== 1) {
-    throw new RangeError(`${where}: the first weight ('${iter!.name}') must be the iteration count, a scalar; it has ${iter!.values.length} elements.`);
+    throw new RangeError(`${where}: the first weight ('${iter!.name}') must be the iteration count, a scalar; ` +
+      `it has ${iter!.values.length} elements.`);
   }
   const iterations = iter!.values[0]!;
-  if (!Number.isSafeInteger(iterations) || iterations < 0) throw new RangeError(`${where}: the iteration count is ${iterations}, not an integer >= 0.`);
+  if (!Number.isSafeInteger(iterations) || iterations < 0) {
+    throw new RangeError(`${where}: the iteration count is ${iterations}, not an integer >= 0.`);
+  }
   const hasMg = slots.some((w) => w.name.endsWith(`/${SLOT_SUFFIXES.gradAvg}`));
   if (hasMg !== centered) {
     throw new RangeError(centered
-      ? `${where}: these weights hold no '/mg' slots: they were saved by an optimizer that is not centered, and this one is. Create it with centered: false, or start its state afresh.`
-      : `${where}: these weights hold '/mg' slots: they were saved by a centered optimizer, and this one is not. Create it with centered: true.`);
+      ? `${where}: these weights hold no '/mg' slots: they were saved by an optimizer that is not centered, and ` +
+        'this one is. Create it with centered: false, or start its state afresh.'
+      : `${where}: these weights hold '/mg' slots: they were saved by a centered optimizer, and this one is not. ` +
+        'Create it with centered: true.');
   }
   const per = centered ? 3 : 2;
   if (slots.length % per !== 0) {
-    throw new RangeError(`${where}: ${slots.length} state weights after the iteration count, not a multiple of ${per} (rms, momentum${centered ? ', mg' : ''} per variable).`);
+    throw new RangeError(`${where}: ${slots.length} state weights after the iteration count, not a multiple of ` +
+      `${per} (rms, momentum${centered ? ', mg' : ''} per variable).`);
   }
   const n = slots.length / per;
   const group = (k: number, suffix: string) => slots.slice(k * n, (k + 1) * n).map((w, i) => {
     if (!w.name.endsWith(`/${suffix}`)) {
-      throw new RangeError(`${where}: weight ${1 + k * n + i} is '${w.name}', where TF.js's order puts variable ${i}'s '/${suffix}' ` +
+      throw new RangeError(`${where}: weight ${1 + k * n + i} is '${w.name}', where TF.js's order puts ` +
+        `variable ${i}'s '/${suffix}' ` +
         '(iter, then every /rms, every /momentum, every /mg).');
     }
     return w;
@@ -96,7 +117,8 @@ export function parseTfjsWeights(weights: readonly NamedValues[], centered: bool
       const m = momentum[i]!, g = mg?.[i];
       for (const w of [m, g]) {
         if (w && w.values.length !== r.values.length) {
-          throw new RangeError(`${where}: '${w.name}' has ${w.values.length} elements but '${r.name}' ${r.values.length}: the slots of one variable must match.`);
+          throw new RangeError(`${where}: '${w.name}' has ${w.values.length} elements but '${r.name}' ` +
+            `${r.values.length}: the slots of one variable must match.`);
         }
       }
       return { rms: r, momentum: m, ...(g ? { mg: g } : {}) };
@@ -114,16 +136,20 @@ export function parseTfjsWeights(weights: readonly NamedValues[], centered: bool
  * const states = statesForVariables(parsed, variables, presets.tfjs); // one TensorState per variable
  * ```
  */
-export function statesForVariables(parsed: ParsedWeights, variables: readonly WeightVariable[], options: ResolvedOptions, where = 'setWeights'): TensorState[] {
+export function statesForVariables(
+  parsed: ParsedWeights, variables: readonly WeightVariable[], options: ResolvedOptions, where = 'setWeights',
+): TensorState[] {
   if (parsed.variables.length !== variables.length) {
-    throw new RangeError(`${where}: the weights hold the state of ${parsed.variables.length} variables; this optimizer trains ` +
+    throw new RangeError(`${where}: the weights hold the state of ${parsed.variables.length} variables; ` +
+      'this optimizer trains ' +
       `${variables.length} (${variables.map((v) => v.name).join(', ')}). Load weights saved with the same model.`);
   }
   return variables.map((v, i) => {
     const p = parsed.variables[i]!;
     if (p.rms.values.length !== v.size) {
-      throw new RangeError(`${where}: '${p.rms.name}' has ${p.rms.values.length} elements, but variable ${i} ('${v.name}') ` +
-        `has ${v.size} (shape [${v.shape.join(', ')}]). Load weights saved with the same model, variables in the same order.`);
+      throw new RangeError(`${where}: '${p.rms.name}' has ${p.rms.values.length} elements, but variable ${i} ` +
+        `('${v.name}') has ${v.size} (shape [${v.shape.join(', ')}]). Load weights saved with the same model, ` +
+        'variables in the same order.');
     }
     return {
       name: v.name,
