@@ -4,6 +4,7 @@
  * the same workloads on navigator.gpu and leaves its figures in `window.__bench`.
  */
 import type { BenchConfig, BenchReport } from './core.js';
+import type { TfjsBenchConfig, TfjsBenchReport } from './tfjs.js';
 import type { PageBench } from './web/main.js';
 import { launchChromium } from '../test/browser/chromium.js';
 import { startViteServer } from '../test/browser/vite-server.js';
@@ -20,6 +21,23 @@ const PAGE_TIMEOUT_MS = 10 * 60_000;
  * ```
  */
 export async function benchBrowser(config: BenchConfig): Promise<BenchReport> {
+  return runPage(`config=${encodeURIComponent(JSON.stringify(config))}`) as Promise<BenchReport>;
+}
+
+/**
+ * The --tfjs bench (bench/tfjs.ts) in headless Chromium, on the page's device.
+ *
+ * @example
+ * ```ts
+ * console.log(formatTfjsReport(await benchBrowserTfjs(TFJS_QUICK_CONFIG)));
+ * ```
+ */
+export async function benchBrowserTfjs(config: TfjsBenchConfig): Promise<TfjsBenchReport> {
+  return runPage(`tfjs=${encodeURIComponent(JSON.stringify(config))}`) as Promise<TfjsBenchReport>;
+}
+
+/** Opens the benchmark page with `query` and returns the report it leaves in `window.__bench`. */
+async function runPage(query: string): Promise<BenchReport | TfjsBenchReport> {
   const [server, chromium] = await Promise.all([startViteServer(), launchChromium()]);
   try {
     console.log(`browser: ${await chromium.browser.version()} (${chromium.executablePath}); page server: ${server.origin}`);
@@ -28,9 +46,12 @@ export async function benchBrowser(config: BenchConfig): Promise<BenchReport> {
       const line = m.text();
       if (!line.startsWith('[vite]')) console.log(`[page] ${line}`);
     });
-    const failed = new Promise<never>((_, reject) => page.once('pageerror', (e) => reject(new Error(`the benchmark page threw: ${e instanceof Error ? e.message : String(e)}`))));
+    const failed = new Promise<never>((_, reject) => {
+      page.once('pageerror', (e) => reject(new Error(`the benchmark page threw: ${e instanceof Error ? e.message : String(e)}`)));
+      page.once('error', (e) => reject(new Error(`the benchmark page crashed: ${e.message}`))); // e.g. out of memory
+    });
     // The page takes the whole config as JSON in its query.
-    await page.goto(server.url(`/bench/web/index.html?config=${encodeURIComponent(JSON.stringify(config))}`), { waitUntil: 'load', timeout: 60_000 });
+    await page.goto(server.url(`/bench/web/index.html?${query}`), { waitUntil: 'load', timeout: 60_000 });
     const done = page
       .waitForFunction(() => window.__bench?.done === true, { timeout: PAGE_TIMEOUT_MS, polling: 500 })
       .then(() => page.evaluate(() => window.__bench!) as Promise<PageBench>);

@@ -2,6 +2,11 @@
  * Training a TF.js model's variables with this optimizer, on one shared GPUDevice: TF.js computes
  * the loss and gradients with its WebGPU backend, RMSProp updates the weights in place.
  *
+ * This is the low-level way, with the core `RMSProp` and buffers the app owns. For TF.js's own
+ * variables and tfjs-layers models, use the `webgpu-rmsprop/tfjs` entry point instead:
+ * `tfjsRMSProp(tf, config)` is a `tf.Optimizer` (examples/tfjs-model-fit.ts) that does what this
+ * file says cannot be done with public APIs, through the WebGPU backend's internals.
+ *
  * What works, with public APIs only (TF.js 4.22):
  * - The app makes the weight buffers itself and hands them to TF.js without a copy:
  *   `tf.tensor({ buffer, zeroCopy: true }, shape)`, then `tf.variable(thatTensor)`. The variable

@@ -4,9 +4,10 @@
  */
 import { FULL_CONFIG, QUICK_CONFIG, runBench, type BenchConfig, type BenchReport } from '../core';
 import { formatReport } from '../table';
+import { formatTfjsReport, runTfjsBench, TFJS_FULL_CONFIG, type TfjsBenchConfig, type TfjsBenchReport } from '../tfjs';
 
 /** What the page leaves for bench/browser.ts. */
-export type PageBench = { done: true; report: BenchReport } | { done: true; error: string };
+export type PageBench = { done: true; report: BenchReport | TfjsBenchReport } | { done: true; error: string };
 
 declare global {
   interface Window {
@@ -27,7 +28,13 @@ function config(): BenchConfig {
   return query.has('quick') ? QUICK_CONFIG : FULL_CONFIG;
 }
 
-async function run(): Promise<BenchReport> {
+/** `?tfjs=<JSON of a TfjsBenchConfig>`: the --tfjs bench instead (bench/tfjs.ts). */
+function tfjsConfig(): TfjsBenchConfig | undefined {
+  const json = new URLSearchParams(location.search).get('tfjs');
+  return json === null ? undefined : { ...TFJS_FULL_CONFIG, ...(JSON.parse(json) as Partial<TfjsBenchConfig>) };
+}
+
+async function run(): Promise<BenchReport | TfjsBenchReport> {
   if (!navigator.gpu) throw new Error('navigator.gpu is missing: WebGPU is off in this browser (Chromium on Linux needs --enable-unsafe-webgpu).');
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new Error('requestAdapter() returned null: no WebGPU adapter.');
@@ -41,13 +48,19 @@ async function run(): Promise<BenchReport> {
   device.addEventListener('uncapturederror', (e) => console.error(`uncaptured WebGPU error: ${(e as GPUUncapturedErrorEvent).error.message}`));
   const { vendor, architecture, device: name, description } = adapter.info;
   const words = [vendor, architecture, name, description].filter(Boolean).join(' ').trim() || 'unknown adapter';
-  const { tf, WebGPUBackend } = (await import(/* @vite-ignore */ TFJS_BUNDLE)) as TfjsBundle;
+  const { tf, tfl, WebGPUBackend } = (await import(/* @vite-ignore */ TFJS_BUNDLE)) as TfjsBundle;
   // Replace the backend TF.js registered on import (on a device of its own), if it did.
   if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
   tf.registerBackend('webgpu', () => new WebGPUBackend(device));
   if (!(await tf.setBackend('webgpu'))) throw new Error('TF.js could not start its WebGPU backend on the page\'s device.');
   const chrome = navigator.userAgent.match(/(?:HeadlessChrome|Chrome|Chromium)\/([\d.]+)/);
   try {
+    const tfjs = tfjsConfig();
+    if (tfjs) {
+      return await runTfjsBench({
+        name: chrome ? `Chromium ${chrome[1]}` : 'browser', adapter: words, device, tf, tfl, now: () => performance.now(), log: (line) => console.log(line),
+      }, tfjs);
+    }
     return await runBench({
       name: chrome ? `Chromium ${chrome[1]}` : 'browser',
       device,
@@ -65,7 +78,7 @@ async function run(): Promise<BenchReport> {
 
 run().then(
   (report) => {
-    document.getElementById('out')!.textContent = formatReport(report);
+    document.getElementById('out')!.textContent = 'models' in report ? formatTfjsReport(report) : formatReport(report);
     window.__bench = { done: true, report };
   },
   (error: unknown) => {

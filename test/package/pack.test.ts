@@ -5,7 +5,9 @@
  * - in Deno, whose WebGPU is built in (wgpu);
  * - in Chromium, from a plain `<script type="module">` with an import map, no bundler;
  * - in Chromium, from an app bundled by Vite;
- * - from TypeScript, strict, with NodeNext and Bundler module resolution.
+ * - from TypeScript, strict, with NodeNext and Bundler module resolution;
+ * - its second entry point, 'webgpu-rmsprop/tfjs', in Node with TF.js's own Node builds (tfjs-core and
+ *   the WebGPU backend, linked from this repository, as a TF.js app has them) and from TypeScript.
  * Each trains a few steps on the GPU and on the package's CPU reference (test/package/consumer/check.js)
  * and must agree with it: bit for bit on SwiftShader. The dev tools the consumer needs (webgpu, vite,
  * typescript, @webgpu/types) are this repository's, linked in; the package itself comes from the tarball.
@@ -30,6 +32,8 @@ const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const CONSUMER_FILES = fileURLToPath(new URL('./consumer/', import.meta.url));
 const require = createRequire(import.meta.url);
 const execFileAsync = promisify(execFile);
+/** TF.js, for the 'webgpu-rmsprop/tfjs' consumer: the app's own packages (the package has them as optional peers). */
+const TFJS_PACKAGES = ['@tensorflow/tfjs-core', '@tensorflow/tfjs-backend-webgpu'];
 
 /** What consumer/check.js reports. */
 interface CheckResult {
@@ -140,7 +144,7 @@ beforeAll(async () => {
   // The package under test, from the tarball alone (it has no dependencies: nothing is downloaded).
   run('npm', ['install', join(temp, packed.filename), '--no-audit', '--no-fund', '--ignore-scripts', '--prefer-offline', '--no-package-lock'], temp);
   // The consumer's own dev tools, linked from this repo rather than downloaded again.
-  for (const tool of ['webgpu', 'vite', 'typescript', '@webgpu/types']) {
+  for (const tool of ['webgpu', 'vite', 'typescript', '@webgpu/types', ...TFJS_PACKAGES]) {
     const link = join(temp, 'node_modules', tool);
     mkdirSync(dirname(link), { recursive: true });
     symlinkSync(repoPackage(tool), link, 'dir');
@@ -156,8 +160,10 @@ afterAll(async () => {
 describe('the tarball', () => {
   it('holds the built module, its types and the docs, and nothing else', () => {
     const files = packed.files.map((f) => f.path).sort();
-    for (const f of files) expect(f, 'a file the package should not ship').toMatch(/^(dist\/[\w.-]+\.(js|js\.map|d\.ts)|README\.md|LICENSE|CHANGELOG\.md|package\.json)$/);
-    expect(files).toEqual(expect.arrayContaining(['dist/index.js', 'dist/index.d.ts', 'README.md', 'LICENSE', 'CHANGELOG.md', 'package.json']));
+    for (const f of files) expect(f, 'a file the package should not ship').toMatch(/^(dist\/(tfjs\/)?[\w.-]+\.(js|js\.map|d\.ts)|README\.md|LICENSE|CHANGELOG\.md|package\.json)$/);
+    expect(files).toEqual(expect.arrayContaining([
+      'dist/index.js', 'dist/index.d.ts', 'dist/tfjs.js', 'dist/tfjs/index.d.ts', 'README.md', 'LICENSE', 'CHANGELOG.md', 'package.json',
+    ]));
     // Every module a .d.ts refers to is in the tarball (a missing one is an `any` for the consumer).
     for (const f of files.filter((f) => f.endsWith('.d.ts'))) {
       const text = readFileSync(join(temp, 'node_modules/webgpu-rmsprop', f), 'utf8');
@@ -172,6 +178,9 @@ describe('the tarball', () => {
     expect(realpathSync(installed).startsWith(temp + sep), 'installed from the tarball into the temp project').toBe(true);
     const pkg = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')) as Record<string, unknown>;
     expect(pkg.dependencies ?? {}).toEqual({});
+    // TF.js is a peer of 'webgpu-rmsprop/tfjs' only, and optional: a user of the core installs none of it.
+    expect(pkg.peerDependencies).toEqual({ '@tensorflow/tfjs-core': '^4.22.0', '@tensorflow/tfjs-backend-webgpu': '^4.22.0' });
+    expect(pkg.peerDependenciesMeta).toEqual({ '@tensorflow/tfjs-core': { optional: true }, '@tensorflow/tfjs-backend-webgpu': { optional: true } });
     expect(pkg.sideEffects).toBe(false);
     expect(pkg.type).toBe('module');
     const dot = (pkg.exports as Record<string, Record<string, string>>)['.']!;
@@ -179,6 +188,23 @@ describe('the tarball', () => {
     expect(existsSync(join(installed, dot.types!))).toBe(true);
     expect(existsSync(join(installed, dot.import!))).toBe(true);
     expect(createRequire(join(temp, 'x.js')).resolve('webgpu-rmsprop')).toBe(join(installed, 'dist/index.js'));
+    const tfjs = (pkg.exports as Record<string, Record<string, string>>)['./tfjs']!;
+    expect(Object.keys(tfjs)[0], 'types first').toBe('types');
+    expect(existsSync(join(installed, tfjs.types!))).toBe(true);
+    expect(createRequire(join(temp, 'x.js')).resolve('webgpu-rmsprop/tfjs')).toBe(join(installed, 'dist/tfjs.js'));
+  });
+
+  it('keeps TF.js out of the core: dist/index.js and its types name nothing of it; dist/tfjs.js imports only ./index.js', () => {
+    const dist = join(temp, 'node_modules/webgpu-rmsprop/dist');
+    for (const f of readdirSync(dist).filter((f) => /\.(js|d\.ts)$/.test(f))) {
+      const text = readFileSync(join(dist, f), 'utf8');
+      if (f === 'tfjs.js') continue;
+      expect(text, `${f} names TF.js`).not.toMatch(/@tensorflow/);
+    }
+    const tfjs = readFileSync(join(dist, 'tfjs.js'), 'utf8');
+    expect([...tfjs.matchAll(/^import .* from "([^"]+)";$/gm)].map((m) => m[1])).toEqual(['./index.js']);
+    expect(tfjs, 'nothing loaded at run time').not.toMatch(/\bimport\s*\(|require\s*\(|import\.meta/);
+    expect(tfjs).not.toMatch(/from "@tensorflow/);
   });
 
   it('loads from CommonJS too (require of an ES module, Node >= 20.19 as engines says)', () => {
@@ -208,10 +234,28 @@ describe('used from outside the repo', () => {
     await expectTrained(result, 'Deno');
   });
 
+  it("'webgpu-rmsprop/tfjs' trains in Node with TF.js's WebGPU backend on Dawn, as tf.train.rmsprop does", () => {
+    const result = lastJsonLine<{ steps: number; worstUlps: number; className: string; expectedClassName: string; weightNames: string[]; validationError: string | null; adapter: string }>(
+      run(process.execPath, ['tfjs-node-check.mjs'], temp, gpuEnv()));
+    console.info(`Node, webgpu-rmsprop/tfjs: ${result.adapter}, worst ${result.worstUlps} ULPs against tf.train.rmsprop`);
+    expect(result.validationError).toBeNull();
+    expect(result.steps).toBe(5);
+    // The bound of test/tfjs/trio.ts (TFJS_ULPS): the two round the mean square's new term differently.
+    expect(result.worstUlps).toBeLessThanOrEqual(9);
+    expect(result.className).toBe('WebGPURMSProp');
+    expect(result.className).toBe(result.expectedClassName);
+    expect(result.weightNames).toEqual(['iter', 'consumer/ours/rms', 'consumer/ours/momentum']);
+  });
+
   it('type-checks with strict settings, NodeNext and Bundler resolution, the package\'s .d.ts included', async () => {
     const tsc = join(temp, 'node_modules/typescript/bin/tsc');
-    // Both at once (about 5 s each on 2 cores); NodeNext also checks the package's .d.ts files (skipLibCheck false).
-    await Promise.all(['tsconfig.nodenext.json', 'tsconfig.bundler.json'].map(async (config) => {
+    // All at once (about 5 s each on 2 cores); NodeNext also checks the core's .d.ts files (skipLibCheck false).
+    // 'webgpu-rmsprop/tfjs' (consumer-tfjs.ts) with skipLibCheck: tfjs-core 4.22 brings its own copy of
+    // @webgpu/types, whose declarations clash with the app's under skipLibCheck false (TF.js's packaging,
+    // not this package's: its .d.ts are checked when they are emitted, and the @ts-expect-error lines
+    // there prove the types resolved).
+    const configs = ['tsconfig.nodenext.json', 'tsconfig.bundler.json', 'tsconfig.tfjs-nodenext.json', 'tsconfig.tfjs-bundler.json'];
+    await Promise.all(configs.map(async (config) => {
       try {
         await execFileAsync(process.execPath, [tsc, '-p', config], { cwd: temp, encoding: 'utf8' });
       } catch (error) {

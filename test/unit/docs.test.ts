@@ -1,13 +1,13 @@
 /**
- * Every export of the package entry (src/index.ts) has a JSDoc block with an `@example`: the
- * TypeScript compiler enumerates the module's exports, follows each re-export to its declarations
- * and reads their JSDoc. The failure lists every offender with where it is declared.
+ * Every export of the package's entry points (src/index.ts, and src/tfjs/index.ts for
+ * 'webgpu-rmsprop/tfjs') has a JSDoc block with an `@example`: the TypeScript compiler enumerates
+ * each module's exports, follows each re-export to its declarations and reads their JSDoc. The
+ * failure lists every offender with where it is declared.
  */
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 
-const ENTRY = fileURLToPath(new URL('../../src/index.ts', import.meta.url));
 
 interface ExportDoc {
   readonly name: string;
@@ -17,7 +17,7 @@ interface ExportDoc {
   readonly hasExample: boolean;
 }
 
-function entryExports(): ExportDoc[] {
+function entryExports(ENTRY: string): ExportDoc[] {
   // Only symbols are needed, not types: no lib or @types files, so the program builds in well under a second.
   const program = ts.createProgram([ENTRY], {
     target: ts.ScriptTarget.ES2022,
@@ -47,13 +47,16 @@ function entryExports(): ExportDoc[] {
   });
 }
 
-describe('API docs', () => {
-  const exports = entryExports();
+describe.each([
+  { entry: 'src/index.ts', some: ['RMSProp', 'schedules', 'referenceStep', 'ParamSpec', 'LrSchedule', 'CHECKPOINT_FORMAT'] },
+  { entry: 'src/tfjs/index.ts', some: ['tfjsRMSProp', 'registerWebGPURMSProp', 'WEBGPU_RMSPROP_CLASS_NAME', 'WebGPURMSProp', 'TfjsRMSPropConfig'] },
+])('API docs of $entry', ({ entry, some }) => {
+  const exports = entryExports(fileURLToPath(new URL(`../../${entry}`, import.meta.url)));
 
-  it('finds the exports of src/index.ts, resolved to their declarations', () => {
+  it(`finds the exports of ${entry}, resolved to their declarations`, () => {
     const names = exports.map((e) => e.name);
-    // A few of each kind: a class, a const, a function, an interface, a type alias.
-    for (const name of ['RMSProp', 'schedules', 'referenceStep', 'ParamSpec', 'LrSchedule', 'CHECKPOINT_FORMAT']) expect(names).toContain(name);
+    // A few of each kind: a class or function, a const, an interface, a type alias.
+    for (const name of some) expect(names).toContain(name);
     for (const e of exports) expect(e.where.length, `${e.name} has no declaration`).toBeGreaterThan(0);
     expect(exports.every((e) => e.where.every((w) => w.startsWith('src/')))).toBe(true);
   });
@@ -62,6 +65,6 @@ describe('API docs', () => {
     const offenders = exports
       .filter((e) => !e.hasExample)
       .map((e) => `${e.name} (${e.where.join(', ')}): ${e.documented ? 'JSDoc without @example' : 'no JSDoc'}`);
-    expect(offenders, `exports of src/index.ts lacking an @example:\n${offenders.join('\n')}`).toEqual([]);
+    expect(offenders, `exports of ${entry} lacking an @example:\n${offenders.join('\n')}`).toEqual([]);
   });
 });

@@ -1,0 +1,31 @@
+/** What the TF.js page reports, shared by the page and test/browser/tfjs.test.ts. */
+import type { FitComparison } from '../../tfjs/fit-comparison';
+
+/** One case's figures (what the test asserts on), or why it could not run. */
+export type TfjsCase =
+  | { readonly name: 'fit'; readonly label: string; readonly result: FitComparison }
+  | { readonly name: 'save-load'; readonly bitIdentical: boolean; readonly className: string; readonly iterations: number }
+  | { readonly name: 'cached'; readonly worstUlps: number; readonly steps: number; readonly cachedBeforeEachStep: boolean }
+  | { readonly name: 'leaks'; readonly before: Counts; readonly after: Counts; readonly labelledAfterDispose: number; readonly labelledWhileTraining: number }
+  | { readonly name: 'error'; readonly label: string; readonly message: string };
+
+export interface Counts {
+  readonly tensors: number;
+  readonly gpuBytesAllocated: number | undefined;
+  readonly liveGpuBuffers: number;
+}
+
+export interface TfjsPageResults {
+  readonly done: true;
+  readonly adapter: string;
+  readonly cases: readonly TfjsCase[];
+  /** Validation errors popped around each case, and uncapturederror events. */
+  readonly gpuErrors: readonly string[];
+  readonly fatal?: string;
+}
+
+declare global {
+  interface Window {
+    __tfjs?: TfjsPageResults;
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * The TF.js integration on a browser's own WebGPU: TF.js (a bundle of tfjs-core, tfjs-layers and the
+ * WebGPU backend, built by test/browser/tfjs.test.ts) on the page's device, `tfjsRMSProp` from the
+ * source. The cases: model.fit of an MLP and a conv net beside tf.train.rmsprop, compared after
+ * every batch (weights read through an op, and with data()); save and load with the optimizer;
+ * data() before every step; 100 steps without a leak. Sets `window.__tfjs`.
+ */
+import { tfjsRMSProp, type WebGPURMSProp } from '../../../src/tfjs/index';
+import { agreement, compareFit, type RuleConfig } from '../../tfjs/fit-comparison';
+import { lossOf, makeData, makeModel, readWeights, type ModelKind } from '../../tfjs/models';
+import type { Counts, TfjsCase, TfjsPageResults } from './cases';
+
+type Bundle = typeof import('../../../bench/web/tfjs-entry');
+const BUNDLE = '/dist-test/tfjs-web/tfjs.js';
+
+const RULES: Record<string, RuleConfig> = {
+  plain: { learningRate: 0.01, decay: 0.9, momentum: 0, epsilon: 1e-7, centered: false },
+  momentum: { learningRate: 0.003, decay: 0.9, momentum: 0.9, epsilon: 1e-7, centered: false },
+};
+
+async function run(): Promise<TfjsPageResults> {
+  if (!navigator.gpu) throw new Error('navigator.gpu is missing (Chromium on Linux needs --enable-unsafe-webgpu).');
+  const adapter = await navigator.gpu.requestAdapter();
+  if (!adapter) throw new Error('requestAdapter() returned null.');
+  const device = await adapter.requestDevice({ label: 'webgpu-rmsprop tfjs page' });
+  const gpuErrors: string[] = [];
+  device.addEventListener('uncapturederror', (e) => gpuErrors.push(`uncaptured: ${(e as GPUUncapturedErrorEvent).error.message}`));
+  const { vendor, architecture, device: name, description } = adapter.info;
+  const words = [vendor, architecture, name, description].filter(Boolean).join(' ') || 'unknown adapter';
+  const { tf, tfl, WebGPUBackend } = (await import(/* @vite-ignore */ BUNDLE)) as Bundle;
+  tf.env().set('IS_TEST', true);
+  if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
+  tf.registerBackend('webgpu', () => new WebGPUBackend(device));
+  if (!(await tf.setBackend('webgpu'))) throw new Error('TF.js could not start its WebGPU backend.');
+
+  const cases: TfjsCase[] = [];
+  const guarded = async (label: string, body: () => Promise<TfjsCase>) => {
+    device.pushErrorScope('validation');
+    try {
+      cases.push(await body());
+    } catch (error) {
+      cases.push({ name: 'error', label, message: error instanceof Error ? error.stack ?? error.message : String(error) });
+    }
+    await device.queue.onSubmittedWorkDone();
+    const e = await device.popErrorScope();
+    if (e) gpuErrors.push(`${label}: ${e.message}`);
+    console.log(`${label}: done`);
+  };
+
+  const fits: [ModelKind, string, 'op' | 'data'][] = [['mlp', 'plain', 'op'], ['mlp', 'momentum', 'data'], ['conv', 'momentum', 'op'], ['conv', 'plain', 'data']];
+  for (const [kind, rule, read] of fits) {
+    const label = `fit ${kind} ${rule} (read ${read})`;
+    await guarded(label, async () => ({
+      name: 'fit', label,
+      result: await compareFit(tf, tfl, () => tfjsRMSProp(tf, RULES[rule]!), kind, RULES[rule]!, { epochs: 3, batchSize: 8, samples: 24, read }),
+    }));
+  }
+
+  await guarded('save-load', async () => {
+    const model = makeModel(tf, tfl, 'conv', 5);
+    const data = makeData(tf, 'conv', 16);
+    const optimizer = tfjsRMSProp(tf, { learningRate: 0.01, momentum: 0.9 });
+    model.compile({ optimizer, loss: lossOf('conv') });
+    for (let s = 0; s < 3; s++) await model.trainOnBatch(data.x, data.y);
+    let artifacts: import('@tensorflow/tfjs-core').io.ModelArtifacts | undefined;
+    await model.save(tf.io.withSaveHandler(async (a) => {
+      artifacts = a;
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }), { includeOptimizer: true });
+    const loaded = await tfl.loadLayersModel(tf.io.fromMemory(artifacts!));
+    const loadedOptimizer = loaded.optimizer as WebGPURMSProp;
+    await model.trainOnBatch(data.x, data.y);
+    await loaded.trainOnBatch(data.x, data.y);
+    const [a, b] = [await readWeights(tf, model), await readWeights(tf, loaded)];
+    const bitIdentical = a.every((w, i) => w.length === b[i]!.length && w.every((x, j) => Object.is(x, b[i]![j])));
+    const result: TfjsCase = { name: 'save-load', bitIdentical, className: loadedOptimizer.getClassName(), iterations: loadedOptimizer.iterations };
+    loadedOptimizer.dispose();
+    loaded.dispose();
+    optimizer.dispose();
+    model.dispose();
+    tf.dispose([data.x, data.y]);
+    return result;
+  });
+
+  // data() before every step (TF.js then holds a CPU copy). Not dataSync(): TF.js 4.22 reads a WebGPU
+  // tensor synchronously through an OffscreenCanvas, which in headless Chromium on SwiftShader returns
+  // zeros and destroys the device, with or without this optimizer.
+  await guarded('cached', async () => {
+    let seed = 11;
+    const random = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+    const initial = Float32Array.from({ length: 37 }, random);
+    const onGpu = (x: Float32Array) => tf.tidy(() => { const t = tf.tensor(x); return tf.add(t, tf.zerosLike(t)); });
+    const ours = tf.variable(onGpu(initial), true, 'page/ours'), theirs = tf.variable(onGpu(initial), true, 'page/theirs');
+    const optimizer = tfjsRMSProp(tf, { learningRate: 0.01, momentum: 0.9 });
+    const reference = tf.train.rmsprop(0.01, 0.9, 0.9);
+    const floor = initial.map(Math.abs);
+    let worst = 0, cached = true;
+    for (let s = 0; s < 5; s++) {
+      const before = await ours.data(); // TF.js keeps these values on the CPU
+      const map = (tf.backend() as unknown as { tensorMap: { get(id: object): { values?: unknown } } }).tensorMap;
+      cached &&= map.get(ours.dataId)?.values != null && before.length === 37;
+      const g = onGpu(Float32Array.from({ length: 37 }, () => random() * 3));
+      optimizer.applyGradients({ [ours.name]: g });
+      reference.applyGradients({ [theirs.name]: g });
+      g.dispose();
+      const expected = new Float32Array(await theirs.data());
+      expected.forEach((x, i) => { floor[i] = Math.max(floor[i]!, Math.abs(x)); });
+      worst = Math.max(worst, agreement(new Float32Array(await ours.data()), expected, floor).ulps);
+    }
+    optimizer.dispose();
+    reference.dispose();
+    tf.dispose([ours, theirs]);
+    return { name: 'cached', worstUlps: worst, steps: 5, cachedBeforeEachStep: cached };
+  });
+
+  await guarded('leaks', async () => {
+    const created: { label: string; destroyed: boolean }[] = [];
+    const original = device.createBuffer.bind(device);
+    device.createBuffer = (d: GPUBufferDescriptor) => {
+      const buffer = original(d);
+      const entry = { label: d.label ?? '', destroyed: false };
+      const destroy = buffer.destroy.bind(buffer);
+      buffer.destroy = () => { entry.destroyed = true; destroy(); };
+      created.push(entry);
+      return buffer;
+    };
+    const counts = (): Counts => {
+      const m = tf.memory() as { numTensors: number; numBytesAllocatedInGPU?: number };
+      return { tensors: m.numTensors, gpuBytesAllocated: m.numBytesAllocatedInGPU, liveGpuBuffers: created.filter((e) => !e.destroyed).length };
+    };
+    const labelled = () => created.filter((e) => !e.destroyed && /^(WebGPURMSProp|RMSProp)/.test(e.label)).length;
+    try {
+      const model = makeModel(tf, tfl, 'mlp', 6);
+      const data = makeData(tf, 'mlp', 16);
+      const optimizer = tfjsRMSProp(tf, { learningRate: 0.01, momentum: 0.9 });
+      model.compile({ optimizer, loss: lossOf('mlp') });
+      for (let s = 0; s < 10; s++) await model.trainOnBatch(data.x, data.y);
+      const before = counts();
+      for (let s = 0; s < 100; s++) await model.trainOnBatch(data.x, data.y);
+      await device.queue.onSubmittedWorkDone();
+      const after = counts();
+      const labelledWhileTraining = labelled();
+      optimizer.dispose();
+      const labelledAfterDispose = labelled();
+      model.dispose();
+      tf.dispose([data.x, data.y]);
+      return { name: 'leaks', before, after, labelledWhileTraining, labelledAfterDispose };
+    } finally {
+      device.createBuffer = original;
+    }
+  });
+  return { done: true, adapter: words, cases, gpuErrors };
+}
+
+run().then(
+  (results) => { window.__tfjs = results; },
+  (error: unknown) => {
+    console.error(error);
+    window.__tfjs = { done: true, adapter: '', cases: [], gpuErrors: [], fatal: error instanceof Error ? error.stack ?? error.message : String(error) };
+  },
+);

@@ -1,0 +1,115 @@
+/**
+ * 'webgpu-rmsprop/tfjs' in headless Chromium (SwiftShader where there is no GPU): the page
+ * test/browser/tfjs-page/ runs real tfjs-layers models on TF.js's WebGPU backend with tfjsRMSProp
+ * beside tf.train.rmsprop and reports figures; the tolerances are the Node tests' (test/tfjs/).
+ * TF.js comes from a bundle built here (bench/web/tfjs-entry.ts: tfjs-core with its gradients,
+ * tfjs-layers, the WebGPU backend), as an app's bundler would make it.
+ */
+import { build } from 'vite';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FIT_DRIFT, TFJS_ULPS } from '../tfjs/fit-comparison';
+import { launchChromium, type LaunchedChromium } from './chromium';
+import type { TfjsCase, TfjsPageResults } from './tfjs-page/cases';
+import { REPO_ROOT, startViteServer, type TestServer } from './vite-server';
+
+/** The page's limit: about 2 minutes on SwiftShader with two cores, much more when the machine is busy. */
+const RESULTS_TIMEOUT_MS = 540_000;
+
+let chromium: LaunchedChromium | undefined;
+let server: TestServer | undefined;
+let results: TfjsPageResults | undefined;
+let setupError: Error | undefined;
+const pageErrors: string[] = [];
+
+beforeAll(async () => {
+  try {
+    await build({
+      configFile: false,
+      root: REPO_ROOT,
+      logLevel: 'warn',
+      build: {
+        lib: { entry: 'bench/web/tfjs-entry.ts', formats: ['es'], fileName: () => 'tfjs.js' },
+        outDir: 'dist-test/tfjs-web',
+        emptyOutDir: true,
+        target: 'es2022',
+        minify: false,
+        reportCompressedSize: false,
+      },
+    });
+    [chromium, server] = await Promise.all([launchChromium(), startViteServer()]);
+    const page = await chromium.browser.newPage();
+    page.on('console', (m) => { if (!m.text().startsWith('[vite]')) console.log(`[page ${m.type()}] ${m.text()}`); });
+    page.on('pageerror', (e) => pageErrors.push(e instanceof Error ? e.message : String(e)));
+    await page.goto(server.url('/test/browser/tfjs-page/index.html'), { waitUntil: 'load', timeout: 60_000 });
+    await page.waitForFunction(() => window.__tfjs?.done === true, { timeout: RESULTS_TIMEOUT_MS, polling: 500 });
+    results = await page.evaluate(() => window.__tfjs!);
+    console.log(`adapter: ${results.adapter}; browser: ${await chromium.browser.version()}`);
+  } catch (error) {
+    setupError = error as Error;
+  }
+}, RESULTS_TIMEOUT_MS + 120_000);
+
+afterAll(async () => {
+  await Promise.allSettled([chromium?.close(), server?.close()]);
+});
+
+function page(): TfjsPageResults {
+  if (setupError) throw setupError;
+  if (!results) throw new Error('no results from the page');
+  return results;
+}
+
+function found<N extends TfjsCase['name']>(name: N, label?: string): Extract<TfjsCase, { name: N }> {
+  const r = page();
+  const failed = r.cases.find((c) => c.name === 'error' && (!label || c.label === label));
+  const c = r.cases.find((x) => x.name === name && (!label || ('label' in x && x.label === label)));
+  if (!c) throw new Error(`the page did not report ${name}${label ? ` '${label}'` : ''}${failed && 'message' in failed ? `: ${failed.message}` : ''}`);
+  return c as Extract<TfjsCase, { name: N }>;
+}
+
+describe('webgpu-rmsprop/tfjs in headless Chromium', () => {
+  it('runs every case with no page error, failed case or WebGPU validation error', () => {
+    const r = page();
+    expect(r.fatal, 'the page stopped').toBeUndefined();
+    expect(r.cases.filter((c) => c.name === 'error'), 'cases that threw').toEqual([]);
+    expect(r.cases).toHaveLength(7);
+    expect(pageErrors).toEqual([]);
+    expect(r.gpuErrors).toEqual([]);
+  });
+
+  describe.each(['fit mlp plain (read op)', 'fit mlp momentum (read data)', 'fit conv momentum (read op)', 'fit conv plain (read data)'])('%s', (label) => {
+    it('model.fit agrees with tf.train.rmsprop after every batch (FIT_DRIFT); the source model is untouched; it trains; no tensor leaks', () => {
+      const { result: r } = found('fit', label);
+      console.log(`${label}: weights ${r.worstRelative.toExponential(2)}, loss ${r.worstLoss.toExponential(2)}, loss ${r.firstLoss.toFixed(4)} -> ${r.lastLoss.toFixed(4)}`);
+      expect(r.batches).toHaveLength(9);
+      for (const b of r.batches) {
+        expect(b.relative, `batch ${b.batch + 1}: ${b.tensor}`).toBeLessThanOrEqual(FIT_DRIFT);
+        expect(Math.abs(b.lossOurs - b.lossTheirs) / Math.abs(b.lossTheirs), `batch ${b.batch + 1}: loss`).toBeLessThanOrEqual(FIT_DRIFT);
+      }
+      expect(r.sourceUnchanged).toBe(true);
+      expect(r.lastLoss).toBeLessThan(r.firstLoss);
+      expect(r.tensorsAfter).toBe(r.tensorsBefore);
+    });
+  });
+
+  it('save and load with includeOptimizer: the loaded model\'s next step is the original\'s, bit for bit', () => {
+    const c = found('save-load');
+    expect(c.className).toBe('WebGPURMSProp');
+    expect(c.iterations).toBe(4);
+    expect(c.bitIdentical).toBe(true);
+  });
+
+  it('data() before every step: TF.js\'s CPU copy is never served stale (within TFJS_ULPS of tf.train.rmsprop)', () => {
+    const c = found('cached');
+    expect(c.cachedBeforeEachStep, 'premise: TF.js held a CPU copy before each step').toBe(true);
+    expect(c.steps).toBe(5);
+    expect(c.worstUlps).toBeLessThanOrEqual(TFJS_ULPS);
+  });
+
+  it('100 steps: tf.memory() and the live GPU buffers stay flat; dispose() frees every buffer the optimizer made', () => {
+    const c = found('leaks');
+    expect(c.after).toEqual(c.before);
+    expect(c.labelledWhileTraining).toBeGreaterThan(0);
+    expect(c.labelledAfterDispose).toBe(0);
+  });
+});
