@@ -111,7 +111,7 @@ export function referenceStep(
   stepResolved(param, grad, state, o, multiplyAdd, hyper);
 }
 
-/** The per-step values the shader's uniform and control buffer carry, besides the options. */
+/** The per-step values the shader reads (its ring slot, its geometry, the control buffer), besides the options. */
 export interface StepHyper {
   /** `1 - lr * weightDecay`, rounded once (decoupled weight decay). */
   readonly decayFactor: number;
@@ -124,7 +124,7 @@ export interface StepHyper {
 }
 
 /**
- * The per-step values for options `o` at `context` (as the host writes them into the uniform):
+ * The per-step values for options `o` at `context` (as the host writes them for the shader):
  * computed in double precision and rounded once to f32, as PyTorch rounds a Python scalar; except
  * the bias correction `1 - alpha^t`, which Optax computes in float32 from the float32 decay
  * (`alpha^t` rounded to f32, then `1 -` it): at alpha 0.999 the double-precision value differs by
