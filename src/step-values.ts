@@ -15,6 +15,10 @@
  *   recorded with it. A step recorded into an encoder that is never submitted keeps its slot retired.
  * - When no slot is free the ring grows by a page; past MAX_PAGES it throws a RangeError.
  * Steps whose values did not change reuse the current slot and write nothing.
+ *
+ * The slot is a read-only storage binding with a dynamic offset, not a uniform one: it holds an entry
+ * per param group, however many (a runtime-sized array), and a uniform binding of a fixed-size
+ * array measured no faster on SwiftShader (docs/benchmarks.md, "Step cost").
  */
 import { stepValuesLayout } from './pipelines.js';
 
