@@ -5,6 +5,7 @@
  * @packageDocumentation
  */
 export { RMSProp } from './rmsprop.js';
+export type { StepOptions } from './step-options.js';
 export type { ParamSpec, ParamGroup } from './params.js';
 export {
   DEFAULT_OPTIONS,

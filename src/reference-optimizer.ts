@@ -2,6 +2,7 @@
  * `ReferenceRMSProp`: the `RMSProp` API over the CPU reference, for callers without WebGPU and for
  * checking the GPU. Its state dicts are interchangeable with the GPU optimizer's.
  */
+import { resolveKeep, type KeepTarget, type StepOptions } from './step-options.js';
 import { validateLr, type RMSPropConfig, type ResolvedOptions } from './options.js';
 import { scheduledLrs, type LrSchedule } from './schedules.js';
 import { decodeHalves, f32ToBf16, f32ToF16 } from './half.js';
@@ -229,9 +230,18 @@ export class ReferenceRMSProp {
     return this.#groups.map((g, i) => Object.freeze({ ...g.options, lr: this.#lrs[i]! }));
   }
 
-  /** One step over every parameter, in place. */
-  step(): void {
+  /**
+   * One step over every parameter, in place; `options.keep` lists tensors to leave as they are, as
+   * `RMSProp.step(encoder, { keep })` (their gradients still count in the pre-pass).
+   *
+   * @example
+   * ```ts
+   * reference.step({ keep: [1] }); // tensor 1 had no gradient this step
+   * ```
+   */
+  step(options?: StepOptions): void {
     this.#checkUsable('step()');
+    const keep = resolveKeep(options, this.#keepTargets(), 'step()');
     const lrs = scheduledLrs(this.#schedules, this.#lrs, this.#step, 'step()');
     const groups = this.#groups.map((g, i) => Object.freeze({ ...g.options, lr: lrs?.[i] ?? this.#lrs[i]! }));
     for (const [g, group] of this.#groups.entries()) {
@@ -265,14 +275,21 @@ export class ReferenceRMSProp {
         return;
       }
     }
+    let index = 0;
     for (const [g, group] of this.#groups.entries()) {
       const hyper = stepHyper(groups[g]!, { step: this.#step + 1, gradScale });
       for (const p of group.params) {
+        if (keep.includes(index++)) continue;
         stepResolved(p.values, p.grads, p.state, groups[g]!, this.#multiplyAdd, hyper);
         if (p.paramHalves) encodeInto(p.values, group.options.paramDtype as 'f16' | 'bf16', p.paramHalves);
       }
     }
     this.#step++;
+  }
+
+  /** What `keep` is checked against: every tensor's name and parameter type (no buffers here). */
+  #keepTargets(): KeepTarget[] {
+    return this.#groups.flatMap((g) => g.params.map((p) => ({ name: p.name, paramDtype: g.options.paramDtype })));
   }
 
   /**

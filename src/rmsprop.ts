@@ -2,7 +2,8 @@
  * The host class: a thin facade over the parts that each own one concern —
  * src/plan.ts (the layout, pure), src/state-store.ts (state buffers and their I/O),
  * src/update-pass.ts (the update's dispatches), src/grad-prepass.ts (clipping and non-finite
- * checks), src/step-values.ts (the per-step values' ring) and src/pipelines.ts (the cache).
+ * checks), src/step-values.ts (the per-step values' ring), src/keep-copies.ts (`step`'s `keep`)
+ * and src/pipelines.ts (the cache).
  */
 import { validateLr, type RMSPropConfig, type ResolvedOptions } from './options.js';
 import { scheduledLr, type LrSchedule } from './schedules.js';
@@ -16,6 +17,8 @@ import { StateStore } from './state-store.js';
 import { UpdatePass } from './update-pass.js';
 import { GradPrePass } from './grad-prepass.js';
 import { GROUP_VALUES, StepValuesRing } from './step-values.js';
+import { KeepCopies } from './keep-copies.js';
+import { resolveKeep, type KeepTarget, type StepOptions } from './step-options.js';
 
 /** Descriptors of what every step records, made once (a step allocates nothing of its own). */
 const PASS: GPUComputePassDescriptor = { label: 'RMSProp.step' };
@@ -46,6 +49,9 @@ export class RMSProp {
   /** The gradient pre-pass (skipNonFinite, clipGradNorm); absent when both are off. */
   readonly #prepass: GradPrePass | undefined;
   readonly #ring: StepValuesRing;
+  /** `step(encoder, { keep })`: what keep is checked against, and the copies aside and back. */
+  readonly #keepTargets: readonly KeepTarget[];
+  readonly #keep: KeepCopies;
   readonly #lrs: number[];
   /** This step's learning rates while it is being prepared (committed to `#lrs` once it cannot fail). */
   readonly #nextLrs: Float64Array;
@@ -88,6 +94,11 @@ export class RMSProp {
       ? new GradPrePass(device, plans.map((p) => p.segment), groupOptions, this.#store.control)
       : undefined;
     this.#ring = new StepValuesRing(device, this.#groups.length, 'RMSProp');
+    const flat = this.#groups.flatMap((g) => g.params);
+    this.#keepTargets = flat.map((p) => ({
+      name: p.name, usage: p.param.buffer.usage, paramDtype: groupOptions[p.group]!.paramDtype,
+    }));
+    this.#keep = new KeepCopies(device, flat, this.#store);
     if (groupOptions.some(hasMaster)) this.#update.initMasters();
   }
 
@@ -174,8 +185,12 @@ export class RMSProp {
    * recorded with them have run. A step whose values did not change writes nothing and allocates nothing.
    * Throws a RangeError, changing nothing, if more than about 16,000 steps with new values wait in
    * encoders not yet known to have run (see `settle()`).
+   *
+   * `options.keep` lists tensors to leave exactly as they are in this step, parameters and state
+   * (see `StepOptions`): for a tensor that has no gradient this step. It adds two copies per state
+   * slot and one per parameter range of each kept tensor, around the pass; without it, nothing.
    */
-  step(encoder?: GPUCommandEncoder): void {
+  step(encoder?: GPUCommandEncoder, options?: StepOptions): void {
     this.#checkUsable('step()');
     if (encoder !== undefined &&
       (typeof encoder !== 'object' || encoder === null || typeof encoder.beginComputePass !== 'function')) {
@@ -183,15 +198,18 @@ export class RMSProp {
         'step(encoder): encoder must be a GPUCommandEncoder, or left out to submit a command buffer of its own.',
       );
     }
+    const keep = resolveKeep(options, this.#keepTargets, 'step()');
     this.#stageValues(); // a bad schedule value throws here, before anything changes
     this.#ring.prepare(encoder === undefined); // throws when no slot is free, before anything changes
     for (let g = 0; g < this.#lrs.length; g++) this.#lrs[g] = this.#nextLrs[g]!;
     const commands = encoder ?? this.device.createCommandEncoder(OWN_ENCODER);
+    if (keep.length > 0) this.#keep.save(commands, keep);
     const pass = commands.beginComputePass(PASS);
     this.#prepass?.encode(pass); // first: the update's dispatches read what its `finish` wrote
     this.#ring.bind(pass);
     this.#update.encode(pass);
     pass.end();
+    if (keep.length > 0) this.#keep.restore(commands);
     if (!encoder) {
       this.#submit[0] = commands.finish();
       this.device.queue.submit(this.#submit);
@@ -319,6 +337,7 @@ export class RMSProp {
     this.#update.destroy();
     this.#prepass?.destroy();
     this.#ring.destroy();
+    this.#keep.destroy();
   }
 
   #checkUsable(what: string): void {

@@ -154,6 +154,22 @@ export class StateStore {
     });
   }
 
+  /**
+   * Where tensor `index`'s state lives: one byte span per state slot and per chunk piece (`keep`
+   * copies them aside and back).
+   */
+  tensorStateSpans(index: number): { buffer: GPUBuffer; offset: number; size: number }[] {
+    const param = this.#groups.flatMap((g) => g.params)[index]!;
+    const slots = stateSlots(this.#groups[param.group]!.options);
+    const spans: { buffer: GPUBuffer; offset: number; size: number }[] = [];
+    this.#forEachPiece(index, param.size, (c, inChunk, _inTensor, count) => {
+      for (let slot = 0; slot < slots; slot++) {
+        spans.push({ buffer: c.state, offset: (slot * c.chunk.slotStride * 4 + inChunk) * 4, size: count * 4 });
+      }
+    });
+    return spans;
+  }
+
   /** Frees the state and control buffers. Safe to call twice. */
   destroy(): void {
     for (const chunks of this.chunks) for (const c of chunks) c.state.destroy();

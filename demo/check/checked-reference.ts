@@ -22,6 +22,7 @@ import {
   type ReferenceHalfParamSpec,
   type ReferenceParamGroup,
   type ReferenceParamSpec,
+  type StepOptions,
 } from '../../src/index.js';
 import { stepHyper } from '../../src/reference.js';
 import { boundStep, normBound, zeroBounds, type TensorBounds } from './bound.js';
@@ -50,6 +51,8 @@ interface PendingStep {
   readonly after: Promise<[Float32Array[], RMSPropState]>;
   readonly grads: Float32Array[];
   readonly step: number;
+  /** Tensors the step left as they were (`keep`): copied back exactly, so their bounds stay. */
+  readonly keep: readonly number[];
   /** The skip counts before and after (skipNonFinite): the GPU skips on the same, exact, test of the bits. */
   readonly skipped?: Promise<[number, number]>;
 }
@@ -123,9 +126,9 @@ export class CheckedReference {
   }
 
   /** One step of the reference; with tracking, what the bound of this step needs is kept. */
-  step(): void {
+  step(options?: StepOptions): void {
     if (!this.tracked) {
-      this.cpu.step();
+      this.cpu.step(options);
       return;
     }
     const state = this.cpu.stateDict(); // async methods that copy synchronously: a snapshot now
@@ -139,10 +142,11 @@ export class CheckedReference {
     // skippedSteps() is async only in its signature: it counts when called.
     const skippedBefore = groups[0]!.skipNonFinite ? this.cpu.skippedSteps() : undefined;
     const step = this.cpu.stepCount;
-    this.cpu.step();
+    this.cpu.step(options); // checks keep (throws before anything changes)
+    const keep = options?.keep ?? [];
     const after = Promise.all([this.cpu.readParams(), this.cpu.stateDict()]);
     const skipped = skippedBefore ? Promise.all([skippedBefore, this.cpu.skippedSteps()]) : undefined;
-    this.#pending.push({ kind: 'step', before, after, grads, step, ...(skipped ? { skipped } : {}) });
+    this.#pending.push({ kind: 'step', before, after, grads, step, keep, ...(skipped ? { skipped } : {}) });
   }
 
   readParams(): Promise<Float32Array<ArrayBuffer>[]> {
@@ -227,6 +231,7 @@ export class CheckedReference {
       this.#normError = b.normError;
     }
     before.tensors.forEach((t, i) => {
+      if (p.keep.includes(i)) return; // copied back bit for bit on the GPU: its bound stays as it was
       const o = groups[groupOf[i]!]!;
       const hyper = stepHyper(o, { step: p.step + 1, gradScale });
       const param = t.master ?? paramsBefore[i]!;

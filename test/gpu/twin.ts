@@ -4,7 +4,7 @@
  * and compared at the adapter's tolerance (harness TOLERANCE): parameters after each step, every
  * state slot when asked.
  */
-import { RMSProp, type ParamSpec, type RMSPropConfig, type RMSPropState } from '../../src/index.js';
+import { RMSProp, type ParamSpec, type RMSPropConfig, type RMSPropState, type StepOptions } from '../../src/index.js';
 import { VARIANT_SIZES, VARIANT_STEPS, VARIANTS } from '../../demo/check/variants.js';
 import {
   cpuTwin, expectMatchesTwin, expectNormClose, randomGrads, randomParams, rng, upload, write, type CheckedReference, type Placed,
@@ -65,15 +65,15 @@ export class Twin {
     });
   }
 
-  /** One step of each (the GPU one submitted, or recorded into `encoder`). */
-  step(encoder?: GPUCommandEncoder): void {
-    this.gpu.step(encoder);
-    this.cpuStep();
+  /** One step of each (the GPU one submitted, or recorded into `encoder`), with the same step options. */
+  step(encoder?: GPUCommandEncoder, options?: StepOptions): void {
+    this.gpu.step(encoder, options);
+    this.cpuStep(options);
   }
 
   /** One step of the CPU twin only (for GPU steps recorded by other means). */
-  cpuStep(): void {
-    this.cpu.step();
+  cpuStep(options?: StepOptions): void {
+    this.cpu.step(options);
     this.#steps++;
   }
 
