@@ -1,8 +1,8 @@
 /**
  * A tfjs-layers model trained by `model.fit` with this library's RMSProp: `tfjsRMSProp(tf, config)`
  * from `webgpu-rmsprop/tfjs` is a `tf.Optimizer`, a drop-in for `tf.train.rmsprop` with TF.js's
- * option names and defaults. It runs on TF.js's own WebGPU device (one fused WGSL pass per variable
- * instead of TF.js's ~15 kernels), and saves and loads with the model (`includeOptimizer: true`).
+ * option names and defaults. It runs on TF.js's own WebGPU device (one fused WGSL dispatch for every
+ * variable instead of TF.js's ~15 kernels a variable), and saves and loads with the model (`includeOptimizer: true`).
  *
  * In a browser: `import * as tf from '@tensorflow/tfjs'`, `import '@tensorflow/tfjs-backend-webgpu'`,
  * `await tf.setBackend('webgpu')`, and the rest is as below. In Node, TF.js's WebGPU backend needs

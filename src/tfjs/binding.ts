@@ -19,7 +19,7 @@
 import type * as TF from '@tensorflow/tfjs-core';
 import type { BackendAccess, TensorStorage, TfNamespace } from './backend-access.js';
 import { USAGE_COPY_BOTH } from './backend-access.js';
-import { missingGradientRefusal, type Engine } from './engine.js';
+import type { Engine } from './engine.js';
 
 /** A gradient as TF.js's optimizers receive it: a map by variable name, or a list of `{ name, tensor }`. */
 export type VariableGradients = TF.NamedTensorMap | readonly { name: string; tensor?: TF.Tensor | null }[];
@@ -135,7 +135,7 @@ export class Binding {
    * same name, and for a gradient of the wrong dtype or shape.
    */
   plan(
-    tf: TfNamespace, access: BackendAccess, engine: { layout: 'perTensor' | 'whole'; tensors: number },
+    tf: TfNamespace, access: BackendAccess, engine: { tensors: number },
     entries: readonly [string, TF.Tensor | undefined][], where: string,
   ): PlannedStep {
     const registered = tf.engine().registeredVariables;
@@ -154,11 +154,7 @@ export class Binding {
           '(it was disposed, and another one registered under its name): create a new optimizer for the new model.');
       }
       checkVariable(bound.variable, name, where);
-      if (grad === undefined) {
-        const refusal = bound.tensor !== undefined ? missingGradientRefusal(engine.layout, name) : undefined;
-        if (refusal) throw new RangeError(`${where}: ${refusal}`);
-        continue; // no gradient: the variable and its state stay as they are, as in tf.train.rmsprop
-      }
+      if (grad === undefined) continue; // no gradient: the engine keeps it and its state as they are, as TF.js
       checkGradient(grad, bound, where);
       if (bound.tensor === undefined) continue; // no elements: nothing to do
       present[bound.tensor] = true;

@@ -12,7 +12,7 @@ import {
   checkLearningRate, extrasBeyondTfjs, resolveTfjsConfig, tfjsConfigDict,
   type ResolvedTfjsConfig, type TfjsRMSPropConfig,
 } from './config.js';
-import { Engine, engineLayout } from './engine.js';
+import { Engine } from './engine.js';
 import { parseTfjsWeights, statesForVariables, tfjsSlots, type NamedValues, type ParsedWeights } from './weights.js';
 
 /** A tensor with a name, as TF.js's optimizers take and give their weights (tfjs-core's `NamedTensor`). */
@@ -46,8 +46,6 @@ export interface WebGPURMSProp extends TF.Optimizer {
   learningRate: number;
   /** The rule's options, in this library's names (`lr`, `alpha`, `eps`, ...): TF.js's preset and the extras. */
   readonly options: ResolvedOptions;
-  /** `'perTensor'` (one dispatch per variable) or `'whole'` (one per step, with clipGradNorm / skipNonFinite). */
-  readonly layout: 'perTensor' | 'whole';
   /** With skipNonFinite: how many steps were skipped (read from the GPU). 0 before the first step. */
   skippedSteps(): Promise<number>;
   /** With clipGradNorm or skipNonFinite: the global gradient norm of the last step (read from the GPU). */
@@ -202,10 +200,6 @@ function defineClass(tf: TfNamespace): WebGPURMSPropClass {
       return Object.freeze({ ...this.#config.options, lr: this.#lr });
     }
 
-    get layout(): 'perTensor' | 'whole' {
-      return engineLayout(this.#config.options);
-    }
-
     override applyGradients(variableGradients: TF.NamedTensorMap | NamedTensor[]): void {
       const where = 'WebGPURMSProp.applyGradients';
       this.#checkUsable(where);
@@ -224,7 +218,7 @@ function defineClass(tf: TfNamespace): WebGPURMSPropClass {
       const count = bound.filter((v) => v.tensor !== undefined).length;
       const pending = fresh ? this.#pending : undefined;
       const states = pending ? statesForVariables(pending, bound, this.#config.options) : undefined;
-      const plan = binding.plan(tf, access, { layout: this.layout, tensors: count }, entries, where);
+      const plan = binding.plan(tf, access, { tensors: count }, entries, where);
       if (!model) {
         const nonEmpty = bound.filter((v) => v.tensor !== undefined);
         const engine = nonEmpty.length > 0
@@ -339,7 +333,7 @@ function defineClass(tf: TfNamespace): WebGPURMSPropClass {
 
     async lastGradNorm(): Promise<number> {
       this.#checkUsable('WebGPURMSProp.lastGradNorm');
-      if (this.layout !== 'whole') {
+      if (!(this.#config.options.clipGradNorm > 0 || this.#config.options.skipNonFinite)) {
         throw new Error('WebGPURMSProp.lastGradNorm() needs the gradient pre-pass: create the optimizer with ' +
           'clipGradNorm > 0 or skipNonFinite: true.');
       }

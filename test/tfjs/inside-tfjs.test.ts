@@ -207,4 +207,28 @@ describe('a variable with no gradient in a step', () => {
       reference.dispose();
     }
   });
+
+  // Fails when the missing gradient's stale arena range is not cleared (the norm would count b's last
+  // gradient) or when b is not kept (momentum moves it, its state decays).
+  gpuTest('with clipGradNorm too: left unchanged, and the norm is the present gradients\' alone', gpu, async () => {
+    const optimizer = tfjsRMSProp(tf, { learningRate: 0.01, momentum: 0.9, clipGradNorm: 100 });
+    const a = tf.variable(onGpu([1, 2, 3]), true, 'missingClip/a'), b = tf.variable(onGpu([4, 5, 6]), true, 'missingClip/b');
+    const ga = onGpu([3, 0, 4]), gb = onGpu([10, 10, 10]);
+    try {
+      optimizer.applyGradients({ [a.name]: ga, [b.name]: gb });
+      expect(await optimizer.lastGradNorm()).toBeCloseTo(Math.hypot(3, 4, 10, 10, 10), 4);
+      const bBefore = Array.from(await readThroughOp(b)), slotsBefore = await slots(optimizer);
+      optimizer.applyGradients([{ name: a.name, tensor: ga }, { name: b.name, tensor: null as unknown as tf.Tensor }]);
+      expect(await optimizer.lastGradNorm(), 'the norm of a\'s gradient alone').toBeCloseTo(5, 5);
+      expect(Array.from(await readThroughOp(b)), 'b').toEqual(bBefore);
+      const slotsAfter = await slots(optimizer);
+      for (const slot of ['rms', 'momentum']) {
+        expect(Array.from(slotsAfter.get(`${b.name}/${slot}`)!), `b/${slot}`).toEqual(Array.from(slotsBefore.get(`${b.name}/${slot}`)!));
+        expect(Array.from(slotsAfter.get(`${a.name}/${slot}`)!), `a/${slot} moved`).not.toEqual(Array.from(slotsBefore.get(`${a.name}/${slot}`)!));
+      }
+    } finally {
+      tf.dispose([a, b, ga, gb]);
+      optimizer.dispose();
+    }
+  });
 });
