@@ -62,6 +62,9 @@ export class GpuTimer {
     const [begin, end] = new BigInt64Array(q.read.getMappedRange().slice(0));
     q.read.unmap();
     const gpuMs = Number(end! - begin!) / 1e6;
+    // WebGPU lets timestamps be quantized (Chromium: 100 µs) and even out of order: a batch shorter
+    // than the quantum reads 0. Such a batch is timed by the wall clock (and so its whole case).
+    if (!(gpuMs > 0)) return { wallMs };
     return { wallMs, gpuMs };
   }
 
