@@ -187,8 +187,9 @@ export class RMSProp {
    * encoders not yet known to have run (see `settle()`).
    *
    * `options.keep` lists tensors to leave exactly as they are in this step, parameters and state
-   * (see `StepOptions`): for a tensor that has no gradient this step. It adds two copies per state
-   * slot and one per parameter range of each kept tensor, around the pass; without it, nothing.
+   * (see `StepOptions`): for a tensor that has no gradient this step. It adds two buffer copies (out
+   * before the pass, back after it) per parameter range and per state slot of each kept tensor;
+   * without it, nothing.
    */
   step(encoder?: GPUCommandEncoder, options?: StepOptions): void {
     this.#checkUsable('step()');
