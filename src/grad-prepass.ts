@@ -8,6 +8,7 @@ import type { ResolvedOptions } from './options.js';
 import type { Segment } from './plan.js';
 import { planReduce, type ReducePlan } from './reduce-plan.js';
 import { reducePipelines } from './pipelines.js';
+import { encodeDispatches, type Dispatch } from './dispatches.js';
 
 // GPUBufferUsage flags, spelled out so that importing this module needs no WebGPU globals.
 const STORAGE = 0x80, UNIFORM = 0x40;
@@ -18,13 +19,6 @@ const FINISH_BYTES = 16;
 /** Bytes of `struct Block` and of `struct Partial`. */
 const BLOCK_BYTES = 16;
 const PARTIAL_BYTES = 8;
-
-interface Dispatch {
-  readonly pipeline: GPUComputePipeline;
-  readonly bindGroup: GPUBindGroup;
-  readonly x: number;
-  readonly y: number;
-}
 
 export class GradPrePass {
   /** The plan it records (runs, blocks, partials), for tests and benchmarks. */
@@ -136,14 +130,7 @@ export class GradPrePass {
 
   /** Records the pre-pass into `pass` (before the update, which reads what `finish` writes). */
   encode(pass: GPUComputePassEncoder): void {
-    let pipeline: GPUComputePipeline | undefined;
-    const dispatches = this.#dispatches;
-    for (let i = 0; i < dispatches.length; i++) {
-      const d = dispatches[i]!;
-      if (d.pipeline !== pipeline) pass.setPipeline((pipeline = d.pipeline));
-      pass.setBindGroup(0, d.bindGroup);
-      pass.dispatchWorkgroups(d.x, d.y);
-    }
+    encodeDispatches(pass, this.#dispatches);
   }
 
   /** Frees its buffers. Safe to call twice. */

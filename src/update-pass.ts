@@ -6,19 +6,13 @@
 import type { ResolvedOptions } from './options.js';
 import { dispatchSize, packedTail, type Chunk, type Segment, type SegmentPlan } from './plan.js';
 import { bindGroupLayoutOf, stepPipelines } from './pipelines.js';
+import { encodeDispatches, type Dispatch } from './dispatches.js';
 
 // GPUBufferUsage flags, spelled out so that importing this module needs no WebGPU globals.
 const UNIFORM = 0x40;
 
 /** Bytes of `struct Geometry` in shaders/rmsprop.wgsl (7 u32, 6 f32), rounded up to 16. */
 const GEOMETRY_BYTES = 64;
-
-interface Dispatch {
-  readonly pipeline: GPUComputePipeline;
-  readonly bindGroup: GPUBindGroup;
-  readonly x: number;
-  readonly y: number;
-}
 
 /** What the update binds of one chunk: its state buffer (src/state-store.ts). */
 export interface ChunkBuffers {
@@ -121,14 +115,7 @@ export class UpdatePass {
 
   /** Records the update into `pass`; group 1 (the step's values) must be set already. */
   encode(pass: GPUComputePassEncoder): void {
-    let pipeline: GPUComputePipeline | undefined;
-    const dispatches = this.#dispatches;
-    for (let i = 0; i < dispatches.length; i++) {
-      const d = dispatches[i]!;
-      if (d.pipeline !== pipeline) pass.setPipeline((pipeline = d.pipeline));
-      pass.setBindGroup(0, d.bindGroup);
-      pass.dispatchWorkgroups(d.x, d.y);
-    }
+    encodeDispatches(pass, this.#dispatches);
   }
 
   /**
