@@ -1,9 +1,9 @@
 // The gradient pre-pass of a step (options skipNonFinite and clipGradNorm): whether any gradient
 // element is NaN or ±Inf, and the global L2 norm over every tensor, into a small control buffer that
 // shaders/rmsprop.wgsl reads later in the same compute pass. Nothing is read back.
-// The CPU twin of this file is `gradNormStats` in src/reference.ts; keep the two line for line.
+// The CPU twin of this file is `gradNormStats` in src/rule/reference.ts; keep the two line for line.
 //
-// Two levels, each wide, in a fixed order (src/reduce-plan.ts plans it):
+// Two levels, each wide, in a fixed order (src/gpu/reduce-plan.ts plans it):
 //   `partialNorms`  one workgroup per block of a tensor: WORKGROUP_SIZE lanes, each summing
 //                   `laneVec4s` vec4s strided by WORKGROUP_SIZE, then `workgroupSum` over the
 //                   lanes, one partial per block. Blocks never cross tensors, and they are numbered tensor by

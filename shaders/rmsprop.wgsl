@@ -1,12 +1,12 @@
 // RMSProp, one fused pass: each element's parameter, gradient and state are read once and
-// written once. The CPU twin of this file is src/reference.ts; keep the two line for line.
+// written once. The CPU twin of this file is src/rule/reference.ts; keep the two line for line.
 //
 // The variant is fixed when the pipeline is made (override constants), so a variant's unused
 // state is never read or written and its branches compile away. Nothing about a tensor's shape or
 // a group's constant hyperparameters changes after the optimizer is made: they live in `geo`,
 // written once. What may change per step (lr, the decoupled decay factor, bias correction) lives
 // per param group in a slot of `steps`, a small ring that each step selects with a dynamic offset
-// (src/step-values.ts): no copy command per step, and each step reads the values it was recorded with.
+// (src/gpu/step-values.ts): no copy command per step, and each step reads the values it was recorded with.
 //
 // Layout of one dispatch unit (a whole tensor, or one chunk of a tensor past the binding limit):
 //   param, grad  the caller's buffers as vec4s: the first `count4 * 4` elements (the body);
@@ -48,7 +48,7 @@ override GRAD_DTYPE: u32 = 0u;         // 0: f32 (stepBody, stepTail); 1: f16, 2
 override PARAM_DTYPE: u32 = 0u;        // 0: f32; 1: f16, 2: bf16 (stepBodyHalf*, stepTailHalf*)
 override MASTER: bool = false;         // PARAM_DTYPE 1, 2: an f32 master copy in the last state slot
 
-// A dispatch unit's shape and its group's constant hyperparameters, written once (src/update-pass.ts).
+// A dispatch unit's shape and its group's constant hyperparameters, written once (src/gpu/update-pass.ts).
 struct Geometry {
   count4: u32,         // whole vec4s in the body
   slotStride: u32,     // vec4s in each state slot
@@ -56,7 +56,7 @@ struct Geometry {
   tailCount: u32,      // 0 to 3
   gradTailStart: u32,  // GRAD_DTYPE 1, 2: the tail's word in gradTailPacked; PARAM_DTYPE 1, 2: in paramTailPacked
   group: u32,          // the param group: which entry of steps.groups holds this unit's per-step values
-  countsStep: u32,     // on one dispatch of a step, which counts it in `ran` (src/step-values.ts): 1 body, 2 tail
+  countsStep: u32,     // on one dispatch of a step, which counts it in `ran` (src/gpu/step-values.ts): 1 body, 2 tail
   alpha: f32,
   oneMinusAlpha: f32,  // 1 - alpha rounded once on the host, as PyTorch passes it
   eps: f32,
@@ -243,7 +243,7 @@ fn decodeWord(w: u32, dtype: u32) -> vec2f {
 }
 
 // Two parameters rounded to PARAM_DTYPE, in one word (low half first). By bit operations, not
-// pack2x16float, whose rounding WGSL leaves open. src/half.ts f32ToF16 and f32ToBf16 are the twins.
+// pack2x16float, whose rounding WGSL leaves open. src/rule/half.ts f32ToF16 and f32ToBf16 are the twins.
 fn encodeWord(p: vec2f) -> u32 {
   if (PARAM_DTYPE == 2u) { return f32ToBf16(p.x) | (f32ToBf16(p.y) << 16u); }
   return f32ToF16(p.x) | (f32ToF16(p.y) << 16u);

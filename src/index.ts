@@ -5,8 +5,8 @@
  * @packageDocumentation
  */
 export { RMSProp } from './rmsprop.js';
-export type { StepOptions } from './step-options.js';
-export type { ParamSpec, ParamGroup } from './params.js';
+export type { StepOptions } from './rule/step-options.js';
+export type { ParamSpec, ParamGroup } from './gpu/params.js';
 export {
   DEFAULT_OPTIONS,
   presets,
@@ -18,26 +18,26 @@ export {
   type RMSPropConfig,
   type RMSPropOptions,
   type ResolvedOptions,
-} from './options.js';
-export { createReferenceState, referenceStep, type MultiplyAdd, type ReferenceState } from './reference.js';
-export { gradNormStats, type GradStats, type StepContext } from './reference.js';
-export { schedules, stepDecay, exponential, linearWarmup, cosineWithWarmup, type LrSchedule } from './schedules.js';
-export { f16ToF32, bf16ToF32, f32ToF16, f32ToBf16, encodeHalves, decodeHalves } from './half.js';
+} from './rule/options.js';
+export { createReferenceState, referenceStep, type MultiplyAdd, type ReferenceState } from './rule/reference.js';
+export { gradNormStats, type GradStats, type StepContext } from './rule/reference.js';
+export { schedules, stepDecay, exponential, linearWarmup, cosineWithWarmup, type LrSchedule } from './rule/schedules.js';
+export { f16ToF32, bf16ToF32, f32ToF16, f32ToBf16, encodeHalves, decodeHalves } from './rule/half.js';
 export {
   ReferenceRMSProp,
   type ReferenceHalfParamSpec,
   type ReferenceParamSpec,
   type ReferenceParamGroup,
   type ReferenceRounding,
-} from './reference-optimizer.js';
-export { detectMultiplyAdd } from './multiply-add.js';
-export type { RMSPropState, TensorState } from './state-dict.js';
-export { WORKGROUP_SIZE } from './plan.js';
-export { ParamArena, ARENA_ALIGNMENT, type ArenaTensor } from './arena.js';
+} from './rule/reference-optimizer.js';
+export { detectMultiplyAdd } from './gpu/multiply-add.js';
+export type { RMSPropState, TensorState } from './state/state-dict.js';
+export { WORKGROUP_SIZE } from './gpu/plan.js';
+export { ParamArena, ARENA_ALIGNMENT, type ArenaTensor } from './gpu/arena.js';
 export {
   stateDictToSafetensors,
   safetensorsToStateDict,
   safetensorsToParams,
   CHECKPOINT_FORMAT,
   CHECKPOINT_FORMAT_VERSION,
-} from './safetensors.js';
+} from './state/safetensors.js';

@@ -1,24 +1,24 @@
 /**
  * The host class: a thin facade over the parts that each own one concern —
- * src/plan.ts (the layout, pure), src/state-store.ts (state buffers and their I/O),
- * src/update-pass.ts (the update's dispatches), src/grad-prepass.ts (clipping and non-finite
- * checks), src/step-values.ts (the per-step values' ring), src/keep-copies.ts (`step`'s `keep`)
- * and src/pipelines.ts (the cache).
+ * src/gpu/plan.ts (the layout, pure), src/state/state-store.ts (state buffers and their I/O),
+ * src/gpu/update-pass.ts (the update's dispatches), src/gpu/grad-prepass.ts (clipping and non-finite
+ * checks), src/gpu/step-values.ts (the per-step values' ring), src/gpu/keep-copies.ts (`step`'s `keep`)
+ * and src/gpu/pipelines.ts (the cache).
  */
-import { validateLr, type RMSPropConfig, type ResolvedOptions } from './options.js';
-import { scheduledLr, type LrSchedule } from './schedules.js';
-import { resolveParams, type ParamGroup, type ParamSpec, type ResolvedGroup } from './params.js';
-import { hasMaster, planUpdate } from './plan.js';
-import { reducePipelinesAsync, stepPipelinesAsync } from './pipelines.js';
-import { biasCorrectionFactor, decayFactorOf } from './reference.js';
-import { deviceLostError, watchDeviceLoss, type DeviceLossWatch } from './readback.js';
-import { checkStateDict, type RMSPropState } from './state-dict.js';
-import { StateStore } from './state-store.js';
-import { UpdatePass } from './update-pass.js';
-import { GradPrePass } from './grad-prepass.js';
-import { GROUP_VALUES, StepValuesRing } from './step-values.js';
-import { KeepCopies } from './keep-copies.js';
-import { resolveKeep, type KeepTarget, type StepOptions } from './step-options.js';
+import { validateLr, type RMSPropConfig, type ResolvedOptions } from './rule/options.js';
+import { scheduledLr, type LrSchedule } from './rule/schedules.js';
+import { resolveParams, type ParamGroup, type ParamSpec, type ResolvedGroup } from './gpu/params.js';
+import { hasMaster, planUpdate } from './gpu/plan.js';
+import { reducePipelinesAsync, stepPipelinesAsync } from './gpu/pipelines.js';
+import { biasCorrectionFactor, decayFactorOf } from './rule/reference.js';
+import { deviceLostError, watchDeviceLoss, type DeviceLossWatch } from './state/readback.js';
+import { checkStateDict, type RMSPropState } from './state/state-dict.js';
+import { StateStore } from './state/state-store.js';
+import { UpdatePass } from './gpu/update-pass.js';
+import { GradPrePass } from './gpu/grad-prepass.js';
+import { GROUP_VALUES, StepValuesRing } from './gpu/step-values.js';
+import { KeepCopies } from './gpu/keep-copies.js';
+import { resolveKeep, type KeepTarget, type StepOptions } from './rule/step-options.js';
 
 /** Descriptors of what every step records, made once (a step allocates nothing of its own). */
 const PASS: GPUComputePassDescriptor = { label: 'RMSProp.step' };
@@ -181,7 +181,7 @@ export class RMSProp {
    *
    * Each step runs with the hyperparameters it was recorded with (`lr`, a schedule's value, bias
    * correction's 1 - alpha^t), whatever the encoders and the order they are submitted in: a step
-   * selects its values in a ring (src/step-values.ts) whose slots are reused only once the steps
+   * selects its values in a ring (src/gpu/step-values.ts) whose slots are reused only once the steps
    * recorded with them have run. A step whose values did not change writes nothing and allocates nothing.
    * Throws a RangeError, changing nothing, if more than about 16,000 steps with new values wait in
    * encoders not yet known to have run (see `settle()`).

@@ -4,7 +4,7 @@
  * update rule. docs/tolerance.md is the derivation in words; this file is it in code.
  *
  * Each quantity is carried as a pair: `x`, the CPU reference's f32 value (computed here exactly as
- * src/reference.ts computes it), and `e`, a bound on |gpu - x|. An operation z = op(a, b) gives
+ * src/rule/reference.ts computes it), and `e`, a bound on |gpu - x|. An operation z = op(a, b) gives
  *
  *   |gpu_z - cpu_z| <= |op(ã, b̃) - op(a, b)|       propagated: what the inputs' errors do
  *                    + |gpu rounding of op(ã, b̃)|   WGSL's allowance for op, on the GPU's operands
@@ -26,7 +26,7 @@
  * - Flush to zero: any input or output below 2^-126 may become 0: every operation adds 2^-126
  *   absolute, every subnormal input its own magnitude.
  * - `sqrt(0)` is taken to be 0 (1 / inverseSqrt(0) is 1 / inf); `max(x, 0)` is exact.
- * The CPU side rounds to nearest (0.5 ULP) except where src/reference.ts fuses (`fmaf`) or rounds a
+ * The CPU side rounds to nearest (0.5 ULP) except where src/rule/reference.ts fuses (`fmaf`) or rounds a
  * multiply-add twice (`multiplyAdd: 'separate'`); the bound follows the reference's choice.
  *
  * A ULP of a normal f32 x is at most 2^-23 |x|, so each allowance is k · 2^-23 · |magnitude|,
@@ -37,10 +37,10 @@
  * then divided by a tiny den) and a few ULPs where it is not. Products of errors are kept (no
  * linearization); SAFE covers this file's own double-precision arithmetic.
  */
-import { fmaf } from '../../src/fma.js';
-import type { ResolvedOptions } from '../../src/options.js';
-import type { MultiplyAdd, StepHyper } from '../../src/reference.js';
-import { REDUCE_GROUP, reduceLaneVec4s } from '../../src/reduce-plan.js';
+import { fmaf } from '../../src/rule/fma.js';
+import type { ResolvedOptions } from '../../src/rule/options.js';
+import type { MultiplyAdd, StepHyper } from '../../src/rule/reference.js';
+import { REDUCE_GROUP, reduceLaneVec4s } from '../../src/gpu/reduce-plan.js';
 
 const f = Math.fround;
 /** A ULP of a normal f32 x is at most U·|x|. */
@@ -170,7 +170,7 @@ function ulp16(x: number, dtype: 'f16' | 'bf16'): number {
  * One step of the bound: from the values before the step (`pre`, as the CPU reference had them),
  * the gradient, the group's options, the step's hyperparameters and the bound on the GPU's
  * clipping factor (`gradScaleError`, from {@link normBound}), updates `bounds` in place, and
- * returns the CPU's values after the step, computed the way src/reference.ts computes them (so
+ * returns the CPU's values after the step, computed the way src/rule/reference.ts computes them (so
  * a caller can check that this file still follows the rule: they must equal the reference's bit for bit).
  * `gradError`, when the GPU computed its own gradients (from its own parameters), bounds how far
  * they may be from the CPU's; otherwise both sides step on the same gradient bits.
@@ -294,7 +294,7 @@ export function normBound(
   for (const g of grads) {
     for (let i = 0; i < g.length; i++) { const x = g[i]! * unscale; s += x * x; }
   }
-  // A lane sums `lane` vec4s of 4 squares each (src/reduce-plan.ts), in any order: 1 rounding of a
+  // A lane sums `lane` vec4s of 4 squares each (src/gpu/reduce-plan.ts), in any order: 1 rounding of a
   // square, 4·lane - 1 of adds; a workgroup then adds its lanes in two rounds of REDUCE_GROUP - 1 adds.
   const lane = reduceLaneVec4s(grads.map((g) => g.length));
   const partials = partialsAtMost(grads.map((g) => g.length));

@@ -24,7 +24,7 @@ import {
   type ReferenceParamSpec,
   type StepOptions,
 } from '../../src/index.js';
-import { stepHyper } from '../../src/reference.js';
+import { stepHyper } from '../../src/rule/reference.js';
 import { boundStep, normBound, zeroBounds, type TensorBounds } from './bound.js';
 import { compareTensor, WorstSoFar, type CompareOptions, type TensorComparison, type Tolerance } from './compare.js';
 
@@ -252,7 +252,7 @@ export class CheckedReference {
         if (!r.pass) {
           throw new Error(`demo/check/bound.ts no longer follows the reference (step ${p.step + 1}, ` +
             `'${t.name}'.${slot}: ` +
-            `${r.worstUlps} ULPs at [${r.index}]): keep boundStep line for line with src/reference.ts stepResolved.`);
+            `${r.worstUlps} ULPs at [${r.index}]): keep boundStep line for line with src/rule/reference.ts stepResolved.`);
         }
       }
     });

@@ -3,7 +3,7 @@
  * as per-tensor views for the app's own kernels. An optimizer over an arena's tensors updates all of
  * them in one dispatch per step.
  */
-import { describe } from './options.js';
+import { describe } from '../rule/options.js';
 import type { ParamSpec } from './params.js';
 
 const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08;

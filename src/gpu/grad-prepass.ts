@@ -1,10 +1,10 @@
 /**
  * The gradient pre-pass (skipNonFinite, clipGradNorm): shaders/grad-norm.wgsl's `partialNorms` over
- * each run of blocks (src/reduce-plan.ts), then one `finish`, into the control buffer that the update
+ * each run of blocks (src/gpu/reduce-plan.ts), then one `finish`, into the control buffer that the update
  * reads later in the same compute pass. A ParamArena is one run: two dispatches however many tensors
  * it holds. Every buffer and bind group is made once; its uniforms never change.
  */
-import type { ResolvedOptions } from './options.js';
+import type { ResolvedOptions } from '../rule/options.js';
 import type { Segment } from './plan.js';
 import { planReduce, type ReducePlan } from './reduce-plan.js';
 import { reducePipelines } from './pipelines.js';
@@ -29,7 +29,7 @@ export class GradPrePass {
   /**
    * @param segments The optimizer's segments (`planSegments`), in order.
    * @param options Each param group's options (gradDtype per segment; the rest is optimizer-wide).
-   * @param control Where `finish` writes: `struct Control` (src/state-store.ts owns it).
+   * @param control Where `finish` writes: `struct Control` (src/state/state-store.ts owns it).
    */
   constructor(
     device: GPUDevice,

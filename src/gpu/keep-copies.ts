@@ -4,7 +4,7 @@
  * as they went in. Commands of one encoder run in order and command buffers one after another, so
  * one scratch buffer serves every step however they are recorded and submitted.
  */
-import type { StateStore } from './state-store.js';
+import type { StateStore } from '../state/state-store.js';
 import type { ResolvedParam } from './params.js';
 
 const COPY_SRC = 0x04, COPY_DST = 0x08;

@@ -3,7 +3,7 @@
  * fused multiply-add) or twice (`a*b` rounded, then the sum): SwiftShader does the latter. The CPU
  * reference rounds either way (`MultiplyAdd`), so a test can hold the GPU to the last bit.
  */
-import type { MultiplyAdd } from './reference.js';
+import type { MultiplyAdd } from '../rule/reference.js';
 
 // a*b = 2^-24 (1 + 2^-30) exactly, so a*b + 1 lies just above the tie between 1 and 1 + 2^-23:
 // rounded once it is 1 + 2^-23; with a*b rounded first (to 2^-24) the sum is a tie and goes to 1.

@@ -10,8 +10,8 @@ import {
   type RMSPropConfig,
   type RMSPropOptions,
   type ResolvedOptions,
-} from './options.js';
-import { splitSchedule, type LrSchedule } from './schedules.js';
+} from '../rule/options.js';
+import { splitSchedule, type LrSchedule } from '../rule/schedules.js';
 
 /**
  * One trainable tensor: the caller's parameter and gradient, each a whole `GPUBuffer` or a

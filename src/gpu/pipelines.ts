@@ -4,10 +4,10 @@
  * steps live in buffers instead. Made synchronously (`stepPipelines`) or with
  * `createComputePipelineAsync` (`stepPipelinesAsync`, for `RMSProp.create`); both fill one cache.
  */
-import shaderSource from '../shaders/rmsprop.wgsl?raw';
-import reduceSource from '../shaders/grad-norm.wgsl?raw';
+import shaderSource from '../../shaders/rmsprop.wgsl?raw';
+import reduceSource from '../../shaders/grad-norm.wgsl?raw';
 import { REDUCE_WORKGROUP_SIZE } from './reduce-plan.js';
-import type { GradDtype, ResolvedOptions } from './options.js';
+import type { GradDtype, ResolvedOptions } from '../rule/options.js';
 import { hasMaster, WORKGROUP_SIZE } from './plan.js';
 
 /** The GRAD_DTYPE / PARAM_DTYPE override of both shaders. */
@@ -118,7 +118,7 @@ function layoutsOf(device: GPUDevice): DeviceLayouts {
 
 /**
  * The layout of group 1 of every update pipeline on `device`: the step ring's slot (a dynamic
- * offset) and its page's counters (src/step-values.ts makes one bind group per page with it).
+ * offset) and its page's counters (src/gpu/step-values.ts makes one bind group per page with it).
  */
 export function stepValuesLayout(device: GPUDevice): GPUBindGroupLayout {
   return layoutsOf(device).ring;

@@ -1,6 +1,6 @@
 /**
  * How the gradient pre-pass (shaders/grad-norm.wgsl) cuts the gradients into blocks: pure
- * arithmetic, shared by the GPU pre-pass (src/grad-prepass.ts) and its CPU twin (`gradNormStats`),
+ * arithmetic, shared by the GPU pre-pass (src/gpu/grad-prepass.ts) and its CPU twin (`gradNormStats`),
  * so that both sum in one fixed order.
  *
  * Each tensor is a run of vec4s (its last 1 to 3 elements zero-padded to one more), cut into blocks
@@ -142,7 +142,7 @@ export function planReduce(
         : undefined;
       let tailRange: ByteRange | undefined, tailStart = 0;
       if (last.tailCount > 0 && tail) {
-        // As src/plan.ts places a chunk's tail: from the 256-aligned offset at or below its first element.
+        // As src/gpu/plan.ts places a chunk's tail: from the 256-aligned offset at or below its first element.
         const tailByte = tail.at4 * vec4Bytes;
         const bindingAt = Math.floor(tailByte / OFFSET_ALIGNMENT) * OFFSET_ALIGNMENT;
         const endByte = Math.ceil((tailByte + tail.count * bytes) / 4) * 4; // whole words (16-bit: odd counts)

@@ -3,7 +3,7 @@
  * each chunk's geometry (shape and constant hyperparameters, `struct Geometry`), all made once.
  * `encode(pass)` records them: every body, then every tail, so a pass sets each pipeline once.
  */
-import type { ResolvedOptions } from './options.js';
+import type { ResolvedOptions } from '../rule/options.js';
 import { dispatchSize, packedTail, type Chunk, type Segment, type SegmentPlan } from './plan.js';
 import { bindGroupLayoutOf, stepPipelines } from './pipelines.js';
 import { encodeDispatches, type Dispatch } from './dispatches.js';
@@ -14,7 +14,7 @@ const UNIFORM = 0x40;
 /** Bytes of `struct Geometry` in shaders/rmsprop.wgsl (7 u32, 6 f32), rounded up to 16. */
 const GEOMETRY_BYTES = 64;
 
-/** What the update binds of one chunk: its state buffer (src/state-store.ts). */
+/** What the update binds of one chunk: its state buffer (src/state/state-store.ts). */
 export interface ChunkBuffers {
   readonly chunk: Chunk;
   readonly state: GPUBuffer;
@@ -35,7 +35,7 @@ export class UpdatePass {
    * @param plans The segments and their chunks (`planUpdate`).
    * @param chunks Per segment, per chunk, its state buffer.
    * @param options Each param group's options.
-   * @param control What the gradient pre-pass writes (src/state-store.ts), bound in every dispatch.
+   * @param control What the gradient pre-pass writes (src/state/state-store.ts), bound in every dispatch.
    */
   constructor(
     device: GPUDevice,

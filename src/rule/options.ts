@@ -95,7 +95,7 @@ export interface RMSPropOptions {
    * Optax `rmsprop(bias_correction=True)`: divide `v` (and `m` when centered) by `1 - alpha^t`, t the
    * 1-based step, before the root. Not with skipNonFinite (the host must know the step count).
    * The factor changes at every step, so each step takes a new slot of the step-values ring
-   * (src/step-values.ts): steps recorded into many encoders before a submit each keep their own.
+   * (src/gpu/step-values.ts): steps recorded into many encoders before a submit each keep their own.
    * With `centered`, the first steps' variance v̂ - m̂² is a difference of nearly equal numbers (0 at
    * step 1 from a zero state) unless initialScale dominates g², as in Optax.
    */

@@ -6,7 +6,7 @@ import { resolveKeep, type KeepTarget, type StepOptions } from './step-options.j
 import { validateLr, type RMSPropConfig, type ResolvedOptions } from './options.js';
 import { scheduledLrs, type LrSchedule } from './schedules.js';
 import { decodeHalves, f32ToBf16, f32ToF16 } from './half.js';
-import { groupParams, specName } from './params.js';
+import { groupParams, specName } from '../gpu/params.js';
 import {
   checkMultiplyAdd,
   checkStep,
@@ -17,7 +17,7 @@ import {
   type MultiplyAdd,
   type ReferenceState,
 } from './reference.js';
-import { checkStateDict, type RMSPropState } from './state-dict.js';
+import { checkStateDict, type RMSPropState } from '../state/state-dict.js';
 
 /**
  * One tensor for the CPU optimizer: parameter and gradient as Float32Arrays of the same length.

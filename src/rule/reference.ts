@@ -13,7 +13,7 @@
  */
 import { fmaf } from './fma.js';
 import { resolveOptions, type RMSPropOptions, type ResolvedOptions } from './options.js';
-import { REDUCE_GROUP, REDUCE_WORKGROUP_SIZE, reduceLaneVec4s } from './reduce-plan.js';
+import { REDUCE_GROUP, REDUCE_WORKGROUP_SIZE, reduceLaneVec4s } from '../gpu/reduce-plan.js';
 
 /**
  * Optimizer state of one tensor, named as PyTorch's `RMSprop.state` names it.
@@ -279,7 +279,7 @@ export function stepResolved(
 // The gradient pre-pass (skipNonFinite, clipGradNorm): the twin of shaders/grad-norm.wgsl
 // ---------------------------------------------------------------------------------------------
 
-export { REDUCE_WORKGROUP_SIZE } from './reduce-plan.js';
+export { REDUCE_WORKGROUP_SIZE } from '../gpu/reduce-plan.js';
 
 /**
  * What the pre-pass finds over every gradient of a step.
@@ -304,7 +304,7 @@ const statsBits = new Uint32Array(1), statsFloats = new Float32Array(statsBits.b
 
 /**
  * The pre-pass over all gradients of a step, in the GPU's order of operations (shaders/grad-norm.wgsl,
- * blocks as src/reduce-plan.ts cuts them): each tensor as vec4s (its last 1 to 3 elements zero-padded
+ * blocks as src/gpu/reduce-plan.ts cuts them): each tensor as vec4s (its last 1 to 3 elements zero-padded
  * to one more), in blocks of 256 lanes * `laneVec4s`; lane l of a block adds up, in turn, vec4s
  * l, l + 256, ... of it, each vec4's squares summed `x*x` then three multiply-adds; the lanes summed
  * in two rounds (16 groups of 16 in turn, then the 16 in turn); the partials of all tensors in order,

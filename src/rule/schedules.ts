@@ -2,7 +2,7 @@
  * Learning-rate schedules: functions of the step number, passed as `lr`. The optimizer calls the
  * schedule before each step with the number of steps taken so far (0 for the first step, as
  * Optax's `count`; PyTorch's `last_epoch` when `scheduler.step()` follows every `optimizer.step()`),
- * checks the value, and writes it into a slot of the step-values ring (src/step-values.ts): a schedule
+ * checks the value, and writes it into a slot of the step-values ring (src/gpu/step-values.ts): a schedule
  * never rebuilds a pipeline, and every step runs with its own value in any pattern of encoders.
  *
  * Each function computes in double precision; the GPU (and the CPU twin) round the value to f32 once,

@@ -2,7 +2,7 @@
  * Reading f32 ranges of GPU buffers back to the CPU: one copy into a MAP_READ staging buffer per
  * batch, mapped, sliced, and destroyed.
  */
-import { USAGE_COPY_SRC, type ByteRange } from './params.js';
+import { USAGE_COPY_SRC, type ByteRange } from '../gpu/params.js';
 
 const MAP_READ = 0x01, COPY_DST = 0x08;
 

@@ -23,7 +23,7 @@
  * and throws a TypeError or RangeError that names the field and the fix; `loadStateDict` then
  * checks the state against the optimizer, so a refused checkpoint changes nothing.
  */
-import { DEFAULT_OPTIONS, describe, OPTION_NAMES, resolveOptions, type ResolvedOptions } from './options.js';
+import { DEFAULT_OPTIONS, describe, OPTION_NAMES, resolveOptions, type ResolvedOptions } from '../rule/options.js';
 import { checkStateDict, type RMSPropState, type StateShape, type TensorState } from './state-dict.js';
 
 /**

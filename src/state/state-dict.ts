@@ -2,8 +2,8 @@
  * The optimizer's state as plain data, the same for the GPU optimizer and its CPU twin: save it
  * from one, load it into the other. Loading checks everything before anything changes.
  */
-import { DEFAULT_OPTIONS, describe, OPTION_NAMES, type ResolvedOptions } from './options.js';
-import type { ReferenceState } from './reference.js';
+import { DEFAULT_OPTIONS, describe, OPTION_NAMES, type ResolvedOptions } from '../rule/options.js';
+import type { ReferenceState } from '../rule/reference.js';
 
 /**
  * One tensor's optimizer state, with the name of its parameter: an entry of {@link RMSPropState}'s `tensors`.

@@ -4,13 +4,13 @@
  * (with the count of skipped steps), and the copies to and from the CPU behind `stateDict()`,
  * `loadStateDict()`, `readParams()`, `skippedSteps()` and `lastGradNorm()`.
  */
-import type { ResolvedOptions } from './options.js';
-import type { ResolvedGroup } from './params.js';
-import { hasMaster, stateSlots, type SegmentPlan } from './plan.js';
+import type { ResolvedOptions } from '../rule/options.js';
+import type { ResolvedGroup } from '../gpu/params.js';
+import { hasMaster, stateSlots, type SegmentPlan } from '../gpu/plan.js';
 import { checkReadable, readRanges } from './readback.js';
 import type { RMSPropState, TensorState } from './state-dict.js';
-import { decodeHalves } from './half.js';
-import type { ChunkBuffers } from './update-pass.js';
+import { decodeHalves } from '../rule/half.js';
+import type { ChunkBuffers } from '../gpu/update-pass.js';
 
 // GPUBufferUsage flags, spelled out so that importing this module needs no WebGPU globals.
 const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08;

@@ -9,7 +9,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect } from 'vitest';
-import { OPTION_NAMES } from '../../src/options.js';
+import { OPTION_NAMES } from '../../src/rule/options.js';
 import { RMSProp, type RMSPropOptions, type RMSPropState } from '../../src/index.js';
 import {
   NO_GPU_WORK,

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { requestNodeDevice } from '../../demo/node/dawn.js';
-import { maxChunkElements, packedChunkElements, planChunks, stateSlots } from '../../src/plan.js';
+import { maxChunkElements, packedChunkElements, planChunks, stateSlots } from '../../src/gpu/plan.js';
 import { compareTensor, describeComparison } from '../../demo/check/compare.js';
 import {
   decodeHalves, encodeHalves, f16ToF32, ParamArena, RMSProp, ReferenceRMSProp, safetensorsToStateDict, stateDictToSafetensors,

@@ -1,12 +1,12 @@
 /**
  * A tensor past the storage binding limit: on a device with WebGPU's DEFAULT limits (128 MiB per
  * storage binding, 256 MiB per buffer), a 160 MB tensor with all three state slots is split into
- * chunks (src/plan.ts) and trains exactly as the CPU reference, every element compared, chunk
+ * chunks (src/gpu/plan.ts) and trains exactly as the CPU reference, every element compared, chunk
  * seams included.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { describeLimits, requestNodeDevice } from '../../demo/node/dawn.js';
-import { maxChunkElements, planChunks, stateSlots } from '../../src/plan.js';
+import { maxChunkElements, planChunks, stateSlots } from '../../src/gpu/plan.js';
 import { randomGrads, rng, useDevice, withErrorScopes } from './harness.js';
 import { Twin } from './twin.js';
 

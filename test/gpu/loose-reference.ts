@@ -2,7 +2,7 @@
  * The CPU rule again, rounding as loosely as WGSL lets a GPU round: one conformant implementation
  * that no GPU at hand is, to check the bound of demo/check/bound.ts (which is derived, not taken
  * from here: tolerance.test.ts checks that this simulation stays inside it, and that rule errors
- * fall far outside it). Same order of operations as src/reference.ts and shaders/rmsprop.wgsl;
+ * fall far outside it). Same order of operations as src/rule/reference.ts and shaders/rmsprop.wgsl;
  * what WGSL permits (§15.7.2, §15.7.4.1, §15.7.5), drawn at random and often at its extreme:
  * - `+`, `-`, `*`: either neighbour of the exact result (WGSL's "correctly rounded");
  * - `x / y`: any f32 within 2.5 ULP of the exact quotient;
@@ -14,7 +14,7 @@
  * An exact 0 quotient stays 0 (0 / y, and sqrt(0) = 1 / inverseSqrt(0) = 0), as on every implementation.
  */
 import type { ReferenceState, ResolvedOptions } from '../../src/index.js';
-import { stepHyper } from '../../src/reference.js';
+import { stepHyper } from '../../src/rule/reference.js';
 import { ulpOf } from '../../demo/check/compare.js';
 
 const f = Math.fround;

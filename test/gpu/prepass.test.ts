@@ -1,5 +1,5 @@
 /**
- * The gradient pre-pass's fixed order (src/reduce-plan.ts): the same gradients give the same norm
+ * The gradient pre-pass's fixed order (src/gpu/reduce-plan.ts): the same gradients give the same norm
  * whether the tensors share a ParamArena (one run) or not (a run each), and the CPU twin
  * (`gradNormStats`) follows it; models past 256Ki elements sum several vec4s per lane; a tensor past
  * the binding limit is reduced in pieces of whole blocks.
@@ -7,8 +7,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { requestNodeDevice } from '../../demo/node/dawn.js';
 import { ParamArena, RMSProp, gradNormStats, type RMSPropConfig } from '../../src/index.js';
-import { planSegments } from '../../src/plan.js';
-import { planReduce, reduceLaneVec4s } from '../../src/reduce-plan.js';
+import { planSegments } from '../../src/gpu/plan.js';
+import { planReduce, reduceLaneVec4s } from '../../src/gpu/reduce-plan.js';
 import {
   MULTIPLY_ADD,
   cpuTwin,

@@ -1,11 +1,11 @@
 /**
  * Tensor sizes: tails of 1 to 3 elements, sizes around the workgroup and vec4 boundaries, one past
  * 65,535 × 256 elements, and one whose body needs more than maxComputeWorkgroupsPerDimension
- * workgroups (the 2-D grid of src/plan.ts `dispatchSize`), where the device's binding limit lets
+ * workgroups (the 2-D grid of src/gpu/plan.ts `dispatchSize`), where the device's binding limit lets
  * one chunk be that large. Every element is compared with the CPU reference after every step.
  */
 import { describe, expect, test } from 'vitest';
-import { dispatchSize, maxChunkElements, planChunks, stateSlots, WORKGROUP_SIZE } from '../../src/plan.js';
+import { dispatchSize, maxChunkElements, planChunks, stateSlots, WORKGROUP_SIZE } from '../../src/gpu/plan.js';
 import { gpuTest, useDevice, withErrorScopes } from './harness.js';
 import { Twin } from './twin.js';
 

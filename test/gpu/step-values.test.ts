@@ -1,13 +1,13 @@
 /**
- * The per-step values' ring (src/step-values.ts): every step runs with the values it was recorded
+ * The per-step values' ring (src/gpu/step-values.ts): every step runs with the values it was recorded
  * with, in any pattern of encoders and submissions; a slot is written again only once the steps
  * recorded with it have run; it grows when none is free, and past its last page throws without
  * changing anything.
  */
 import { describe, expect } from 'vitest';
 import { RMSProp, schedules } from '../../src/index.js';
-import { stepValuesLayout } from '../../src/pipelines.js';
-import { PAGE_SLOTS, StepValuesRing } from '../../src/step-values.js';
+import { stepValuesLayout } from '../../src/gpu/pipelines.js';
+import { PAGE_SLOTS, StepValuesRing } from '../../src/gpu/step-values.js';
 import {
   cpuTwin,
   expectMatchesTwin,

@@ -13,7 +13,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { createReferenceState, gradNormStats, resolveOptions, type RMSPropOptions, type ReferenceState } from '../../src/index.js';
-import { stepHyper, stepResolved } from '../../src/reference.js';
+import { stepHyper, stepResolved } from '../../src/rule/reference.js';
 import { boundStep, normBound, zeroBounds } from '../../demo/check/bound.js';
 import { compareTensor, ulpOf } from '../../demo/check/compare.js';
 import { EXTENSIONS, VARIANT_SIZES, VARIANT_STEPS, VARIANTS, type Variant } from '../../demo/check/variants.js';

@@ -4,11 +4,11 @@
  * precision; and their option checks.
  */
 import { describe, expect, it } from 'vitest';
-import { ReferenceRMSProp } from '../../src/reference-optimizer.js';
-import { createReferenceState, gradNormStats, referenceStep } from '../../src/reference.js';
-import { resolveOptions, type RMSPropOptions } from '../../src/options.js';
-import { bf16ToF32, decodeHalves, encodeHalves, f16ToF32, f32ToBf16, f32ToF16 } from '../../src/half.js';
-import { packedChunkElements, packedTail, planChunks } from '../../src/plan.js';
+import { ReferenceRMSProp } from '../../src/rule/reference-optimizer.js';
+import { createReferenceState, gradNormStats, referenceStep } from '../../src/rule/reference.js';
+import { resolveOptions, type RMSPropOptions } from '../../src/rule/options.js';
+import { bf16ToF32, decodeHalves, encodeHalves, f16ToF32, f32ToBf16, f32ToF16 } from '../../src/rule/half.js';
+import { packedChunkElements, packedTail, planChunks } from '../../src/gpu/plan.js';
 
 function lcg(seed: number): () => number {
   let s = seed >>> 0;
@@ -199,7 +199,7 @@ describe('option checks', () => {
   });
 });
 
-describe('16-bit floats (src/half.ts)', () => {
+describe('16-bit floats (src/rule/half.ts)', () => {
   it('f16: every pattern decodes exactly and encodes back to itself (NaNs to the quiet NaN)', () => {
     for (let h = 0; h < 0x10000; h++) {
       const x = f16ToF32(h);

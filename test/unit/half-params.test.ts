@@ -3,11 +3,11 @@
  * against the f32 optimizer and explicit rounding; the master copy in state dicts and safetensors.
  */
 import { describe, expect, it } from 'vitest';
-import { decodeHalves, encodeHalves } from '../../src/half.js';
-import { hasMaster, stateSlots } from '../../src/plan.js';
-import { ReferenceRMSProp } from '../../src/reference-optimizer.js';
-import { safetensorsToStateDict, stateDictToSafetensors } from '../../src/safetensors.js';
-import type { RMSPropState } from '../../src/state-dict.js';
+import { decodeHalves, encodeHalves } from '../../src/rule/half.js';
+import { hasMaster, stateSlots } from '../../src/gpu/plan.js';
+import { ReferenceRMSProp } from '../../src/rule/reference-optimizer.js';
+import { safetensorsToStateDict, stateDictToSafetensors } from '../../src/state/safetensors.js';
+import type { RMSPropState } from '../../src/state/state-dict.js';
 import { bits, values } from './helpers/arrays.js';
 
 const options = { centered: true, momentum: 0.9, lr: 0.05 };

@@ -7,9 +7,9 @@
  * precision it is 1.3e-5 relative off at decay 0.999, which this test would catch.
  */
 import { describe, expect, it } from 'vitest';
-import { ReferenceRMSProp } from '../../src/reference-optimizer.js';
-import { stepHyper } from '../../src/reference.js';
-import { resolveOptions } from '../../src/options.js';
+import { ReferenceRMSProp } from '../../src/rule/reference-optimizer.js';
+import { stepHyper } from '../../src/rule/reference.js';
+import { resolveOptions } from '../../src/rule/options.js';
 
 const f = Math.fround;
 

@@ -1,6 +1,6 @@
 /** Options: PyTorch's defaults, the framework presets (DESIGN.md's table) and every validation error. */
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_OPTIONS, OPTION_NAMES, presets, resolveOptions, validateLr, type RMSPropOptions } from '../../src/options.js';
+import { DEFAULT_OPTIONS, OPTION_NAMES, presets, resolveOptions, validateLr, type RMSPropOptions } from '../../src/rule/options.js';
 
 describe('defaults', () => {
   it("are torch.optim.RMSprop's", () => {

@@ -1,6 +1,6 @@
-/** The dispatch arithmetic of src/plan.ts at its edges. */
+/** The dispatch arithmetic of src/gpu/plan.ts at its edges. */
 import { describe, expect, it } from 'vitest';
-import { dispatchSize, maxChunkElements, planChunks, stateSlots, WORKGROUP_SIZE, type Chunk } from '../../src/plan.js';
+import { dispatchSize, maxChunkElements, planChunks, stateSlots, WORKGROUP_SIZE, type Chunk } from '../../src/gpu/plan.js';
 
 /** Every invariant a chunk list must satisfy for a tensor of `size` elements. */
 function checkChunks(chunks: Chunk[], size: number, maxChunk: number): void {

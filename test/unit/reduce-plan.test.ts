@@ -1,15 +1,15 @@
-/** The pre-pass's blocks and runs (src/reduce-plan.ts) at their edges, and the twin following them. */
+/** The pre-pass's blocks and runs (src/gpu/reduce-plan.ts) at their edges, and the twin following them. */
 import { describe, expect, it } from 'vitest';
-import { planSegments } from '../../src/plan.js';
-import type { ResolvedParam } from '../../src/params.js';
+import { planSegments } from '../../src/gpu/plan.js';
+import type { ResolvedParam } from '../../src/gpu/params.js';
 import {
   planReduce,
   reduceLaneVec4s,
   REDUCE_WORKGROUP_SIZE,
   TARGET_PARTIALS,
   type ReducePlan,
-} from '../../src/reduce-plan.js';
-import { gradNormStats } from '../../src/reference.js';
+} from '../../src/gpu/reduce-plan.js';
+import { gradNormStats } from '../../src/rule/reference.js';
 
 const WIDE = { maxBindingBytes: 1 << 30, maxBlocksPerRun: 65535 * 65535 };
 

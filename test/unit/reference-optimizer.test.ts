@@ -1,9 +1,9 @@
 /** ReferenceRMSProp, the CPU optimizer: groups, lr, state dicts, argument checks, destroy. */
 import { describe, expect, it } from 'vitest';
-import { createReferenceState, referenceStep } from '../../src/reference.js';
-import { ReferenceRMSProp, type ReferenceParamGroup, type ReferenceParamSpec } from '../../src/reference-optimizer.js';
-import { DEFAULT_OPTIONS, resolveOptions, type RMSPropOptions } from '../../src/options.js';
-import type { RMSPropState } from '../../src/state-dict.js';
+import { createReferenceState, referenceStep } from '../../src/rule/reference.js';
+import { ReferenceRMSProp, type ReferenceParamGroup, type ReferenceParamSpec } from '../../src/rule/reference-optimizer.js';
+import { DEFAULT_OPTIONS, resolveOptions, type RMSPropOptions } from '../../src/rule/options.js';
+import type { RMSPropState } from '../../src/state/state-dict.js';
 import { bits, values } from './helpers/arrays.js';
 
 /** New gradients for step `step` into every spec (same data for twins built alike). */

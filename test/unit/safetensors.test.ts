@@ -1,5 +1,5 @@
 /**
- * Checkpoints as safetensors (src/safetensors.ts): the layout, bit-exact round trips (NaN payloads,
+ * Checkpoints as safetensors (src/state/safetensors.ts): the layout, bit-exact round trips (NaN payloads,
  * -0, infinities, subnormals), refusal of every kind of corrupt or mismatched file with an error
  * naming the field, and Python reading the same bytes.
  */
@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ReferenceRMSProp, type ReferenceParamSpec } from '../../src/reference-optimizer.js';
-import { safetensorsToParams, safetensorsToStateDict, stateDictToSafetensors } from '../../src/safetensors.js';
-import type { RMSPropState } from '../../src/state-dict.js';
+import { ReferenceRMSProp, type ReferenceParamSpec } from '../../src/rule/reference-optimizer.js';
+import { safetensorsToParams, safetensorsToStateDict, stateDictToSafetensors } from '../../src/state/safetensors.js';
+import type { RMSPropState } from '../../src/state/state-dict.js';
 import { bits, values } from './helpers/arrays.js';
 
 /** f32 bit patterns no arithmetic would keep: quiet NaNs with payloads, a signalling NaN, -0, ±Inf, subnormals. */

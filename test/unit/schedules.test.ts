@@ -1,12 +1,12 @@
 /**
- * src/schedules.ts against torch.optim.lr_scheduler (values recorded by
+ * src/rule/schedules.ts against torch.optim.lr_scheduler (values recorded by
  * test/fixtures/make_torch_fixtures.py into test/fixtures/torch-extensions/lr-schedules.json) and
  * Optax's closed forms; and the optimizers' handling of a schedule as `lr`.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ReferenceRMSProp } from '../../src/reference-optimizer.js';
-import { cosineWithWarmup, exponential, linearWarmup, schedules, stepDecay } from '../../src/schedules.js';
+import { ReferenceRMSProp } from '../../src/rule/reference-optimizer.js';
+import { cosineWithWarmup, exponential, linearWarmup, schedules, stepDecay } from '../../src/rule/schedules.js';
 
 interface Recorded { lrs: number[]; [k: string]: number | number[] }
 const torch = JSON.parse(readFileSync(new URL('../fixtures/torch-extensions/lr-schedules.json', import.meta.url), 'utf8')) as Record<string, Recorded>;

@@ -13,8 +13,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { presets, type RMSPropOptions } from '../../src/options.js';
-import { createReferenceState, referenceStep, type ReferenceState } from '../../src/reference.js';
+import { presets, type RMSPropOptions } from '../../src/rule/options.js';
+import { createReferenceState, referenceStep, type ReferenceState } from '../../src/rule/reference.js';
 import { ulp, ulpDistance } from './helpers/ulp.js';
 import { mulberry32 } from '../../demo/problems/random.js';
 
@@ -25,7 +25,7 @@ import { mulberry32 } from '../../demo/problems/random.js';
  * new term differ by up to 1/2 ULP of v per step, accumulating in v while it decays after a large
  * gradient (6 ULPs); the step lr*g/sqrt(v+eps) sees half of v's relative error, which momentum
  * accumulates (7 ULPs of the parameter at 0.9, 1 without momentum; 8 centered, where v - m^2
- * cancels and so magnifies v's relative error: 8.5, since src/reference.ts rounds PyTorch's fused
+ * cancels and so magnifies v's relative error: 8.5, since src/rule/reference.ts rounds PyTorch's fused
  * multiply-adds once and TF.js rounds every product). The momentum buffer: at most 2.
  */
 const PARAM_ULPS = 9;

@@ -8,8 +8,8 @@
  * Set RMSPROP_ULP_REPORT=1 to print the measured errors.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { ReferenceRMSProp } from '../../src/reference-optimizer.js';
-import { gradNormStats } from '../../src/reference.js';
+import { ReferenceRMSProp } from '../../src/rule/reference-optimizer.js';
+import { gradNormStats } from '../../src/rule/reference.js';
 import { ulp, ulpDistance } from './helpers/ulp.js';
 import { loadTorchCases } from './helpers/torch-fixtures.js';
 

@@ -7,10 +7,10 @@
  * Set RMSPROP_ULP_REPORT=1 to print the measured error of every case.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { createReferenceState, referenceStep, type ReferenceState } from '../../src/reference.js';
-import { ReferenceRMSProp } from '../../src/reference-optimizer.js';
-import type { RMSPropOptions } from '../../src/options.js';
-import { fmaf } from '../../src/fma.js';
+import { createReferenceState, referenceStep, type ReferenceState } from '../../src/rule/reference.js';
+import { ReferenceRMSProp } from '../../src/rule/reference-optimizer.js';
+import type { RMSPropOptions } from '../../src/rule/options.js';
+import { fmaf } from '../../src/rule/fma.js';
 import { ulp, ulpDistance } from './helpers/ulp.js';
 import { loadTorchCases, type TorchCase } from './helpers/torch-fixtures.js';
 
@@ -22,7 +22,7 @@ const cases = loadTorchCases('torch');
  * vector loops and in the scalar tails alike (GCC contracts `a + b*c` there too):
  * `grad.add(param, alpha=wd)`, `square_avg.addcmul_(g, g, value=1-alpha)`,
  * `grad_avg.add_(g, alpha=1-alpha)`, `square_avg.addcmul(grad_avg, grad_avg, value=-1)` and
- * `param.add_(buf, alpha=-lr)`; src/reference.ts fuses the same five (fmaf), and then every
+ * `param.add_(buf, alpha=-lr)`; src/rule/reference.ts fuses the same five (fmaf), and then every
  * fixture matches bit for bit. (Rounding the products first instead cost up to 12 ULPs here.)
  *
  * The error measure is kept for the report and for other PyTorch builds: an element's error is

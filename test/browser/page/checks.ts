@@ -14,7 +14,7 @@ import {
   type RMSPropState,
   type ReferenceState,
 } from '../../../src/index';
-import { stepHyper } from '../../../src/reference';
+import { stepHyper } from '../../../src/rule/reference';
 import { CheckedReference } from '../../../demo/check/checked-reference';
 import { boundStep, zeroBounds, type TensorBounds } from '../../../demo/check/bound';
 import { compareTensor, toleranceFor, type Tolerance } from '../../../demo/check/compare';

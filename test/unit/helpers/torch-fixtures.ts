@@ -3,7 +3,7 @@
  * (PyTorch 1.13, CPU, float32), as torch.test.ts and torch-extensions.test.ts replay them.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import type { RMSPropOptions } from '../../../src/options.js';
+import type { RMSPropOptions } from '../../../src/rule/options.js';
 
 /** One parameter tensor of a case: its start, the gradients fed, the parameters after each step, the final state. */
 export interface TorchTensor {
