@@ -44,6 +44,7 @@ export {
 } from './rule/blockwise8.js';
 export { detectMultiplyAdd } from './gpu/multiply-add.js';
 export type { RMSPropState, TensorState } from './state/state-dict.js';
+export { convertStateDict } from './state/state-dict.js';
 export { WORKGROUP_SIZE } from './gpu/plan.js';
 export { ParamArena, ARENA_ALIGNMENT, type ArenaTensor } from './gpu/arena.js';
 export {

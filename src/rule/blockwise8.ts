@@ -27,10 +27,24 @@ import {
   type StepHyper,
 } from './reference.js';
 
-/** Elements per absmax: bitsandbytes' 8-bit optimizers' block size. */
+/**
+ * Elements per absmax: bitsandbytes' 8-bit optimizers' block size.
+ *
+ * @example
+ * ```ts
+ * const blocks = Math.ceil(size / BLOCK_SIZE); // absmax values of an 8-bit tensor
+ * ```
+ */
 export const BLOCK_SIZE = 256;
 
-/** Tensors with fewer elements keep f32 state (bitsandbytes' `min_8bit_size`). */
+/**
+ * Tensors with fewer elements keep f32 state (bitsandbytes' `min_8bit_size`).
+ *
+ * @example
+ * ```ts
+ * const eightBit = size >= MIN_8BIT_SIZE; // with stateDtype 'int8-blockwise'
+ * ```
+ */
 export const MIN_8BIT_SIZE = 4096;
 
 /** The code of 0 in {@link DYNAMIC_MAP}. */
@@ -164,6 +178,11 @@ export function usesBlockwise8(o: { stateDtype?: string }, size: number): boolea
 /**
  * The 8-bit state of `size` elements whose mean square starts at `initialScale` (0 unless a preset
  * says 1): all codes 127 and absmax 0, or (initialScale > 0) all codes 255 and absmax initialScale.
+ *
+ * @example
+ * ```ts
+ * const state = createBlockwise8State(8192, { initialScale: 1 }); // 32 blocks, each absmax 1
+ * ```
  */
 export function createBlockwise8State(size: number, options?: Partial<RMSPropOptions>): Blockwise8State {
   if (!Number.isSafeInteger(size) || size <= 0) {

@@ -10,6 +10,8 @@ import {
 } from '../../src/rule/blockwise8.js';
 import { createReferenceState, referenceStep, type ReferenceState } from '../../src/rule/reference.js';
 import { resolveOptions } from '../../src/rule/options.js';
+import { ReferenceRMSProp } from '../../src/rule/reference-optimizer.js';
+import { convertStateDict } from '../../src/state/state-dict.js';
 import { BLOCKWISE8_CASES, caseInputs, loadBlockwise8Case, loadDynamicMapFixture } from './helpers/blockwise8-fixtures.js';
 
 const bitsOf = (x: Float32Array) => Array.from(new Uint32Array(x.buffer, x.byteOffset, x.length));
@@ -120,5 +122,80 @@ describe('8-bit state refusals', () => {
     const s = createBlockwise8State(4100, { initialScale: 1 });
     expect(Array.from(dequantizeBlockwise(s)).every((x) => x === 1)).toBe(true);
     expect(s.absmax.length).toBe(Math.ceil(4100 / BLOCK_SIZE));
+  });
+});
+
+describe('ReferenceRMSProp with 8-bit state', () => {
+  const c = loadBlockwise8Case('default');
+
+  it('replays the fixture, and its state dict carries the codes and absmax exactly', async () => {
+    const inputs = caseInputs(c);
+    const grads = c.sizes.map((size) => new Float32Array(size));
+    const opt = new ReferenceRMSProp(inputs.params.map((param, i) => ({ param, grad: grads[i]! })), c.options);
+    for (let step = 1; step <= c.steps; step++) {
+      inputs.grads(step).forEach((g, i) => grads[i]!.set(g));
+      opt.step();
+    }
+    const want = c.snapshots.get(c.steps)!;
+    const state = await opt.stateDict();
+    want.forEach((w, t) => {
+      expect(bitsOf(inputs.params[t]!)).toEqual(bitsOf(w.param));
+      const s = state.tensors[t]!;
+      if (w.codes) {
+        expect(Array.from(s.codes!)).toEqual(Array.from(w.codes));
+        expect(bitsOf(s.absmax!)).toEqual(bitsOf(w.absmax!));
+        expect(s.squareAvg.length).toBe(w.size);
+      } else {
+        expect(s.codes).toBeUndefined();
+        expect(bitsOf(s.squareAvg)).toEqual(bitsOf(w.squareAvg!));
+      }
+    });
+  });
+
+  it('resumes bit for bit from a state dict, and refuses f32 state until converted', async () => {
+    const make = (stateDtype: 'f32' | 'int8-blockwise') => {
+      const inputs = caseInputs(c);
+      const grads = c.sizes.map((size) => new Float32Array(size));
+      const opt = new ReferenceRMSProp(inputs.params.map((param, i) => ({ param, grad: grads[i]! })),
+        { ...c.options, stateDtype });
+      return { inputs, grads, opt };
+    };
+    const a = make('int8-blockwise');
+    for (let step = 1; step <= 4; step++) {
+      a.inputs.grads(step).forEach((g, i) => a.grads[i]!.set(g));
+      a.opt.step();
+    }
+    const saved = await a.opt.stateDict();
+    const b = make('int8-blockwise');
+    b.inputs.params.forEach((p, i) => p.set(a.inputs.params[i]!));
+    b.opt.loadStateDict(saved);
+    const more = caseInputs(c);
+    for (let step = 1; step <= 5; step++) more.grads(step); // draws past the start
+    for (let k = 0; k < 3; k++) {
+      const g = more.grads(5 + k);
+      for (const x of [a, b]) { g.forEach((gi, i) => x.grads[i]!.set(gi)); x.opt.step(); }
+    }
+    a.inputs.params.forEach((p, i) => expect(bitsOf(b.inputs.params[i]!)).toEqual(bitsOf(p)));
+    expect(await b.opt.stateDict()).toEqual(await a.opt.stateDict());
+
+    // f32 state into an 8-bit optimizer: refused, nothing changed; converted: loaded.
+    const f = make('f32');
+    const f32State = await f.opt.stateDict();
+    const before = await b.opt.stateDict();
+    expect(() => b.opt.loadStateDict(f32State)).toThrow(/stateDtype/);
+    expect(await b.opt.stateDict()).toEqual(before);
+    const converted = convertStateDict(f32State, 'int8-blockwise');
+    b.opt.loadStateDict(converted);
+    expect(await b.opt.stateDict()).toEqual(converted);
+    // A changed squareAvg without its codes: refused.
+    const tampered = convertStateDict(saved, 'int8-blockwise');
+    tampered.tensors[0]!.squareAvg[5] = 123;
+    expect(() => b.opt.loadStateDict(tampered)).toThrow(/squareAvg is not the value of its codes/);
+    // And back to f32: the dequantized values, exactly.
+    const back = convertStateDict(saved, 'f32');
+    expect(back.tensors[0]!.codes).toBeUndefined();
+    expect(bitsOf(back.tensors[0]!.squareAvg)).toEqual(bitsOf(saved.tensors[0]!.squareAvg));
+    const g = make('f32');
+    g.opt.loadStateDict(back);
   });
 });
