@@ -47,6 +47,7 @@ override UNSCALE: bool = false;        // g *= geo.unscale (1 / lossScale), firs
 override GRAD_DTYPE: u32 = 0u;         // 0: f32 (stepBody, stepTail); 1: f16, 2: bf16 (stepBodyPacked, stepTailPacked)
 override PARAM_DTYPE: u32 = 0u;        // 0: f32; 1: f16, 2: bf16 (stepBodyHalf*, stepTailHalf*)
 override MASTER: bool = false;         // PARAM_DTYPE 1, 2: an f32 master copy in the last state slot
+override BLOCK_VEC4S: u32 = 64u;       // stepBlockwise8: vec4s per block of 8-bit state (256 elements), a power of 2
 
 // A dispatch unit's shape and its group's constant hyperparameters, written once (src/gpu/update-pass.ts).
 struct Geometry {
@@ -427,4 +428,103 @@ fn tailStep(g: vec4f) {
     paramTail[geo.tailStart + k] = e.p[k];
   }
   storeState(&e, slots);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8-bit blockwise state (stateDtype 'int8-blockwise'): bitsandbytes' format. Its CPU twin is
+// src/rule/blockwise8.ts; docs/blockwise8.md says which bitsandbytes rule each part follows.
+//
+// One workgroup per block of 4 * BLOCK_VEC4S = 256 elements, one invocation per 4 elements, body
+// and tail in one dispatch: dequantize v = map[code] * absmax, the same `update` as the f32 state,
+// the block's new absmax = max |v| by a workgroup reduction, then each v / absmax stored as its
+// nearest code (bitsandbytes' binary search, `quantizeCode`). The parameter update uses the new v
+// before it is quantized, as bitsandbytes' kernel does.
+//
+// Bindings: paramTail and gradTail hold the whole chunk here (as array<f32>, so that no body binding
+// aliases them); stateCodes holds the chunk's codes, 4 per u32 (element 4w + k in byte k of word w),
+// BLOCK_VEC4S words per block, then from word geo.slotStride one absmax per block (f32 bits);
+// dynamicMap the map's 256 values (src/rule/blockwise8.ts DYNAMIC_MAP, written by the host).
+// ---------------------------------------------------------------------------------------------
+
+@group(0) @binding(11) var<storage, read_write> stateCodes: array<u32>;
+@group(0) @binding(12) var<uniform> dynamicMap: array<vec4f, 64>;
+
+const ZERO_CODE: u32 = 127u; // the code of 0: a block whose absmax is 0, and padding past the tensor
+
+var<workgroup> codeMap: array<f32, 256>;
+var<workgroup> blockMax: array<f32, BLOCK_VEC4S>;
+
+// bitsandbytes' quantize_2D<1> without stochastic rounding: a binary search from code 127 in steps of
+// 64, 32, ..., 1, then the nearer of the last value and its neighbour by their f32 midpoint.
+fn quantizeCode(x: f32) -> u32 {
+  var pivot = 127u;
+  var upperPivot = 255u;
+  var lowerPivot = 0u;
+  var lower = -1.0;
+  var upper = 1.0;
+  var val = codeMap[pivot];
+  for (var step = 64u; step > 0u; step >>= 1u) {
+    if (x > val) {
+      lowerPivot = pivot;
+      lower = val;
+      pivot += step;
+    } else {
+      upperPivot = pivot;
+      upper = val;
+      pivot -= step;
+    }
+    val = codeMap[pivot];
+  }
+  if (x > val) { return select(pivot, upperPivot, x > (upper + val) * 0.5); }
+  return select(pivot, lowerPivot, x < (lower + val) * 0.5);
+}
+
+@compute @workgroup_size(BLOCK_VEC4S)
+fn stepBlockwise8(
+  @builtin(workgroup_id) wg: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+  @builtin(local_invocation_index) lane: u32,
+) {
+  let block = wg.x + wg.y * groups.x;
+  let i = block * BLOCK_VEC4S + lane; // this invocation's 4 elements: 4i to 4i + 3
+  countStep(i, 1u);
+  for (var j = lane; j < 256u; j += BLOCK_VEC4S) { codeMap[j] = dynamicMap[j / 4u][j % 4u]; }
+  workgroupBarrier();
+  let count = geo.count4 * 4u + geo.tailCount;
+  let blocks = (count + 4u * BLOCK_VEC4S - 1u) / (4u * BLOCK_VEC4S);
+  // Uniform across the workgroup (its block; the control buffer), so the barriers below stay uniform.
+  if (block >= blocks || skipped()) { return; }
+  let live = vec4u(i * 4u) + vec4u(0u, 1u, 2u, 3u) < vec4u(count);
+  var e: Lanes;
+  var g = vec4f(0.0);
+  for (var k = 0u; k < 4u; k++) {
+    if (live[k]) {
+      e.p[k] = paramTail[i * 4u + k];
+      g[k] = gradTail[i * 4u + k];
+    }
+  }
+  let word = stateCodes[i];
+  let scale = bitcast<f32>(stateCodes[geo.slotStride + block]);
+  let codes = (vec4u(word) >> vec4u(0u, 8u, 16u, 24u)) & vec4u(0xffu);
+  e.v = vec4f(codeMap[codes.x], codeMap[codes.y], codeMap[codes.z], codeMap[codes.w]) * scale;
+  update(&e, g);
+  let a = select(vec4f(0.0), abs(e.v), live);
+  blockMax[lane] = max(max(a.x, a.y), max(a.z, a.w));
+  workgroupBarrier();
+  for (var width = BLOCK_VEC4S / 2u; width > 0u; width >>= 1u) {
+    if (lane < width) { blockMax[lane] = max(blockMax[lane], blockMax[lane + width]); }
+    workgroupBarrier();
+  }
+  let absmax = blockMax[0];
+  if (lane == 0u) { stateCodes[geo.slotStride + block] = bitcast<u32>(absmax); }
+  var q = vec4u(ZERO_CODE);
+  if (absmax > 0.0) {
+    for (var k = 0u; k < 4u; k++) {
+      if (live[k]) { q[k] = quantizeCode(e.v[k] / absmax); }
+    }
+  }
+  stateCodes[i] = q.x | (q.y << 8u) | (q.z << 16u) | (q.w << 24u);
+  for (var k = 0u; k < 4u; k++) {
+    if (live[k]) { paramTail[i * 4u + k] = e.p[k]; }
+  }
 }

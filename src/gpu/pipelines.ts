@@ -9,6 +9,7 @@ import reduceSource from '../../shaders/grad-norm.wgsl?raw';
 import { REDUCE_WORKGROUP_SIZE } from './reduce-plan.js';
 import type { GradDtype, ResolvedOptions } from '../rule/options.js';
 import { hasMaster, WORKGROUP_SIZE } from './plan.js';
+import { BLOCK_SIZE } from '../rule/blockwise8.js';
 
 /** The GRAD_DTYPE / PARAM_DTYPE override of both shaders. */
 const GRAD_DTYPES: Record<GradDtype, number> = { f32: 0, f16: 1, bf16: 2 };
@@ -23,6 +24,8 @@ export interface StepPipelines {
   readonly tail: GPUComputePipeline;
   /** With a master copy (16-bit parameters, masterWeights): fill it from the caller's parameters, once. */
   readonly initMaster?: { readonly body: GPUComputePipeline; readonly tail: GPUComputePipeline };
+  /** stateDtype 'int8-blockwise': one workgroup per block of 8-bit state, body and tail (its tensors of 4096+). */
+  readonly blockwise8?: GPUComputePipeline;
 }
 
 /** The override constants of shaders/rmsprop.wgsl for these options. */
@@ -44,6 +47,7 @@ export function variantConstants(o: ResolvedOptions): Record<string, number> {
     GRAD_DTYPE: GRAD_DTYPES[o.gradDtype],
     PARAM_DTYPE: GRAD_DTYPES[o.paramDtype],
     MASTER: Number(hasMaster(o)),
+    BLOCK_VEC4S: BLOCK_SIZE / 4,
   };
 }
 
@@ -59,6 +63,7 @@ export function variantKey(o: ResolvedOptions): string {
   const flags = names.filter(([k]) => c[k]).map(([, n]) => n);
   if (o.gradDtype !== 'f32') flags.push(`grad${o.gradDtype.toUpperCase()}`);
   if (o.paramDtype !== 'f32') flags.push(`param${o.paramDtype.toUpperCase()}${hasMaster(o) ? '+master' : ''}`);
+  if (o.stateDtype !== 'f32') flags.push(o.stateDtype);
   return flags.join('+') || 'plain';
 }
 
@@ -72,7 +77,7 @@ type BindingKind = 'uniform' | 'storage' | 'read-only-storage';
 /** Group 0's bindings (shaders/rmsprop.wgsl) and their kinds. */
 const BINDING_KINDS: Record<number, BindingKind> = {
   0: 'uniform', 1: 'storage', 2: 'storage', 3: 'storage', 4: 'storage', 5: 'storage',
-  6: 'read-only-storage', 7: 'storage', 8: 'storage', 9: 'storage', 10: 'storage',
+  6: 'read-only-storage', 7: 'storage', 8: 'storage', 9: 'storage', 10: 'storage', 11: 'storage', 12: 'uniform',
 };
 
 /** The group-0 bindings each entry point uses. */
@@ -87,6 +92,7 @@ const ENTRY_BINDINGS: Record<string, readonly number[]> = {
   stepTailHalfPacked: [0, 3, 6, 8, 10],
   initMasterBody: [0, 3, 9],
   initMasterTail: [0, 3, 10],
+  stepBlockwise8: [0, 4, 5, 6, 11, 12],
 };
 
 /** Entry points that read the step ring (group 1); initMaster* do not. */
@@ -246,10 +252,17 @@ function makeStep(device: GPUDevice, o: ResolvedOptions, create: Maker): StepPip
     make(entry.body),
     make(entry.tail),
     ...(entry.master ? [make('initMasterBody'), make('initMasterTail')] : []),
+    ...(o.stateDtype === 'int8-blockwise' ? [make('stepBlockwise8')] : []),
   ];
-  const assemble = ([body, tail, masterBody, masterTail]: GPUComputePipeline[]): StepPipelines => ({
-    body: body!, tail: tail!, ...(masterBody ? { initMaster: { body: masterBody, tail: masterTail! } } : {}),
-  });
+  const assemble = (made: GPUComputePipeline[]): StepPipelines => {
+    const [body, tail, ...rest] = made;
+    return {
+      body: body!,
+      tail: tail!,
+      ...(entry.master ? { initMaster: { body: rest[0]!, tail: rest[1]! } } : {}),
+      ...(o.stateDtype === 'int8-blockwise' ? { blockwise8: rest[0]! } : {}),
+    };
+  };
   return parts.some(isThenable) ? Promise.all(parts).then(assemble) : assemble(parts as GPUComputePipeline[]);
 }
 

@@ -7,6 +7,7 @@ import type { ResolvedOptions } from '../rule/options.js';
 import { dispatchSize, packedTail, type Chunk, type Segment, type SegmentPlan } from './plan.js';
 import { bindGroupLayoutOf, stepPipelines } from './pipelines.js';
 import { encodeDispatches, type Dispatch } from './dispatches.js';
+import { blocksOf, DYNAMIC_MAP } from '../rule/blockwise8.js';
 
 // GPUBufferUsage flags, spelled out so that importing this module needs no WebGPU globals.
 const UNIFORM = 0x40;
@@ -30,6 +31,8 @@ export class UpdatePass {
   readonly #plans: readonly SegmentPlan[];
   readonly #chunks: readonly (readonly ChunkBuffers[])[];
   readonly #options: readonly ResolvedOptions[];
+  /** 8-bit state: the map's 256 values (binding 12 of stepBlockwise8), written once; only if some segment has it. */
+  readonly #dynamicMap?: GPUBuffer;
 
   /**
    * @param plans The segments and their chunks (`planUpdate`).
@@ -56,12 +59,38 @@ export class UpdatePass {
     });
     const bodies: (Dispatch & { slot: number })[] = [], tails: (Dispatch & { slot: number })[] = [];
     const maxPerDimension = device.limits.maxComputeWorkgroupsPerDimension;
+    if (plans.some((p) => p.blockwise8)) {
+      this.#dynamicMap = device.createBuffer({
+        label: 'RMSProp.dynamicMap', size: DYNAMIC_MAP.byteLength, usage: UNIFORM, mappedAtCreation: true,
+      });
+      new Float32Array(this.#dynamicMap.getMappedRange()).set(DYNAMIC_MAP);
+      this.#dynamicMap.unmap();
+    }
     let slot = 0;
-    plans.forEach(({ segment }, s) => {
+    plans.forEach(({ segment, blockwise8 }, s) => {
       const o = options[segment.group]!;
       const pipelines = stepPipelines(device, o);
       const many = chunks[s]!.length > 1;
       for (const { chunk, state } of chunks[s]!) {
+        if (blockwise8) {
+          // One dispatch a chunk, a workgroup per block, body and tail together (shaders/rmsprop.wgsl stepBlockwise8).
+          const at = slot++;
+          const pipeline = pipelines.blockwise8!;
+          const from = { offset: chunk.first * 4, size: chunk.count * 4 };
+          const label = `RMSProp.bindGroup[${s}]${many ? `.chunk[${chunk.first}]` : ''}.blockwise8`;
+          const { param, grad } = segment;
+          const bindGroup = this.#bindGroup(label, pipeline, [
+            { binding: 0, resource: { buffer: this.#geometry, offset: at * this.#stride, size: GEOMETRY_BYTES } },
+            { binding: 4, resource: { buffer: param.buffer, offset: param.offset + from.offset, size: from.size } },
+            { binding: 5, resource: { buffer: grad.buffer, offset: grad.offset + from.offset, size: from.size } },
+            { binding: 6, resource: { buffer: control } },
+            { binding: 11, resource: { buffer: state } },
+            { binding: 12, resource: { buffer: this.#dynamicMap! } },
+          ]);
+          const [x, y] = blockGrid(blocksOf(chunk.count), maxPerDimension);
+          bodies.push({ pipeline, bindGroup, x, y, slot: at });
+          continue;
+        }
         const label = `RMSProp.bindGroup[${s}]${many ? `.chunk[${chunk.first}]` : ''}`;
         const at = slot++;
         const geometry = {
@@ -160,6 +189,7 @@ export class UpdatePass {
   /** Frees the geometry buffer (the state buffers are the state store's). Safe to call twice. */
   destroy(): void {
     this.#geometry.destroy();
+    this.#dynamicMap?.destroy();
   }
 
   #bindGroup(label: string, pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[]): GPUBindGroup {
@@ -184,6 +214,17 @@ export class UpdatePass {
       }
     });
   }
+}
+
+/**
+ * Workgroups for `blocks` blocks of 8-bit state, one each: a 1-D grid while it fits, else 2-D (the
+ * shader folds y into its block index and returns from the excess, uniformly per workgroup).
+ */
+export function blockGrid(blocks: number, maxPerDimension: number): [number, number] {
+  if (blocks <= maxPerDimension) return [blocks, 1];
+  const y = Math.ceil(blocks / maxPerDimension);
+  if (y > maxPerDimension) throw new RangeError(`${blocks} blocks exceed a ${maxPerDimension}² grid of workgroups.`);
+  return [Math.ceil(blocks / y), y];
 }
 
 /**

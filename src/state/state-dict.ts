@@ -116,7 +116,9 @@ export function checkStateDict(state: unknown, shape: StateShape, where = 'loadS
       if (value !== group.options[key]) {
         throw new RangeError(
           `${where}: the state was saved with ${key} = ${describe(saved.options?.[key])} in group ${g}, ` +
-          `but this optimizer has ${describe(group.options[key])}: create it with the same options.`,
+          `but this optimizer has ${describe(group.options[key])}: ` + (key === 'stateDtype'
+            ? `convert the state with convertStateDict(state, ${describe(group.options[key])}).`
+            : 'create it with the same options.'),
         );
       }
     }
