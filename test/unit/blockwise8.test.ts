@@ -12,6 +12,11 @@ import { createReferenceState, referenceStep, type ReferenceState } from '../../
 import { resolveOptions } from '../../src/rule/options.js';
 import { ReferenceRMSProp } from '../../src/rule/reference-optimizer.js';
 import { convertStateDict } from '../../src/state/state-dict.js';
+import { safetensorsToParams, safetensorsToStateDict, stateDictToSafetensors } from '../../src/state/safetensors.js';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { BLOCKWISE8_CASES, caseInputs, loadBlockwise8Case, loadDynamicMapFixture } from './helpers/blockwise8-fixtures.js';
 
 const bitsOf = (x: Float32Array) => Array.from(new Uint32Array(x.buffer, x.byteOffset, x.length));
@@ -197,5 +202,57 @@ describe('ReferenceRMSProp with 8-bit state', () => {
     expect(bitsOf(back.tensors[0]!.squareAvg)).toEqual(bitsOf(saved.tensors[0]!.squareAvg));
     const g = make('f32');
     g.opt.loadStateDict(back);
+  });
+});
+
+describe('8-bit state in safetensors checkpoints', () => {
+  async function trainedState() {
+    const c = loadBlockwise8Case('default');
+    const inputs = caseInputs(c);
+    const grads = c.sizes.map((size) => new Float32Array(size));
+    const opt = new ReferenceRMSProp(inputs.params.map((param, i) => ({ param, grad: grads[i]!, name: `layer${i}.w` })), c.options);
+    for (let step = 1; step <= 3; step++) {
+      inputs.grads(step).forEach((g, i) => grads[i]!.set(g));
+      opt.step();
+    }
+    return { opt, state: await opt.stateDict(), params: await opt.readParams() };
+  }
+
+  it('stores codes as U8 and absmax as F32, reads them back exactly, and resumes', async () => {
+    const { state, params } = await trainedState();
+    const bytes = stateDictToSafetensors(state, { params });
+    const headerLength = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+    const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLength)));
+    expect(header['layer0.w.square_avg_codes']).toMatchObject({ dtype: 'U8', shape: [4096] });
+    expect(header['layer0.w.square_avg_absmax']).toMatchObject({ dtype: 'F32', shape: [16] });
+    expect(header['layer0.w.square_avg']).toBeUndefined();
+    expect(header['layer2.w.square_avg']).toMatchObject({ dtype: 'F32', shape: [1000] }); // under 4096: f32
+    // About 1.02 bytes per 8-bit element: codes plus an absmax per 256.
+    const f32Bytes = stateDictToSafetensors(convertStateDict(state, 'f32')).length;
+    expect(bytes.length - params.reduce((n, p) => n + p.byteLength, 0)).toBeLessThan(f32Bytes * 0.4);
+    const back = safetensorsToStateDict(bytes);
+    expect(back).toEqual(state);
+    expect(safetensorsToParams(bytes).map(bitsOf)).toEqual(params.map(bitsOf));
+  });
+
+  const hasPython = spawnSync('python3', ['--version'], { encoding: 'utf8' }).status === 0;
+  it.skipIf(!hasPython)('test/fixtures/read_safetensors.py reads the codes (U8) and absmax bit for bit', async () => {
+    const { state } = await trainedState();
+    const bytes = stateDictToSafetensors(state);
+    const dir = mkdtempSync(join(tmpdir(), 'rmsprop-blockwise8-'));
+    try {
+      const path = join(dir, 'checkpoint.safetensors');
+      writeFileSync(path, bytes);
+      const run = spawnSync('python3', [join(import.meta.dirname, '../fixtures/read_safetensors.py'), path], { encoding: 'utf8' });
+      expect(run.stderr).toBe('');
+      const out = JSON.parse(run.stdout) as { readers: string[]; tensors: Record<string, Record<string, number[]>> };
+      const t = state.tensors[0]!;
+      for (const reader of out.readers) {
+        expect(out.tensors['layer0.w.square_avg_codes']![reader], reader).toEqual(Array.from(t.codes!));
+        expect(out.tensors['layer0.w.square_avg_absmax']![reader], reader).toEqual(Array.from(bitsOf(t.absmax!)));
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
