@@ -287,3 +287,26 @@ describe('stateDtype int8-blockwise: layouts, checkpoints, refusals', () => {
     }
   });
 });
+
+describe('stateDtype int8-blockwise with step({ keep })', () => {
+  gpuTest('a kept 8-bit tensor keeps its parameters, codes and absmax bit for bit; the others step as the twin', gpu, async (device) => {
+    const s = setup(device, [4099, 5000, 100], { stateDtype: 'int8-blockwise' }, 17);
+    try {
+      s.setGrads();
+      s.opt.step();
+      s.twin.step();
+      const [p0, s0] = [await s.opt.readParams(), await s.opt.stateDict()];
+      s.setGrads();
+      s.opt.step(undefined, { keep: [0] });
+      s.twin.step({ keep: [0] });
+      const [p1, s1] = [await s.opt.readParams(), await s.opt.stateDict()];
+      expectSame(bits(p1[0]!), bits(p0[0]!), 'kept parameters');
+      expectSame(s1.tensors[0]!.codes, s0.tensors[0]!.codes, 'kept codes');
+      expectSame(bits(s1.tensors[0]!.absmax!), bits(s0.tensors[0]!.absmax!), 'kept absmax');
+      expect(s1.tensors[1]!.codes).not.toEqual(s0.tensors[1]!.codes);
+      if (TOLERANCE.kind === 'exact') await expectSameBits(s.opt, s.twin, 'after a step with keep');
+    } finally {
+      s.destroy();
+    }
+  });
+});
