@@ -4,6 +4,7 @@
  *
  * For tests and the curious, `window.__demo.state()` reports the run; element ids are stable.
  */
+import { adapterWords } from '../check/compare';
 import { LossChart } from './chart';
 import { DEFAULTS, parseField, type Hyper, type NumericField } from './controls';
 import { drawField, drawWeights } from './draw';
@@ -386,7 +387,7 @@ async function findDevice(): Promise<string | null> {
   if (!found) return 'WebGPU is here, but it found no adapter (no GPU it may use, or a blocklisted driver).';
   const info = found.info;
   const fallback = (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ? ' (fallback adapter, a CPU implementation)' : '';
-  adapter = [info.vendor, info.architecture, info.description && `— ${info.description}`].filter(Boolean).join(' ') + fallback || 'unnamed adapter';
+  adapter = adapterWords(info) + fallback;
   try {
     device = await found.requestDevice({ label: 'webgpu-rmsprop demo' });
   } catch (e) {
