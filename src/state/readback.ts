@@ -181,7 +181,9 @@ async function mapSnapshot({ staging, out }: Snapshot): Promise<Float32Array<Arr
   for (const { buffer, pieces } of staging) {
     await buffer.mapAsync(MAP_READ);
     const mapped = buffer.getMappedRange();
-    for (const p of pieces) new Uint8Array(out[p.range]!.buffer, p.into, p.size).set(new Uint8Array(mapped, p.at, p.size));
+    for (const p of pieces) {
+      new Uint8Array(out[p.range]!.buffer, p.into, p.size).set(new Uint8Array(mapped, p.at, p.size));
+    }
     buffer.unmap();
     buffer.destroy();
   }

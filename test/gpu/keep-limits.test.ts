@@ -16,8 +16,8 @@ import { RMSProp, type RMSPropState } from '../../src/index.js';
 import { KeepCopies } from '../../src/gpu/keep-copies.js';
 import type { ResolvedParam } from '../../src/gpu/params.js';
 import {
-  bits, cpuTwin, expectBitExact, expectMatchesTwin, gpuTest, randomGrads, randomParams, readFloats, rng, upload, useDevice,
-  withErrorScopes, write,
+  bits, cpuTwin, expectBitExact, expectMatchesTwin, gpuTest, randomGrads, randomParams, readFloats, rng, upload,
+  useDevice, withErrorScopes, write,
 } from './harness.js';
 
 const gpu = useDevice();
@@ -34,7 +34,7 @@ function watchBuffers(device: GPUDevice, label: string): { sizes: number[]; rest
 }
 
 describe('keep: the scratch space alone', () => {
-  gpuTest('a 512-byte limit: spans split over many buffers, restored bit for bit; growth keeps earlier encoders valid', gpu, async (device) => {
+  gpuTest('a 512-byte limit: spans split over many buffers, restored bit for bit; earlier encoders stay valid', gpu, async (device) => {
     const LIMIT = 512;
     const random = rng(91);
     const sizes = [5, 70, 1031];
@@ -53,14 +53,16 @@ describe('keep: the scratch space alone', () => {
       })),
     };
     const keep = new KeepCopies(device, resolved, store, LIMIT);
-    const before = await Promise.all([...params.map((p) => readFloats(device, p.buffer)), readFloats(device, state.buffer)]);
+    const buffers = [...params.map((p) => p.buffer), state.buffer];
+    const readAll = () => Promise.all(buffers.map((b) => readFloats(device, b)));
+    const before = await readAll();
     try {
       // Encoder A keeps tensor 0; encoder B, recorded after, keeps all three (the scratch space grows).
       // Each clears every buffer between the copies aside and back, as a step's pass would change them.
       const encoders = [[0], [0, 1, 2]].map((kept) => {
         const encoder = device.createCommandEncoder({ label: 'test.keepScratch' });
         keep.save(encoder, kept);
-        for (const b of [...params.map((p) => p.buffer), state.buffer]) encoder.clearBuffer(b);
+        for (const b of buffers) encoder.clearBuffer(b);
         keep.restore(encoder);
         return { encoder, kept };
       });
@@ -73,21 +75,22 @@ describe('keep: the scratch space alone', () => {
         params.forEach((p, i) => write(device, p.buffer, 0, before[i]!));
         write(device, state.buffer, 0, before[3]!);
         device.queue.submit([encoder.finish()]);
-        const after = await Promise.all([...params.map((p) => readFloats(device, p.buffer)), readFloats(device, state.buffer)]);
+        const after = await readAll();
         sizes.forEach((n, i) => {
           const expected = kept.includes(i) ? before[i]! : new Float32Array(n);
           expectBitExact(bits(after[i]!), bits(expected), `keep [${kept}]: param ${i}`);
           for (const slot of [0, 1]) {
             const from = (stateAt[i]! + slot * slotBytes[i]!) / 4;
             const expectedSlot = kept.includes(i) ? before[3]!.subarray(from, from + n) : new Float32Array(n);
-            expectBitExact(bits(after[3]!.subarray(from, from + n)), bits(expectedSlot), `keep [${kept}]: state ${i}.${slot}`);
+            const what = `keep [${kept}]: state ${i}.${slot}`;
+            expectBitExact(bits(after[3]!.subarray(from, from + n)), bits(expectedSlot), what);
           }
         });
       }
     } finally {
       keep.destroy();
       keep.destroy(); // twice is fine
-      for (const b of [...params.map((p) => p.buffer), state.buffer]) b.destroy();
+      for (const b of buffers) b.destroy();
     }
   });
 });
@@ -105,7 +108,7 @@ describe('keep on a device with default limits', () => {
 
   afterAll(() => device?.destroy());
 
-  test('kept bytes just over maxBufferSize / 2, then more: no scratch buffer past maxBufferSize, kept tensors bit for bit', async () => {
+  test('kept bytes just over maxBufferSize / 2, then more: no scratch buffer past it, kept tensors bit for bit', async () => {
     const d = device!;
     const M = d.limits.maxBufferSize;
     const options = { centered: true, momentum: 0.9, lr: 0.01 }; // parameter and three state slots: 16 bytes an element
@@ -117,7 +120,8 @@ describe('keep on a device with default limits', () => {
     const params = values.map((v, i) => upload(d, v, { label: `test.keepLimits.param[${i}]` }));
     const grads = sizes.map((n, i) => upload(d, new Float32Array(n), { label: `test.keepLimits.grad[${i}]` }));
     // No pre-pass: the tensors are independent, so the small one's twin is a twin of it alone.
-    const optimizer = new RMSProp(d, sizes.map((_, i) => ({ name: `t${i}`, param: params[i]!.binding, grad: grads[i]!.binding })), options);
+    const specs = sizes.map((_, i) => ({ name: `t${i}`, param: params[i]!.binding, grad: grads[i]!.binding }));
+    const optimizer = new RMSProp(d, specs, options);
     const small = { name: 't1', param: values[1]!.slice(), grad: new Float32Array(sizes[1]!) };
     const twin = cpuTwin([small], options);
     const scratch = watchBuffers(d, 'RMSProp.keep.scratch');
@@ -141,11 +145,13 @@ describe('keep on a device with default limits', () => {
           for (const i of kept) {
             expectBitExact(bits(after[0][i]!), bits(before[0][i]!), `keep [${kept}]: param ${i}`);
             for (const slot of ['squareAvg', 'gradAvg', 'momentumBuffer'] as const) {
-              expectBitExact(bits(after[1].tensors[i]![slot]!), bits(before[1].tensors[i]![slot]!), `keep [${kept}]: ${slot} ${i}`);
+              const [a, b] = [after[1].tensors[i]![slot]!, before[1].tensors[i]![slot]!];
+              expectBitExact(bits(a), bits(b), `keep [${kept}]: ${slot} ${i}`);
             }
           }
           if (kept.length === 0) {
-            expect(bits(after[0][0]!.subarray(0, 1031)), 'tensor 0 stepped').not.toEqual(bits(before[0][0]!.subarray(0, 1031)));
+            const head = (p: Float32Array) => bits(p.subarray(0, 1031));
+            expect(head(after[0][0]!), 'tensor 0 stepped').not.toEqual(head(before[0][0]!));
           }
           await expectMatchesTwin(smallOnly(...after), twin, `keep [${kept}]: tensor 1`);
         }

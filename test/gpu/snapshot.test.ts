@@ -42,7 +42,7 @@ function watchStaging(device: GPUDevice, label: string): { count: number; larges
 }
 
 describe('stateDict() and readParams(): one step\'s state', () => {
-  gpuTest('stepping while they are read: both hold exactly step k, over many staging buffers, then the steps land', gpu, async (device) => {
+  gpuTest('stepping while they are read: both hold step k, over many staging buffers; then the steps land', gpu, async (device) => {
     readbackLimits.stagingBytes = SMALL_STAGING;
     const twin = Twin.ofSizes(device, SIZES, OPTIONS, 81);
     try {
@@ -79,7 +79,7 @@ describe('stateDict() and readParams(): one step\'s state', () => {
     }
   });
 
-  gpuTest('a step waiting in an unsubmitted encoder is in neither the state nor its step; a new optimizer resumes from it', gpu, async (device) => {
+  gpuTest('a step in an unsubmitted encoder is in neither the state nor its step; a new optimizer resumes', gpu, async (device) => {
     const twin = Twin.ofSizes(device, SIZES, OPTIONS, 83);
     try {
       await twin.run(2);
@@ -93,7 +93,9 @@ describe('stateDict() and readParams(): one step\'s state', () => {
 
       // What a PyTorch user does with it: a new optimizer on those parameters loads it and takes the
       // pending step's place, on the same gradients: bit for bit what the original does once submitted.
-      const copies = params.map((p, i) => ({ name: twin.tensors[i]!.name, param: upload(device, p).buffer, grad: twin.tensors[i]!.grad.buffer }));
+      const copies = params.map((p, i) => ({
+        name: twin.tensors[i]!.name, param: upload(device, p).buffer, grad: twin.tensors[i]!.grad.buffer,
+      }));
       const resumed = new RMSProp(device, copies, OPTIONS);
       try {
         resumed.loadStateDict(state);
@@ -106,7 +108,9 @@ describe('stateDict() and readParams(): one step\'s state', () => {
         const [a, b] = await Promise.all([twin.gpu.readParams(), resumed.readParams()]);
         a.forEach((p, i) => expectBitExact(b[i]!, p, `resumed param ${i}`));
         for (const slot of ['squareAvg', 'gradAvg', 'momentumBuffer'] as const) {
-          after.tensors.forEach((t, i) => expectBitExact(bits(resumedAfter.tensors[i]![slot]!), bits(t[slot]!), `resumed ${slot} ${i}`));
+          after.tensors.forEach((t, i) => {
+            expectBitExact(bits(resumedAfter.tensors[i]![slot]!), bits(t[slot]!), `resumed ${slot} ${i}`);
+          });
         }
       } finally {
         resumed.destroy();
@@ -117,7 +121,7 @@ describe('stateDict() and readParams(): one step\'s state', () => {
     }
   });
 
-  gpuTest('70 steps with new lrs in 70 encoders (two pages of the ring), 65 submitted: the state dict holds step 65', gpu, async (device) => {
+  gpuTest('70 steps with new lrs in 70 encoders (two ring pages), 65 submitted: the state dict holds step 65', gpu, async (device) => {
     const twin = Twin.ofSizes(device, SIZES, OPTIONS, 85);
     try {
       twin.setGrads(); // one gradient for every step
