@@ -60,8 +60,8 @@ export class RMSProp {
   readonly #submit: GPUCommandBuffer[] = [];
   #step = 0;
   /**
-   * `step()` calls since the optimizer was made, and before the last `loadStateDict`, mod 2^32: the
-   * steps the ring's `ran` counters will have counted once they have all run (see `stateDict()`).
+   * `step()` calls since the optimizer was made, mod 2^32: the steps the ring's `ran` counters will
+   * have counted once they have all run (see `stateDict()`); and its value at the last `loadStateDict`.
    */
   #recorded = 0;
   #recordedAtLoad = 0;
@@ -296,7 +296,8 @@ export class RMSProp {
     const step = this.#step, recorded = this.#recorded, groups = this.groupOptions;
     const sinceLoad = (recorded - this.#recordedAtLoad) >>> 0;
     const counters = this.#ring.counters.map((buffer) => ({ buffer, offset: 0, size: buffer.size }));
-    const { tensors, skippedSteps, extra } = await this.#store.read(this.#groups[0]!.options.skipNonFinite, counters);
+    const withSkipped = this.#groups[0]!.options.skipNonFinite;
+    const { tensors, skippedSteps, extra } = await this.#store.read(withSkipped, counters);
     let ran = 0;
     for (const c of extra) for (const n of new Uint32Array(c.buffer, c.byteOffset, c.length)) ran = (ran + n) >>> 0;
     // Steps recorded before the call that had not run when the state was copied: in encoders submitted
