@@ -63,7 +63,9 @@ export default defineConfig(({ mode }) => ({
         test: {
           name: 'browser',
           include: ['test/browser/**/*.test.ts'],
-          // puppeteer drives Debian's Chromium (SwiftShader WebGPU) against a Vite server on localhost.
+          // puppeteer drives Debian's Chromium (Dawn) and Firefox (wgpu) against a Vite server on 127.0.0.1;
+          // the global setup says which browsers run (Firefox is left out, saying so, only where none exists).
+          globalSetup: ['test/browser/global-setup.ts'],
           pool: 'forks',
           fileParallelism: false,
           testTimeout: 180_000,

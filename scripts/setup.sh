@@ -15,10 +15,45 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { echo "setup: $*"; }
+# Where apt's sources and the OS's name are (SETUP_APT_DIR, SETUP_OS_RELEASE: for this script's tests).
+apt_dir=${SETUP_APT_DIR:-/etc/apt}
+os_release=${SETUP_OS_RELEASE:-/etc/os-release}
 
-if [ ! -r /etc/os-release ] || [ "$(. /etc/os-release && echo "${ID:-}")" != debian ] ||
+# The URI of the archive this machine already takes Debian's suite $1 from, read from its own apt sources
+# (deb822 .sources stanzas or one-line .list entries), so that no archive host is written here.
+debian_archive_uri() {
+  local f codename=$1
+  for f in "$apt_dir"/sources.list.d/*.sources; do
+    [ -e "$f" ] || continue
+    # deb822 stanzas: print the URIs of a stanza whose Suites name the release itself.
+    awk -v suite="$codename" '
+      BEGIN { RS = ""; FS = "\n" }
+      {
+        uris = ""; hit = 0
+        for (i = 1; i <= NF; i++) {
+          if ($i ~ /^URIs:/) { uris = $i; sub(/^URIs:[ \t]*/, "", uris) }
+          if ($i ~ /^Suites:/) { n = split($i, s, /[ \t]+/); for (j = 2; j <= n; j++) if (s[j] == suite) hit = 1 }
+        }
+        if (hit && uris != "") { split(uris, u, /[ \t]+/); print u[1]; exit }
+      }' "$f"
+  done
+  for f in "$apt_dir"/sources.list "$apt_dir"/sources.list.d/*.list; do
+    [ -e "$f" ] || continue
+    # "deb [options] URI suite components": the URI is the first field after deb and its options.
+    sed -E 's/#.*//; s/\[[^]]*\]//' "$f" | awk -v suite="$codename" '$1 == "deb" && $3 == suite { print $2; exit }'
+  done
+}
+# `scripts/setup.sh --archive-uri CODENAME` prints the archive a suite would be added from, and exits.
+if [ "${1:-}" = --archive-uri ]; then
+  uri=$(debian_archive_uri "${2:?usage: scripts/setup.sh --archive-uri CODENAME}" | head -n 1)
+  [ -n "$uri" ] || { echo "setup: no apt source for Debian's ${2} suite in $apt_dir" >&2; exit 1; }
+  echo "$uri"
+  exit 0
+fi
+
+if [ ! -r "$os_release" ] || [ "$(. "$os_release" && echo "${ID:-}")" != debian ] ||
   ! command -v apt-get >/dev/null || ! command -v dpkg-query >/dev/null; then
-  id=$( [ -r /etc/os-release ] && . /etc/os-release && echo "${PRETTY_NAME:-${ID:-unknown}}" || echo unknown)
+  id=$( [ -r "$os_release" ] && . "$os_release" && echo "${PRETTY_NAME:-${ID:-unknown}}" || echo unknown)
   cat >&2 <<TXT
 setup: this is not Debian ($id), so nothing was installed. Install these yourself, then run npm ci:
   - a Vulkan loader (Debian/Ubuntu: libvulkan1; Fedora: vulkan-loader);
@@ -36,7 +71,7 @@ if [ "$(id -u)" -ne 0 ]; then
   sudo="sudo"
 fi
 export DEBIAN_FRONTEND=noninteractive
-codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+codename=$(. "$os_release" && echo "${VERSION_CODENAME:-}")
 
 apt_updated=0
 apt_update() { [ "$apt_updated" -eq 1 ] || { say "apt-get update"; $sudo apt-get update -qq; apt_updated=1; }; }
@@ -59,43 +94,20 @@ mesa_major() { version mesa-vulkan-drivers | sed -E 's/^([0-9]+:)?([0-9]+).*/\2/
 lavapipe_ok() {
   installed mesa-vulkan-drivers && [ "$(mesa_major)" -ge 23 ] 2>/dev/null && [ -e /usr/share/vulkan/icd.d/lvp_icd.json ]
 }
-# The URI of the archive this machine already takes Debian's main suite from (deb822 or one-line form).
-debian_archive_uri() {
-  local f
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -e "$f" ] || continue
-    # deb822 stanzas: print the URIs of a stanza whose Suites name the release itself.
-    awk -v suite="$codename" '
-      BEGIN { RS = ""; FS = "\n" }
-      {
-        uris = ""; hit = 0
-        for (i = 1; i <= NF; i++) {
-          if ($i ~ /^URIs:/) { uris = $i; sub(/^URIs:[ \t]*/, "", uris) }
-          if ($i ~ /^Suites:/) { n = split($i, s, /[ \t]+/); for (j = 2; j <= n; j++) if (s[j] == suite) hit = 1 }
-        }
-        if (hit && uris != "") { split(uris, u, /[ \t]+/); print u[1]; exit }
-      }' "$f"
-  done
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -e "$f" ] || continue
-    # "deb [options] URI suite components": the URI is the first field after deb and its options.
-    sed -E 's/#.*//; s/\[[^]]*\]//' "$f" | awk -v suite="$codename" '$1 == "deb" && $3 == suite { print $2; exit }'
-  done
-}
 if lavapipe_ok; then
   say "mesa-vulkan-drivers $(version mesa-vulkan-drivers) (lavapipe) is installed"
 elif [ "$codename" = bookworm ]; then
-  if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    uri=$(debian_archive_uri | head -n 1)
+  if ! grep -rqs 'bookworm-backports' "$apt_dir/sources.list" "$apt_dir/sources.list.d/"; then
+    uri=$(debian_archive_uri "$codename" | head -n 1)
     if [ -z "$uri" ]; then
       echo "setup: no apt source for Debian's $codename suite found, so bookworm-backports cannot be added;" \
         "add it yourself and install mesa-vulkan-drivers from it" >&2
       exit 1
     fi
-    say "adding Debian's bookworm-backports suite from $uri (/etc/apt/sources.list.d/debian-backports.sources)"
+    say "adding Debian's bookworm-backports suite from $uri ($apt_dir/sources.list.d/debian-backports.sources)"
     printf '%s\n' 'Types: deb' "URIs: $uri" 'Suites: bookworm-backports' 'Components: main' \
       'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' |
-      $sudo tee /etc/apt/sources.list.d/debian-backports.sources >/dev/null
+      $sudo tee "$apt_dir/sources.list.d/debian-backports.sources" >/dev/null
     apt_updated=0
   fi
   say "installing mesa-vulkan-drivers (lavapipe) from bookworm-backports ..."

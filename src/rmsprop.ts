@@ -59,6 +59,12 @@ export class RMSProp {
   readonly #schedules: (LrSchedule | undefined)[];
   readonly #submit: GPUCommandBuffer[] = [];
   #step = 0;
+  /**
+   * `step()` calls since the optimizer was made, mod 2^32: the steps the ring's `ran` counters will
+   * have counted once they have all run (see `stateDict()`); and its value at the last `loadStateDict`.
+   */
+  #recorded = 0;
+  #recordedAtLoad = 0;
   #destroyed = false;
   /** Set once the device is lost (one watch per device, shared). */
   readonly #loss: DeviceLossWatch;
@@ -132,7 +138,13 @@ export class RMSProp {
     return new RMSProp(device, params, options);
   }
 
-  /** Steps taken so far (steps recorded into a caller's encoder count when recorded). */
+  /**
+   * Steps taken: every `step()` call counts when it is made, whether the optimizer submits the step or
+   * records it into your encoder (as PyTorch counts `optimizer.step()` calls, and skipped steps too).
+   * An lr schedule and bias correction are evaluated at it. `stateDict().step` counts the steps in the
+   * state it returns instead: the same number once every encoder a step was recorded into was
+   * submitted before the `stateDict()` call.
+   */
   get stepCount(): number {
     return this.#step;
   }
@@ -217,6 +229,7 @@ export class RMSProp {
       this.#submit.length = 0;
     }
     this.#step++;
+    this.#recorded = (this.#recorded + 1) >>> 0;
   }
 
   /** Writes this step's per-group values (lr, decay factor, bias correction) into the ring's `next`. */
@@ -252,7 +265,8 @@ export class RMSProp {
 
   /**
    * Reads every parameter back, one Float32Array each, in the order given (groups flattened).
-   * It sees every step submitted before the call. The parameter buffers need COPY_SRC usage.
+   * One snapshot, as `stateDict()`: it holds every step submitted before the call and none submitted
+   * after (its copies are submitted before it returns its promise). The parameter buffers need COPY_SRC usage.
    * 16-bit parameters (paramDtype) come back decoded to f32 exactly; their master copies are in `stateDict()`.
    */
   async readParams(): Promise<Float32Array<ArrayBuffer>[]> {
@@ -263,13 +277,34 @@ export class RMSProp {
   /**
    * The optimizer state, copied to the CPU: step count, options and per-tensor state, in a form
    * `loadStateDict` restores bit for bit (on this optimizer, a new one, or the CPU `ReferenceRMSProp`).
+   *
+   * It is one step's state, however large: every state buffer is copied by one submission made when
+   * it is called (before it returns its promise), so it holds every step submitted before the call and
+   * none submitted after, even if you go on stepping while it is read. Its `step` counts the steps in
+   * that state: `stepCount` at the call, less any step recorded into an encoder that had not been
+   * submitted by then (the GPU counts the steps that ran, and that count is copied with the state).
+   * Call it together with `readParams()`, in one expression, to get the parameters of the same step:
+   *
+   * @example
+   * ```ts
+   * const [state, params] = await Promise.all([optimizer.stateDict(), optimizer.readParams()]);
+   * const bytes = stateDictToSafetensors(state, { params });
+   * ```
    */
   async stateDict(): Promise<RMSPropState> {
     this.#checkUsable('stateDict()');
-    const step = this.#step, groups = this.groupOptions;
-    const { tensors, skippedSteps } = await this.#store.read(this.#groups[0]!.options.skipNonFinite);
+    const step = this.#step, recorded = this.#recorded, groups = this.groupOptions;
+    const sinceLoad = (recorded - this.#recordedAtLoad) >>> 0;
+    const counters = this.#ring.counters.map((buffer) => ({ buffer, offset: 0, size: buffer.size }));
+    const withSkipped = this.#groups[0]!.options.skipNonFinite;
+    const { tensors, skippedSteps, extra } = await this.#store.read(withSkipped, counters);
+    let ran = 0;
+    for (const c of extra) for (const n of new Uint32Array(c.buffer, c.byteOffset, c.length)) ran = (ran + n) >>> 0;
+    // Steps recorded before the call that had not run when the state was copied: in encoders submitted
+    // after it (or never). Those recorded before a loadStateDict are not in its step count anyway.
+    const notRun = Math.min((recorded - ran) >>> 0, sinceLoad);
     return {
-      step,
+      step: step - notRun,
       groups: groups.map((options, g) => ({ options, params: this.#groups[g]!.params.map((p) => p.index) })),
       tensors,
       ...(skippedSteps !== undefined ? { skippedSteps } : {}),
@@ -278,7 +313,8 @@ export class RMSProp {
 
   /**
    * How many steps `skipNonFinite` has skipped so far (read from the GPU: it sees every step
-   * submitted before the call). Steps applied = `stepCount - skippedSteps()`. 0 without skipNonFinite.
+   * submitted before the call). Steps applied = `stepCount - skippedSteps()` once every step recorded
+   * was submitted before the call. 0 without skipNonFinite.
    *
    * @example
    * ```ts
@@ -320,7 +356,8 @@ export class RMSProp {
    * The state must come from the same parameters (names and sizes) and options (lr aside);
    * otherwise it throws, and the optimizer stays as it was. With 16-bit parameters and masterWeights it
    * restores the f32 master copies; the 16-bit parameter buffers stay the caller's to restore (each step
-   * overwrites them with the master's rounded values).
+   * overwrites them with the master's rounded values). Load it with no step waiting in an encoder you have
+   * not submitted: the state is written through the queue, so such a step would run on the loaded state.
    */
   loadStateDict(state: RMSPropState): void {
     this.#checkUsable('loadStateDict()');
@@ -328,6 +365,7 @@ export class RMSProp {
     this.#store.write(state);
     lrs.forEach((lr, g) => { this.#lrs[g] = lr; });
     this.#step = state.step;
+    this.#recordedAtLoad = this.#recorded;
   }
 
   /** Frees every buffer it created; the caller's buffers stay the caller's. Safe to call twice. */

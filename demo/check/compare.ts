@@ -64,6 +64,23 @@ export function ulpError(gpu: number, cpu: number, floor = FLT_MIN): number {
   return Math.abs(gpu - cpu) / ulpOf(Math.max(a, c, floor));
 }
 
+/** What an adapter is called when the browser gives no adapter info (Firefox's strings are all empty). */
+export const UNNAMED_ADAPTER = 'an adapter the browser does not name (no adapter info)';
+
+/**
+ * An adapter's name in words: its info strings joined, or {@link UNNAMED_ADAPTER} where they are empty
+ * (then {@link toleranceFor} gives the WGSL bound: an adapter nobody named was not measured).
+ *
+ * @example
+ * ```ts
+ * adapterWords({ vendor: 'google', architecture: 'swiftshader', device: '', description: '' }); // 'google swiftshader'
+ * ```
+ */
+export function adapterWords(info: Pick<GPUAdapterInfo, 'vendor' | 'architecture' | 'device' | 'description'>): string {
+  return [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ').trim()
+    || UNNAMED_ADAPTER;
+}
+
 /**
  * Which tolerance an adapter gets. `exact`: bit for bit, measured on this adapter kind;
  * `bound`: within the error bound WGSL's accuracy table allows (demo/check/bound.ts).

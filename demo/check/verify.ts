@@ -8,7 +8,7 @@
 import { detectMultiplyAdd, encodeHalves, RMSProp, type MultiplyAdd, type RMSPropOptions } from '../../src/index.js';
 import { mulberry32 } from '../problems/random.js';
 import { CheckedReference } from './checked-reference.js';
-import { toleranceFor, WorstSoFar, type Tolerance } from './compare.js';
+import { adapterWords, toleranceFor, WorstSoFar, type Tolerance } from './compare.js';
 import { EXTENSIONS, VARIANT_SIZES, VARIANT_STEPS, VARIANTS, type Variant } from './variants.js';
 
 /** The 16-bit variants: gradients and parameters in f16 / bf16, with and without the master copy. */
@@ -286,8 +286,7 @@ export async function verifyDevice(
 ): Promise<VerifyReport> {
   const started = now();
   const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
-  const words = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ')
-    || 'unknown adapter';
+  const words = adapterWords(info);
   const tolerance = toleranceFor(words);
   const multiplyAdd = await detectMultiplyAdd(device);
   const errors: string[] = [];

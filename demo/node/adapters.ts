@@ -29,9 +29,9 @@ export const ICD_FILES: Readonly<Record<'swiftshader' | 'lavapipe', readonly str
 
 /** How to install each CPU driver, for error messages. */
 export const INSTALL_HINT: Record<'swiftshader' | 'lavapipe', string> = {
-  swiftshader: 'install Debian\'s chromium and libvulkan1 (apt-get install chromium libvulkan1)',
-  lavapipe: 'install Mesa 23 or later\'s mesa-vulkan-drivers (Debian 13: apt-get install mesa-vulkan-drivers; ' +
-    'Debian 12: from bookworm-backports, see .ci/run)',
+  swiftshader: 'run `npm run setup` (on Debian it installs chromium and libvulkan1), or install them yourself',
+  lavapipe: 'run `npm run setup` (on Debian it installs Mesa 23 or later\'s mesa-vulkan-drivers: Debian 13\'s own, ' +
+    'Debian 12\'s from bookworm-backports), or install them yourself',
 };
 
 /**

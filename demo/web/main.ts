@@ -4,6 +4,7 @@
  *
  * For tests and the curious, `window.__demo.state()` reports the run; element ids are stable.
  */
+import { adapterWords } from '../check/compare';
 import { LossChart } from './chart';
 import { DEFAULTS, parseField, type Hyper, type NumericField } from './controls';
 import { drawField, drawWeights } from './draw';
@@ -56,6 +57,12 @@ const FIELDS: readonly { field: NumericField; id: string }[] = [
 const TARGET_CHUNK_MS = 40;
 /** Milliseconds between redraws of the models. */
 const PICTURE_EVERY_MS = 250;
+/**
+ * What one GPU round trip costs however little work it waits for (an empty submit's
+ * onSubmittedWorkDone): about 1 ms in Chromium, 100 ms in Firefox 153, which polls its GPU process on
+ * a timer. The chunk sizing leaves it out, or a chunk would shrink to one step there.
+ */
+let roundTripMs = 0;
 
 const chart = new LossChart($('chart'));
 const startButton = $<HTMLButtonElement>('start');
@@ -335,7 +342,8 @@ async function loop(): Promise<void> {
       chart.push(step, metrics.rmsprop.loss, metrics.sgd.loss);
       rate.push({ t: t1, step });
       while (rate.length > 2 && t1 - rate[0]!.t > 1500) rate.shift();
-      chunk = Math.max(1, Math.min(64, Math.round((n * TARGET_CHUNK_MS) / Math.max(1, t1 - t0))));
+      // The chunk's training time is its time less the fixed round trip of its readback.
+      chunk = Math.max(1, Math.min(64, Math.round((n * TARGET_CHUNK_MS) / Math.max(1, t1 - t0 - roundTripMs))));
       if (t1 - lastPicture > PICTURE_EVERY_MS || step >= sessionHyper.maxSteps) {
         await drawPicture(s);
         lastPicture = performance.now();
@@ -386,7 +394,7 @@ async function findDevice(): Promise<string | null> {
   if (!found) return 'WebGPU is here, but it found no adapter (no GPU it may use, or a blocklisted driver).';
   const info = found.info;
   const fallback = (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ? ' (fallback adapter, a CPU implementation)' : '';
-  adapter = [info.vendor, info.architecture, info.description && `— ${info.description}`].filter(Boolean).join(' ') + fallback || 'unnamed adapter';
+  adapter = adapterWords(info) + fallback;
   try {
     device = await found.requestDevice({ label: 'webgpu-rmsprop demo' });
   } catch (e) {
@@ -396,7 +404,20 @@ async function findDevice(): Promise<string | null> {
     if (lost.reason !== 'destroyed') fail(`the GPU device was lost (${lost.reason}): ${lost.message}. Reload the page.`);
   }, () => {});
   device.addEventListener('uncapturederror', (event) => fail(`WebGPU error: ${(event as GPUUncapturedErrorEvent).error.message}`));
+  roundTripMs = await measureRoundTrip(device);
   return null;
+}
+
+/** The fastest of three empty round trips to the GPU, in ms (see `roundTripMs`). */
+async function measureRoundTrip(d: GPUDevice): Promise<number> {
+  let best = Infinity;
+  for (let i = 0; i < 3; i++) {
+    const t0 = performance.now();
+    d.queue.submit([]);
+    await d.queue.onSubmittedWorkDone();
+    best = Math.min(best, performance.now() - t0);
+  }
+  return best;
 }
 
 async function init(): Promise<void> {

@@ -113,6 +113,14 @@ export class StepValuesRing {
     return this.#pages.length * PAGE_SLOTS;
   }
 
+  /**
+   * Each page's `ran` counters (COPY_SRC): their sum, mod 2^32, is the number of steps that have run,
+   * every slot's (the own slot's too). `stateDict()` copies them with the state, to count its steps.
+   */
+  get counters(): GPUBuffer[] {
+    return this.#pages.map((page) => page.ran);
+  }
+
   /** Caller-encoder slots free to be written now. */
   get freeSlots(): number {
     return this.#free.length;

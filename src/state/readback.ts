@@ -1,6 +1,7 @@
 /**
- * Reading f32 ranges of GPU buffers back to the CPU: one copy into a MAP_READ staging buffer per
- * batch, mapped, sliced, and destroyed.
+ * Reading f32 ranges of GPU buffers back to the CPU as one snapshot: every copy into MAP_READ staging
+ * buffers in one submission, made before the first await, then each staging buffer mapped, copied out
+ * and destroyed in turn.
  */
 import { USAGE_COPY_SRC, type ByteRange } from '../gpu/params.js';
 
@@ -67,8 +68,17 @@ export function watchDeviceLoss(device: GPUDevice): DeviceLossWatch {
 }
 
 /**
- * Reads each range as a Float32Array, in order. The copies are submitted after all work
- * submitted before the call, so they see its results.
+ * Bytes of one staging buffer at most (and never more than the device's `maxBufferSize`): a read
+ * larger than this is copied into several, all in one submission, and mapped one after another, so
+ * that no single buffer or mapping holds more. Tests lower it to make a small read span several.
+ */
+export const readbackLimits = { stagingBytes: 64 * 1024 * 1024 };
+
+/**
+ * Reads each range as a Float32Array, in order, as one snapshot: every range is copied into
+ * MAP_READ staging buffers by one command buffer, submitted before this function returns its
+ * promise (so it sees all work submitted before the call and none submitted after, however large
+ * the read), then mapped in pieces.
  *
  * If the device is lost before the data arrives, it rejects with `deviceLostError` rather than a
  * bare AbortError, and never waits on a mapAsync that a lost device might not settle.
@@ -80,13 +90,14 @@ export async function readRanges(
 ): Promise<Float32Array<ArrayBuffer>[]> {
   const watch = watchDeviceLoss(device) as Watch;
   if (watch.info) throw deviceLostError(`${label}()`, watch.info);
+  const snapshot = copySnapshot(device, ranges, label); // submitted here, before any await
   let onLost!: (info: GPUDeviceLostInfo) => void;
   const lost = new Promise<{ lost: GPUDeviceLostInfo }>((resolve) => { onLost = (info) => resolve({ lost: info }); });
   watch.waiters.add(onLost);
   try {
     let result: { value: Float32Array<ArrayBuffer>[] } | { lost: GPUDeviceLostInfo };
     try {
-      result = await Promise.race([readAll(device, ranges, label).then((value) => ({ value })), lost]);
+      result = await Promise.race([mapSnapshot(snapshot).then((value) => ({ value })), lost]);
     } catch (e) {
       // mapAsync rejects (AbortError, OperationError) on a device that is being lost, possibly before
       // `lost` settles: give it a moment to, so the caller learns the actual cause.
@@ -103,53 +114,83 @@ export async function readRanges(
     return result.value;
   } finally {
     watch.waiters.delete(onLost);
+    for (const s of snapshot.staging) s.buffer.destroy(); // those not mapped yet, if it failed (twice is fine)
   }
 }
 
-async function readAll(
-  device: GPUDevice,
-  ranges: readonly ByteRange[],
-  label: string,
-): Promise<Float32Array<ArrayBuffer>[]> {
-  const out: Float32Array<ArrayBuffer>[] = [];
-  const batchLimit = Math.min(device.limits.maxBufferSize, 256 * 1024 * 1024);
-  for (let start = 0; start < ranges.length;) {
-    let end = start, bytes = 0;
-    while (end < ranges.length && (end === start || bytes + ranges[end]!.size <= batchLimit)) {
-      bytes += ranges[end++]!.size;
+/** A piece of a range in a staging buffer: its byte offset there and in the range, and its bytes. */
+interface Piece {
+  readonly range: number;
+  readonly at: number;
+  readonly into: number;
+  readonly size: number;
+}
+
+/** Ranges copied into staging buffers, and where each piece of each range went. */
+interface Snapshot {
+  readonly staging: { readonly buffer: GPUBuffer; readonly pieces: readonly Piece[] }[];
+  readonly out: Float32Array<ArrayBuffer>[];
+}
+
+/**
+ * Lays the ranges end to end over staging buffers of at most `stagingBytesOf(device)` each (a range
+ * split where one ends) and records every copy into one command buffer, submitted now.
+ */
+function copySnapshot(device: GPUDevice, ranges: readonly ByteRange[], label: string): Snapshot {
+  const limit = stagingBytesOf(device);
+  const layout: Piece[][] = [];
+  let current: Piece[] = [], used = 0;
+  ranges.forEach((r, range) => {
+    for (let into = 0; into < r.size;) {
+      if (used === limit) {
+        layout.push(current);
+        current = [];
+        used = 0;
+      }
+      const size = Math.min(r.size - into, limit - used);
+      current.push({ range, at: used, into, size });
+      used += size;
+      into += size;
     }
-    out.push(...(await readBatch(device, ranges.slice(start, end), bytes, label)));
-    start = end;
+  });
+  if (current.length > 0) layout.push(current);
+  const staging = layout.map((pieces, i) => {
+    const last = pieces.at(-1)!;
+    const buffer = device.createBuffer({
+      label: `${label}.staging${layout.length > 1 ? `[${i}]` : ''}`,
+      size: last.at + last.size,
+      usage: MAP_READ | COPY_DST,
+    });
+    return { buffer, pieces };
+  });
+  if (staging.length > 0) {
+    const encoder = device.createCommandEncoder({ label: `${label}.copy` });
+    for (const { buffer, pieces } of staging) {
+      for (const p of pieces) {
+        const r = ranges[p.range]!;
+        encoder.copyBufferToBuffer(r.buffer, r.offset + p.into, buffer, p.at, p.size);
+      }
+    }
+    device.queue.submit([encoder.finish()]);
+  }
+  return { staging, out: ranges.map((r) => new Float32Array(r.size / 4)) };
+}
+
+/** Maps the staging buffers one at a time, copying each piece into its range's array, and destroys them. */
+async function mapSnapshot({ staging, out }: Snapshot): Promise<Float32Array<ArrayBuffer>[]> {
+  for (const { buffer, pieces } of staging) {
+    await buffer.mapAsync(MAP_READ);
+    const mapped = buffer.getMappedRange();
+    for (const p of pieces) {
+      new Uint8Array(out[p.range]!.buffer, p.into, p.size).set(new Uint8Array(mapped, p.at, p.size));
+    }
+    buffer.unmap();
+    buffer.destroy();
   }
   return out;
 }
 
-async function readBatch(
-  device: GPUDevice,
-  ranges: readonly ByteRange[],
-  bytes: number,
-  label: string,
-): Promise<Float32Array<ArrayBuffer>[]> {
-  const staging = device.createBuffer({ label: `${label}.staging`, size: bytes, usage: MAP_READ | COPY_DST });
-  try {
-    const encoder = device.createCommandEncoder({ label: `${label}.copy` });
-    let at = 0;
-    for (const r of ranges) {
-      encoder.copyBufferToBuffer(r.buffer, r.offset, staging, at, r.size);
-      at += r.size;
-    }
-    device.queue.submit([encoder.finish()]);
-    await staging.mapAsync(MAP_READ);
-    const mapped = new Float32Array(staging.getMappedRange());
-    at = 0;
-    const out = ranges.map((r) => {
-      const copy = mapped.slice(at / 4, (at + r.size) / 4); // copied out before unmap; the caller owns it
-      at += r.size;
-      return copy;
-    });
-    staging.unmap();
-    return out;
-  } finally {
-    staging.destroy();
-  }
+/** The staging limit on this device: `readbackLimits.stagingBytes` or `maxBufferSize`, whichever is less, in words. */
+function stagingBytesOf(device: GPUDevice): number {
+  return Math.max(4, Math.floor(Math.min(device.limits.maxBufferSize, readbackLimits.stagingBytes) / 4) * 4);
 }

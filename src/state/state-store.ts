@@ -5,7 +5,7 @@
  * `loadStateDict()`, `readParams()`, `skippedSteps()` and `lastGradNorm()`.
  */
 import type { ResolvedOptions } from '../rule/options.js';
-import type { ResolvedGroup } from '../gpu/params.js';
+import type { ByteRange, ResolvedGroup } from '../gpu/params.js';
 import { hasMaster, stateSlots, type SegmentPlan } from '../gpu/plan.js';
 import { checkReadable, readRanges } from './readback.js';
 import type { RMSPropState, TensorState } from './state-dict.js';
@@ -84,14 +84,21 @@ export class StateStore {
   }
 
   /**
-   * Every tensor's state, copied to the CPU (and the skipped-step count when `withSkipped`): what
-   * `stateDict()` returns besides the step count and the options.
+   * Every tensor's state, copied to the CPU (and the skipped-step count when `withSkipped`, and the
+   * ranges `extra`, raw): what `stateDict()` returns besides the step count and the options. One
+   * snapshot, copied by one submission made before this returns its promise: it holds every step
+   * submitted before the call and none submitted after.
    */
-  async read(withSkipped: boolean): Promise<{ tensors: TensorState[]; skippedSteps?: number }> {
+  async read(
+    withSkipped: boolean,
+    extra: readonly ByteRange[] = [],
+  ): Promise<{ tensors: TensorState[]; skippedSteps?: number; extra: Float32Array[] }> {
     const all = this.chunks.flat();
-    const ranges = all.map((c) => ({ buffer: c.state, offset: 0, size: c.state.size }));
+    const ranges: ByteRange[] = all.map((c) => ({ buffer: c.state, offset: 0, size: c.state.size }));
     if (withSkipped) ranges.push({ buffer: this.control, offset: 0, size: CONTROL_BYTES });
+    ranges.push(...extra);
     const raw = await readRanges(this.#device, ranges, 'RMSProp.stateDict');
+    const extraRaw = raw.slice(raw.length - extra.length);
     const data = new Map(all.map((c, i) => [c, raw[i]!]));
     const tensors = this.#groups.flatMap((group) => group.params.map((param): TensorState => {
       const o = group.options;
@@ -125,9 +132,9 @@ export class StateStore {
         ...(hasMaster(o) ? { master: slotData(stateSlots(o) - 1) } : {}),
       };
     }));
-    if (!withSkipped) return { tensors };
+    if (!withSkipped) return { tensors, extra: extraRaw };
     const control = raw[all.length]!;
-    return { tensors, skippedSteps: new Uint32Array(control.buffer, control.byteOffset, 4)[3]! };
+    return { tensors, skippedSteps: new Uint32Array(control.buffer, control.byteOffset, 4)[3]!, extra: extraRaw };
   }
 
   /**
@@ -172,8 +179,8 @@ export class StateStore {
   }
 
   /**
-   * Reads every parameter back, one Float32Array each, in the order given (groups flattened).
-   * 16-bit parameters (paramDtype) come back decoded to f32 exactly.
+   * Reads every parameter back, one Float32Array each, in the order given (groups flattened), as one
+   * snapshot (as `read`). 16-bit parameters (paramDtype) come back decoded to f32 exactly.
    */
   async readParams(): Promise<Float32Array<ArrayBuffer>[]> {
     const params = this.#groups.flatMap((g) => g.params);
