@@ -47,7 +47,6 @@ override UNSCALE: bool = false;        // g *= geo.unscale (1 / lossScale), firs
 override GRAD_DTYPE: u32 = 0u;         // 0: f32 (stepBody, stepTail); 1: f16, 2: bf16 (stepBodyPacked, stepTailPacked)
 override PARAM_DTYPE: u32 = 0u;        // 0: f32; 1: f16, 2: bf16 (stepBodyHalf*, stepTailHalf*)
 override MASTER: bool = false;         // PARAM_DTYPE 1, 2: an f32 master copy in the last state slot
-override BLOCK_VEC4S: u32 = 64u;       // stepBlockwise8: vec4s per block of 8-bit state (256 elements), a power of 2
 
 // A dispatch unit's shape and its group's constant hyperparameters, written once (src/gpu/update-pass.ts).
 struct Geometry {
@@ -449,6 +448,9 @@ fn tailStep(g: vec4f) {
 @group(0) @binding(11) var<storage, read_write> stateCodes: array<u32>;
 @group(0) @binding(12) var<uniform> dynamicMap: array<vec4f, 64>;
 
+// vec4s per block of 8-bit state: 256 elements (src/rule/blockwise8.ts BLOCK_SIZE / 4, checked by
+// test/unit/blockwise8.test.ts), a power of 2. A const, not an override: it sizes a workgroup array.
+const BLOCK_VEC4S: u32 = 64u;
 const ZERO_CODE: u32 = 127u; // the code of 0: a block whose absmax is 0, and padding past the tensor
 
 var<workgroup> codeMap: array<f32, 256>;

@@ -9,7 +9,6 @@ import reduceSource from '../../shaders/grad-norm.wgsl?raw';
 import { REDUCE_WORKGROUP_SIZE } from './reduce-plan.js';
 import type { GradDtype, ResolvedOptions } from '../rule/options.js';
 import { hasMaster, WORKGROUP_SIZE } from './plan.js';
-import { BLOCK_SIZE } from '../rule/blockwise8.js';
 
 /** The GRAD_DTYPE / PARAM_DTYPE override of both shaders. */
 const GRAD_DTYPES: Record<GradDtype, number> = { f32: 0, f16: 1, bf16: 2 };
@@ -47,7 +46,6 @@ export function variantConstants(o: ResolvedOptions): Record<string, number> {
     GRAD_DTYPE: GRAD_DTYPES[o.gradDtype],
     PARAM_DTYPE: GRAD_DTYPES[o.paramDtype],
     MASTER: Number(hasMaster(o)),
-    BLOCK_VEC4S: BLOCK_SIZE / 4,
   };
 }
 

@@ -14,6 +14,7 @@ import { ReferenceRMSProp } from '../../src/rule/reference-optimizer.js';
 import { convertStateDict } from '../../src/state/state-dict.js';
 import { safetensorsToParams, safetensorsToStateDict, stateDictToSafetensors } from '../../src/state/safetensors.js';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -104,6 +105,14 @@ describe.each(BLOCKWISE8_CASES)('fixture %s (PyTorch 1.13)', (name) => {
       });
     }
     expect(checked).toBeGreaterThan(0);
+  });
+});
+
+describe('one block size', () => {
+  it('the shader\'s BLOCK_VEC4S is BLOCK_SIZE / 4, and ZERO_CODE the same', () => {
+    const source = readFileSync(new URL('../../shaders/rmsprop.wgsl', import.meta.url), 'utf8');
+    expect(Number(/const BLOCK_VEC4S: u32 = (\d+)u;/.exec(source)?.[1])).toBe(BLOCK_SIZE / 4);
+    expect(Number(/const ZERO_CODE: u32 = (\d+)u;/.exec(source)?.[1])).toBe(ZERO_CODE);
   });
 });
 
