@@ -87,7 +87,7 @@ export class UpdatePass {
             { binding: 11, resource: { buffer: state } },
             { binding: 12, resource: { buffer: this.#dynamicMap! } },
           ]);
-          const [x, y] = blockGrid(blocksOf(chunk.count), maxPerDimension);
+          const [x, y] = blockGrid(Math.ceil(blocksOf(chunk.count) / BLOCKS_PER_WORKGROUP), maxPerDimension);
           bodies.push({ pipeline, bindGroup, x, y, slot: at });
           continue;
         }
@@ -216,15 +216,18 @@ export class UpdatePass {
   }
 }
 
+/** Blocks of 8-bit state per workgroup of stepBlockwise8 (shaders/rmsprop.wgsl BLOCKS_PER_WORKGROUP). */
+export const BLOCKS_PER_WORKGROUP = 4;
+
 /**
- * Workgroups for `blocks` blocks of 8-bit state, one each: a 1-D grid while it fits, else 2-D (the
- * shader folds y into its block index and returns from the excess, uniformly per workgroup).
+ * A grid of `workgroups` workgroups of stepBlockwise8: 1-D while it fits, else 2-D (the shader folds y
+ * into its index and leaves the excess blocks alone).
  */
-export function blockGrid(blocks: number, maxPerDimension: number): [number, number] {
-  if (blocks <= maxPerDimension) return [blocks, 1];
-  const y = Math.ceil(blocks / maxPerDimension);
-  if (y > maxPerDimension) throw new RangeError(`${blocks} blocks exceed a ${maxPerDimension}² grid of workgroups.`);
-  return [Math.ceil(blocks / y), y];
+export function blockGrid(workgroups: number, maxPerDimension: number): [number, number] {
+  if (workgroups <= maxPerDimension) return [workgroups, 1];
+  const y = Math.ceil(workgroups / maxPerDimension);
+  if (y > maxPerDimension) throw new RangeError(`${workgroups} workgroups exceed a ${maxPerDimension}² grid.`);
+  return [Math.ceil(workgroups / y), y];
 }
 
 /**

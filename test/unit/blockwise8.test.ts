@@ -11,6 +11,7 @@ import {
 import { createReferenceState, referenceStep, type ReferenceState } from '../../src/rule/reference.js';
 import { resolveOptions } from '../../src/rule/options.js';
 import { ReferenceRMSProp } from '../../src/rule/reference-optimizer.js';
+import { BLOCKS_PER_WORKGROUP } from '../../src/gpu/update-pass.js';
 import { convertStateDict } from '../../src/state/state-dict.js';
 import { safetensorsToParams, safetensorsToStateDict, stateDictToSafetensors } from '../../src/state/safetensors.js';
 import { spawnSync } from 'node:child_process';
@@ -109,10 +110,11 @@ describe.each(BLOCKWISE8_CASES)('fixture %s (PyTorch 1.13)', (name) => {
 });
 
 describe('one block size', () => {
-  it('the shader\'s BLOCK_VEC4S is BLOCK_SIZE / 4, and ZERO_CODE the same', () => {
+  it('the shader\'s BLOCK_VEC4S is BLOCK_SIZE / 4; ZERO_CODE and BLOCKS_PER_WORKGROUP the same', () => {
     const source = readFileSync(new URL('../../shaders/rmsprop.wgsl', import.meta.url), 'utf8');
     expect(Number(/const BLOCK_VEC4S: u32 = (\d+)u;/.exec(source)?.[1])).toBe(BLOCK_SIZE / 4);
     expect(Number(/const ZERO_CODE: u32 = (\d+)u;/.exec(source)?.[1])).toBe(ZERO_CODE);
+    expect(Number(/const BLOCKS_PER_WORKGROUP: u32 = (\d+)u;/.exec(source)?.[1])).toBe(BLOCKS_PER_WORKGROUP);
   });
 });
 
