@@ -433,11 +433,11 @@ fn tailStep(g: vec4f) {
 // 8-bit blockwise state (stateDtype 'int8-blockwise'): bitsandbytes' format. Its CPU twin is
 // src/rule/blockwise8.ts; docs/blockwise8.md says which bitsandbytes rule each part follows.
 //
-// Blocks of 4 * BLOCK_VEC4S = 256 elements, BLOCKS_PER_WORKGROUP to a workgroup, one invocation per 4
-// elements, body and tail in one dispatch: dequantize v = map[code] * absmax, the same `update` as the f32 state,
-// the block's new absmax = max |v| by a workgroup reduction, then each v / absmax stored as its
-// nearest code (bitsandbytes' binary search, `quantizeCode`). The parameter update uses the new v
-// before it is quantized, as bitsandbytes' kernel does.
+// Blocks of 4 * BLOCK_VEC4S = 256 elements, BLOCKS_PER_WORKGROUP to a workgroup, one invocation per
+// 4 elements, body and tail in one dispatch: dequantize v = map[code] * absmax, the same `update` as
+// the f32 state, the block's new absmax = max |v| (an atomicMax in workgroup memory), then each
+// v / absmax stored as its nearest code (bitsandbytes' binary search, `quantizeCode`). The parameter
+// update uses the new v before it is quantized, as bitsandbytes' kernel does.
 //
 // Bindings: paramTail and gradTail hold the whole chunk here (as array<f32>, so that no body binding
 // aliases them); stateCodes holds the chunk's codes, 4 per u32 (element 4w + k in byte k of word w),
@@ -449,10 +449,10 @@ fn tailStep(g: vec4f) {
 @group(0) @binding(12) var<uniform> dynamicMap: array<vec4f, 64>;
 
 // vec4s per block of 8-bit state: 256 elements (src/rule/blockwise8.ts BLOCK_SIZE / 4, checked by
-// test/unit/blockwise8.test.ts), a power of 2. A const, not an override: it sizes a workgroup array.
+// test/unit/blockwise8.test.ts).
 const BLOCK_VEC4S: u32 = 64u;
-// Blocks per workgroup (4: 256 invocations, as the f32 entry points; fewer, larger workgroups run
-// faster on CPU drivers). src/gpu/update-pass.ts BLOCKS_PER_WORKGROUP is the same, checked by a test.
+// Blocks per workgroup: 256 invocations, as the f32 entry points have. src/gpu/update-pass.ts
+// BLOCKS_PER_WORKGROUP is the same (checked by the same test); it sizes a workgroup array.
 const BLOCKS_PER_WORKGROUP: u32 = 4u;
 const ZERO_CODE: u32 = 127u; // the code of 0: a block whose absmax is 0, and padding past the tensor
 

@@ -23,7 +23,7 @@ export interface StepPipelines {
   readonly tail: GPUComputePipeline;
   /** With a master copy (16-bit parameters, masterWeights): fill it from the caller's parameters, once. */
   readonly initMaster?: { readonly body: GPUComputePipeline; readonly tail: GPUComputePipeline };
-  /** stateDtype 'int8-blockwise': one workgroup per block of 8-bit state, body and tail (its tensors of 4096+). */
+  /** stateDtype 'int8-blockwise': 8-bit state, four blocks a workgroup, body and tail (its tensors of 4096+). */
   readonly blockwise8?: GPUComputePipeline;
 }
 

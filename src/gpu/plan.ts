@@ -143,7 +143,8 @@ export function planSegments(
   }[] = [];
   for (const p of params) {
     const last = segments[segments.length - 1];
-    const joins = last !== undefined && !alone(p) && !last.alone && p.arena !== undefined && last.arena === p.arena && last.group === p.group &&
+    const joins = last !== undefined && !alone(p) && !last.alone &&
+      p.arena !== undefined && last.arena === p.arena && last.group === p.group &&
       p.param.buffer === last.param.buffer && p.grad.buffer === last.grad.buffer &&
       p.param.offset === align(last.param.offset + last.param.size) &&
       p.grad.offset - last.grad.offset === p.param.offset - last.param.offset;
@@ -240,14 +241,19 @@ export function planUpdate(
     if (segment.members.length === 1 && eightBit({ group: segment.group, size: segment.size })) {
       // The parameter binding (4 bytes an element) is the widest; chunks of whole blocks.
       const blockChunk = Math.floor(maxChunk / BLOCK_SIZE) * BLOCK_SIZE;
-      if (blockChunk <= 0) throw new RangeError('the device\'s storage binding limit is too small for one 8-bit block.');
+      if (blockChunk <= 0) {
+        throw new RangeError('the device\'s storage binding limit is too small for one 8-bit block.');
+      }
       const chunks = planChunks(segment.size, blockChunk)
         .map((c) => ({ ...c, slotStride: (blocksOf(c.count) * BLOCK_SIZE) / 4 }));
       return { segment, slots, chunks, blockwise8: true };
     }
     const halves = o.gradDtype !== 'f32' || o.paramDtype !== 'f32'; // 16-bit bindings start at 256-byte offsets too
     return {
-      segment, slots, chunks: planChunks(segment.size, halves ? packedChunkElements(maxChunk) : maxChunk), blockwise8: false,
+      segment,
+      slots,
+      chunks: planChunks(segment.size, halves ? packedChunkElements(maxChunk) : maxChunk),
+      blockwise8: false,
     };
   });
 }

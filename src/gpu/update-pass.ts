@@ -73,7 +73,7 @@ export class UpdatePass {
       const many = chunks[s]!.length > 1;
       for (const { chunk, state } of chunks[s]!) {
         if (blockwise8) {
-          // One dispatch a chunk, a workgroup per block, body and tail together (shaders/rmsprop.wgsl stepBlockwise8).
+          // One dispatch a chunk, four blocks a workgroup, body and tail together (rmsprop.wgsl stepBlockwise8).
           const at = slot++;
           const pipeline = pipelines.blockwise8!;
           const from = { offset: chunk.first * 4, size: chunk.count * 4 };

@@ -336,7 +336,9 @@ function parseCheckpoint(
         `${where}: tensor '${key}' is missing: the checkpoint does not match its own metadata (the file is corrupt).`,
       );
     }
-    if (e.dtype !== dtype) throw new TypeError(`${where}: tensor '${key}' has dtype '${e.dtype}', expected '${dtype}'.`);
+    if (e.dtype !== dtype) {
+      throw new TypeError(`${where}: tensor '${key}' has dtype '${e.dtype}', expected '${dtype}'.`);
+    }
     expected.add(key);
     return e;
   };

@@ -162,7 +162,8 @@ function checkQuantized(t: TensorState, wanted: boolean, size: number, at: strin
   if (!(t.codes instanceof Uint8Array) || !(t.absmax instanceof Float32Array)) {
     throw new TypeError(
       `${at}: this optimizer keeps 8-bit state (stateDtype 'int8-blockwise'), and the state has no codes ` +
-      '(a Uint8Array) and absmax (a Float32Array): convert an f32 state with convertStateDict(state, \'int8-blockwise\').',
+      '(a Uint8Array) and absmax (a Float32Array): ' +
+      'convert an f32 state with convertStateDict(state, \'int8-blockwise\').',
     );
   }
   if (t.codes.length !== size) throw new RangeError(`${at}: codes has ${t.codes.length} elements, expected ${size}.`);
