@@ -473,16 +473,14 @@ fn quantizeCode(x: f32) -> u32 {
   var lower = -1.0;
   var upper = 1.0;
   var val = mapValue(pivot);
+  // Branch-free (selects), the same steps: lanes that go different ways do not diverge.
   for (var step = 64u; step > 0u; step >>= 1u) {
-    if (x > val) {
-      lowerPivot = pivot;
-      lower = val;
-      pivot += step;
-    } else {
-      upperPivot = pivot;
-      upper = val;
-      pivot -= step;
-    }
+    let up = x > val;
+    lowerPivot = select(lowerPivot, pivot, up);
+    lower = select(lower, val, up);
+    upperPivot = select(pivot, upperPivot, up);
+    upper = select(val, upper, up);
+    pivot = select(pivot - step, pivot + step, up);
     val = mapValue(pivot);
   }
   if (x > val) { return select(pivot, upperPivot, x > (upper + val) * 0.5); }

@@ -310,3 +310,30 @@ describe('stateDtype int8-blockwise with step({ keep })', () => {
     }
   });
 });
+
+describe('stateDtype int8-blockwise through RMSProp.create', () => {
+  gpuTest('async pipelines: one dispatch a step for a lone 8-bit tensor, the twin\'s results', gpu, async (device) => {
+    const random = rng(23);
+    const cpu = [{ name: 'w', param: randomParams(4099, random), grad: new Float32Array(4099) }];
+    const p = upload(device, cpu[0]!.param, { label: 'test.blockwise8.create.param' });
+    const g = upload(device, cpu[0]!.grad, { label: 'test.blockwise8.create.grad' });
+    const options: RMSPropConfig = { stateDtype: 'int8-blockwise', lr: 1e-3 };
+    const opt = await RMSProp.create(device, [{ name: 'w', param: p.binding, grad: g.binding }], options);
+    const twin = new ReferenceRMSProp(cpu, options, { multiplyAdd: MULTIPLY_ADD });
+    try {
+      expect(opt.dispatchesPerStep.dispatches, 'body and tail in one dispatch').toBe(1);
+      for (let k = 0; k < 3; k++) {
+        cpu[0]!.grad.set(randomGrads(4099, random));
+        write(device, g.buffer, 0, cpu[0]!.grad);
+        opt.step();
+        twin.step();
+      }
+      if (TOLERANCE.kind === 'exact') await expectSameBits(opt, twin, 'RMSProp.create');
+      expect((await opt.stateDict()).tensors[0]!.codes?.length).toBe(4099);
+    } finally {
+      opt.destroy();
+      p.buffer.destroy();
+      g.buffer.destroy();
+    }
+  });
+});

@@ -41,7 +41,7 @@ describe('training with 8-bit state (CPU twin)', () => {
     expect(b.loss).toBeLessThan(0.2);
     expect(Math.abs(b.loss - a.loss) / a.loss).toBeLessThan(0.1);
     expect(Math.abs(b.accuracy - a.accuracy)).toBeLessThanOrEqual(0.01);
-  });
+  }, 60_000);
 
   it('linear regression: 500 steps (the demo\'s cosine schedule) end within 1e-4 of the least-squares loss, as f32', () => {
     const data = makeRegressionData();
@@ -61,7 +61,7 @@ describe('training with 8-bit state (CPU twin)', () => {
     console.info(`linear regression, 500 steps: least squares ${best}, f32 ${a}, 8-bit ${b}`);
     expect((a - best) / best).toBeLessThan(1e-4);
     expect((b - best) / best).toBeLessThan(1e-4);
-  });
+  }, 60_000);
 
   it('10,000 steps of linear regression at a fixed lr stay as close to least squares as f32', () => {
     const data = makeRegressionData({ seed: 3 });
