@@ -245,7 +245,8 @@ function quantizeBlock(values: Float32Array, codes: Uint8Array, absmax: Float32A
   let scale = 0;
   for (let i = 0; i < values.length; i++) scale = Math.max(scale, Math.abs(values[i]!));
   absmax[b] = scale;
-  for (let i = 0; i < values.length; i++) codes[i] = scale === 0 ? ZERO_CODE : quantizeCode(f(values[i]! / scale));
+  // As the shader's `absmax > 0.0`: a block of zeros, or one a NaN has poisoned, stores the zero code.
+  for (let i = 0; i < values.length; i++) codes[i] = scale > 0 ? quantizeCode(f(values[i]! / scale)) : ZERO_CODE;
 }
 
 /**

@@ -134,6 +134,19 @@ describe('8-bit state refusals', () => {
     expect(() => resolveOptions({ stateDtype: 'int8' as never })).toThrow(/stateDtype must be 'f32' or 'int8-blockwise'/);
   });
 
+  it('a NaN gradient poisons its block alone (absmax NaN, zero codes), and such a state loads back', async () => {
+    const p = new Float32Array(4096).fill(0.5), g = new Float32Array(4096).fill(0.1);
+    g[300] = NaN;
+    const opt = new ReferenceRMSProp([{ param: p, grad: g, name: 'w' }], { stateDtype: 'int8-blockwise' });
+    opt.step();
+    const s = await opt.stateDict();
+    expect(Number.isNaN(s.tensors[0]!.absmax![1]!)).toBe(true);
+    expect(Array.from(s.tensors[0]!.codes!.subarray(256, 512)).every((c) => c === ZERO_CODE)).toBe(true);
+    expect(s.tensors[0]!.absmax![0]).toBeGreaterThan(0); // the other blocks as usual
+    opt.loadStateDict(s);
+    expect(await opt.stateDict()).toEqual(s);
+  });
+
   it('starts at initialScale exactly', () => {
     const s = createBlockwise8State(4100, { initialScale: 1 });
     expect(Array.from(dequantizeBlockwise(s)).every((x) => x === 1)).toBe(true);
