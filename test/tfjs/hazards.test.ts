@@ -54,6 +54,24 @@ gpuTest('a data() in flight across a step: afterwards data() and model.save() se
 });
 
 describe('the first step', () => {
+  // Fails when the warm-up starts only with ready() (nothing compiles at construction).
+  gpuTest("made on TF.js's 'webgpu' backend, the optimizer starts compiling its pipelines at once, off the thread", gpu, async (device) => {
+    const original = device.createComputePipelineAsync.bind(device);
+    const labels: string[] = [];
+    device.createComputePipelineAsync = (descriptor: GPUComputePipelineDescriptor) => {
+      labels.push(descriptor.label ?? '');
+      return original(descriptor);
+    };
+    try {
+      const optimizer = tfjsRMSProp(tf, { learningRate: 0.01, momentum: 0.125, centered: true }); // a variant new to this file
+      expect(labels.filter((l) => l.startsWith('RMSProp.pipeline')).length, 'compiles started by the constructor').toBeGreaterThan(0);
+      await optimizer.ready();
+      optimizer.dispose();
+    } finally {
+      device.createComputePipelineAsync = original;
+    }
+  });
+
   // Fails without the warm-up at construction (firstStep 'compiled').
   gpuTest("after await ready() compiles nothing ('warm'); without, it compiles in the step ('compiled')", gpu, async () => {
     // Variants no other test of this file builds (the pipeline cache is per device and variant).

@@ -267,16 +267,20 @@ export async function readInFlightScenario(
   r.dispose();
   tf.dispose([ourVar, theirVar]);
 
-  // A page that draws the weights while training: data() of every weight in flight across each step; then save.
+  // A page that draws the weights while training: a data() of every weight in flight as each step
+  // begins (started inside applyGradients, so that no await lets it finish first); then save.
   const data = makeData(tf, 'mlp', 8, 21);
   const saved = async (optimizer: TF.Optimizer) => {
     const model = makeModel(tf, tfl, 'mlp', 22);
+    const reads: Promise<unknown>[] = [];
+    const apply = optimizer.applyGradients.bind(optimizer);
+    optimizer.applyGradients = (gradients) => {
+      for (const w of model.weights) reads.push(w.read().data().catch(() => undefined));
+      apply(gradients);
+    };
     model.compile({ optimizer, loss: lossOf('mlp') });
-    for (let s = 0; s < 3; s++) {
-      const reads = model.weights.map((x) => x.read().data().catch(() => undefined));
-      await model.trainOnBatch(data.x, data.y);
-      await Promise.all(reads);
-    }
+    for (let s = 0; s < 3; s++) await model.trainOnBatch(data.x, data.y);
+    await Promise.all(reads);
     let weights: Float32Array[] = [];
     await model.save(tf.io.withSaveHandler(async (artifacts) => {
       const all = new Float32Array(artifacts.weightData as ArrayBuffer);
