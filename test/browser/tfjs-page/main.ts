@@ -3,11 +3,15 @@
  * WebGPU backend, built by test/browser/tfjs.test.ts) on the page's device, `tfjsRMSProp` from the
  * source. The cases: model.fit of an MLP and a conv net beside tf.train.rmsprop, compared after
  * every batch (weights read through an op, and with data()); save and load with the optimizer;
- * data() before every step; 100 steps without a leak. Sets `window.__tfjs`.
+ * data() before every step; 100 steps without a leak; and issue 19's: a variable list that changes
+ * (against one tf.train.rmsprop per variable), fine-tuning with fit, a read in flight across a step,
+ * the first step's warm-up, the copies a step makes. Uses only `navigator.gpu` and web APIs (no
+ * Chromium-only flag or API): it runs in any browser with WebGPU. Sets `window.__tfjs`.
  */
 import { tfjsRMSProp, type WebGPURMSProp } from '../../../src/tfjs/index';
 import { agreement, compareFit, type RuleConfig } from '../../tfjs/fit-comparison';
 import { lossOf, makeData, makeModel, readWeights, type ModelKind } from '../../tfjs/models';
+import { fineTuneScenario, readInFlightScenario, variableListScenario } from '../../tfjs/scenarios';
 import type { Counts, TfjsCase, TfjsPageResults } from './cases';
 
 type Bundle = typeof import('../../../bench/web/tfjs-entry');
@@ -25,6 +29,7 @@ async function run(): Promise<TfjsPageResults> {
   const device = await adapter.requestDevice({ label: 'webgpu-rmsprop tfjs page' });
   const gpuErrors: string[] = [];
   device.addEventListener('uncapturederror', (e) => gpuErrors.push(`uncaptured: ${(e as GPUUncapturedErrorEvent).error.message}`));
+  void device.lost.then((info) => gpuErrors.push(`device lost (${info.reason}): ${info.message}`));
   const { vendor, architecture, device: name, description } = adapter.info;
   const words = [vendor, architecture, name, description].filter(Boolean).join(' ') || 'unknown adapter';
   const { tf, tfl, WebGPUBackend } = (await import(/* @vite-ignore */ BUNDLE)) as Bundle;
@@ -113,6 +118,83 @@ async function run(): Promise<TfjsPageResults> {
     return { name: 'cached', worstUlps: worst, steps: 5, cachedBeforeEachStep: cached };
   });
 
+  for (const rule of ['plain', 'momentum']) {
+    await guarded(`variable-list ${rule}`, async () => ({
+      name: 'variable-list', label: rule, result: await variableListScenario(tf, () => tfjsRMSProp(tf, RULES[rule]!), RULES[rule]!),
+    }));
+    await guarded(`fine-tune ${rule}`, async () => ({
+      name: 'fine-tune', label: rule, result: await fineTuneScenario(tf, tfl, () => tfjsRMSProp(tf, RULES[rule]!), RULES[rule]!),
+    }));
+  }
+
+  await guarded('read-in-flight', async () => {
+    const canvasReadback = await canvasReadbackProbe();
+    // TF.js's dataSync reads through that path; where it reads zeros, dataSync also loses the device.
+    const dataSync = canvasReadback.some((x) => x !== 0);
+    const result = await readInFlightScenario(tf, tfl, () => tfjsRMSProp(tf, RULES['momentum']!), RULES['momentum']!, { dataSync });
+    return { name: 'read-in-flight', result, canvasReadback };
+  });
+
+  await guarded('first-step', async () => {
+    const labels: string[] = [];
+    const original = device.createComputePipelineAsync.bind(device);
+    device.createComputePipelineAsync = (d: GPUComputePipelineDescriptor) => { labels.push(d.label ?? ''); return original(d); };
+    let warm: WebGPURMSProp, cold: WebGPURMSProp;
+    try {
+      warm = tfjsRMSProp(tf, { learningRate: 0.01, momentum: 0.25, centered: true }); // variants no other case builds
+      cold = tfjsRMSProp(tf, { learningRate: 0.01, momentum: 0.75, centered: true, clipGradNorm: 1e30 });
+    } finally {
+      device.createComputePipelineAsync = original;
+    }
+    const constructorCompiles = labels.filter((l) => l.startsWith('RMSProp.pipeline')).length;
+    const start = tf.tidy(() => tf.add(tf.tensor([1, 2, 3]), tf.zerosLike(tf.tensor([0, 0, 0]))));
+    const a = tf.variable(start, true, 'page/warm-a'), b = tf.variable(start, true, 'page/warm-b');
+    start.dispose();
+    const g = tf.tensor([0.5, -1, 2]);
+    await warm.ready();
+    let t0 = performance.now();
+    warm.applyGradients({ [a.name]: g });
+    const warmMs = performance.now() - t0;
+    t0 = performance.now();
+    cold.applyGradients({ [b.name]: g });
+    const coldMs = performance.now() - t0;
+    const result: TfjsCase = { name: 'first-step', warm: warm.firstStep, cold: cold.firstStep, warmMs, coldMs, constructorCompiles };
+    await cold.ready();
+    warm.dispose();
+    cold.dispose();
+    tf.dispose([a, b, g]);
+    return result;
+  });
+
+  await guarded('copies', async () => {
+    let copies = 0;
+    const original = device.createCommandEncoder.bind(device);
+    device.createCommandEncoder = (d?: GPUCommandEncoderDescriptor) => {
+      const encoder = original(d);
+      if (d?.label?.startsWith('WebGPURMSProp.step')) {
+        const copy = encoder.copyBufferToBuffer.bind(encoder) as (...args: unknown[]) => void;
+        (encoder as { copyBufferToBuffer: unknown }).copyBufferToBuffer = (...args: unknown[]) => { copies++; copy(...args); };
+      }
+      return encoder;
+    };
+    const n = 5;
+    const onGpu = (x: number[]) => tf.tidy(() => { const t = tf.tensor(x); return tf.add(t, tf.zerosLike(t)); });
+    const vars = Array.from({ length: n }, (_, i) => { const t = onGpu([i, i + 1, i + 2]); const v = tf.variable(t, true, `page/copies-${i}`); t.dispose(); return v; });
+    const optimizer = tfjsRMSProp(tf, { learningRate: 0.01 });
+    try {
+      const step = () => { const g = Object.fromEntries(vars.map((v) => [v.name, onGpu([0.1, 0.2, 0.3])])); optimizer.applyGradients(g); tf.dispose(Object.values(g)); };
+      step();
+      const firstStep = copies;
+      copies = 0;
+      for (let s = 0; s < 3; s++) step();
+      return { name: 'copies', variables: n, firstStep, perStep: copies / 3 };
+    } finally {
+      device.createCommandEncoder = original;
+      optimizer.dispose();
+      tf.dispose(vars);
+    }
+  });
+
   await guarded('leaks', async () => {
     const created: { label: string; destroyed: boolean }[] = [];
     const original = device.createBuffer.bind(device);
@@ -150,6 +232,30 @@ async function run(): Promise<TfjsPageResults> {
     }
   });
   return { done: true, adapter: words, cases, gpuErrors };
+}
+
+/**
+ * The path of TF.js 4.22's dataSync on WebGPU, without TF.js, on a device of its own: 4 known pixels
+ * copied into a WebGPU canvas's texture, the canvas drawn into a 2D canvas, read back.
+ */
+async function canvasReadbackProbe(): Promise<number[]> {
+  const adapter = await navigator.gpu.requestAdapter();
+  const device = await adapter!.requestDevice({ label: 'canvas readback probe' });
+  try {
+    const canvas = new OffscreenCanvas(4, 1);
+    const context = canvas.getContext('webgpu')!;
+    context.configure({ device, format: 'bgra8unorm', usage: GPUTextureUsage.COPY_DST, alphaMode: 'premultiplied' });
+    const buffer = device.createBuffer({ label: 'probe pixels', size: 256, usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    device.queue.writeBuffer(buffer, 0, new Uint8Array([10, 20, 30, 255, 40, 50, 60, 255, 70, 80, 90, 255, 1, 2, 3, 255]));
+    const encoder = device.createCommandEncoder({ label: 'probe' });
+    encoder.copyBufferToTexture({ buffer, bytesPerRow: 256 }, { texture: context.getCurrentTexture() }, { width: 4, height: 1 });
+    device.queue.submit([encoder.finish()]);
+    const target = new OffscreenCanvas(4, 1).getContext('2d', { willReadFrequently: true })!;
+    target.drawImage(canvas, 0, 0);
+    return Array.from(target.getImageData(0, 0, 4, 1).data);
+  } finally {
+    device.destroy();
+  }
 }
 
 run().then(
