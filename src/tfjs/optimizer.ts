@@ -286,8 +286,8 @@ function defineClass(tf: TfNamespace): WebGPURMSPropClass {
     ): void {
       const kept = (model?.binding.variables ?? []).filter((v) => !v.variable.isDisposed);
       let next = 0;
-      const bound: BoundVariable[] = [...kept, ...joining]
-        .map((v) => ({ name: v.name, variable: v.variable, shape: v.shape, size: v.size, tensor: v.size > 0 ? next++ : undefined }));
+      const bound: BoundVariable[] = [...kept, ...joining].map(({ name, variable, shape, size }) =>
+        ({ name, variable, shape, size, tensor: size > 0 ? next++ : undefined }));
       const binding = new Binding(bound);
       const plan = binding.plan(tf, access, { tensors: next }, entries, where);
       const pending = model === undefined ? this.#pending : undefined;

@@ -7,8 +7,9 @@ import { describe, expect } from 'vitest';
 import { tfjsRMSProp } from '../../src/tfjs/index.js';
 import { gpuTest } from '../gpu/harness.js';
 import { fitDrift, TFJS_ULPS, type RuleConfig } from './fit-comparison.js';
-import { onGpu, tf, tfl, useTfjs } from './harness.js';
-import { fineTuneScenario, readInFlightScenario, variableListScenario } from './scenarios.js';
+import { onGpu, readThroughOp, tf, tfl, useTfjs } from './harness.js';
+import { fineTuneScenario, perVariableRMSProp, readInFlightScenario, variableListScenario } from './scenarios.js';
+import { agreement } from './fit-comparison.js';
 
 const gpu = useTfjs();
 
@@ -40,6 +41,38 @@ describe.each(Object.keys(RULES))('%s', (rule) => {
     expect(r.lastLoss).toBeLessThan(r.firstLoss);
     expect(r.tensorsAfter, 'tensors').toBe(r.tensorsBefore);
   });
+});
+
+// Fails when state is keyed by name (the new 'x' would get the disposed one's), or when disposed variables stay.
+gpuTest('a variable disposed and another made under its name: the new one starts fresh, the old one is dropped', gpu, async () => {
+  const rule = RULES['momentum']!;
+  const ours = tfjsRMSProp(tf, rule), reference = perVariableRMSProp(tf, rule);
+  const make = (name: string, values: number[]) => { const t = onGpu(values); const v = tf.variable(t, true, name); t.dispose(); return v; };
+  const u = [make('reuse/u-ours', [1, 2, 3]), make('reuse/u-theirs', [1, 2, 3])];
+  let x = [make('reuse/x-ours', [-1, 0.5, 4]), make('reuse/x-theirs', [-1, 0.5, 4])];
+  const step = (gu: number[], gx: number[]) => [ours, reference].forEach((o, i) => {
+    const [a, b] = [tf.tensor(gu), tf.tensor(gx)];
+    o.applyGradients([{ name: u[i]!.name, tensor: a }, { name: x[i]!.name, tensor: b }]);
+    tf.dispose([a, b]);
+  });
+  try {
+    step([0.3, -2, 1], [5, 5, -5]);
+    step([0.1, 0.2, 0.3], [4, -4, 4]);
+    tf.dispose(x);
+    // Ours: a new variable under the old name. The reference keys its optimizers by name, so it gets a new name.
+    x = [make('reuse/x-ours', [2, 2, 2]), make('reuse/x2-theirs', [2, 2, 2])];
+    step([1, 1, 1], [0.01, -0.02, 0.03]);
+    for (const pair of [u, x]) {
+      const [a, b] = await Promise.all(pair.map(readThroughOp));
+      expect(agreement(a!, b!).ulps, pair[0]!.name).toBeLessThanOrEqual(TFJS_ULPS);
+    }
+    const names = (await ours.getWeights()).map((w) => w.name);
+    expect(names, 'the disposed variable is dropped').toEqual(['iter', 'reuse/u-ours/rms', 'reuse/x-ours/rms', 'reuse/u-ours/momentum', 'reuse/x-ours/momentum']);
+  } finally {
+    ours.dispose();
+    reference.dispose();
+    tf.dispose([...u, ...x]);
+  }
 });
 
 // Fails without BackendAccess.watchReads (the step writes in place; the read caches pre-step values for good).
