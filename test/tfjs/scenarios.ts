@@ -248,17 +248,19 @@ export async function readInFlightScenario(
   o.applyGradients({ [ourVar.name]: grad }); // the first step: the variable's buffer is now written in place
   r.applyGradients({ [theirVar.name]: grad });
   const pre = await readThrough(tf, ourVar);
-  const started = ourVar.data(); // in flight across the next step
+  // In flight across the next step; settled into a value at once, so that a rejection is never unhandled.
+  const started = ourVar.data().then((values) => ({ values }), () => undefined);
   o.applyGradients({ [ourVar.name]: grad });
   r.applyGradients({ [theirVar.name]: grad });
   const post = await readThrough(tf, theirVar);
   let inFlight: ReadInFlightResult['inFlight'];
-  try {
-    const got = new Float32Array(await started);
+  const settled = await started;
+  if (settled === undefined) {
+    inFlight = 'rejected';
+  } else {
+    const got = new Float32Array(settled.values);
     inFlight = got.every((x, i) => Object.is(x, pre[i])) ? 'resolved pre-step'
       : agreement(got, post).ulps < 64 ? 'resolved post-step' : 'resolved other';
-  } catch {
-    inFlight = 'rejected';
   }
   const dataUlps = agreement(new Float32Array(await ourVar.data()), post).ulps;
   const dataSyncUlps = dataSync ? agreement(new Float32Array(ourVar.dataSync()), post).ulps : undefined;

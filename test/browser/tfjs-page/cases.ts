@@ -13,8 +13,8 @@ export type TfjsCase =
   | {
     readonly name: 'read-in-flight';
     readonly result: ReadInFlightResult;
-    /** What a WebGPU canvas drawn into a 2D canvas reads (the path of TF.js's dataSync), on a device of its own. */
-    readonly canvasReadback: readonly number[];
+    /** Whether dataSync() was run (probe.html found the canvas readback it uses working). */
+    readonly dataSync: boolean;
   }
   | {
     readonly name: 'first-step';
