@@ -47,7 +47,12 @@ describe.each(Object.keys(RULES))('%s', (rule) => {
 gpuTest('a variable disposed and another made under its name: the new one starts fresh, the old one is dropped', gpu, async () => {
   const rule = RULES['momentum']!;
   const ours = tfjsRMSProp(tf, rule), reference = perVariableRMSProp(tf, rule);
-  const make = (name: string, values: number[]) => { const t = onGpu(values); const v = tf.variable(t, true, name); t.dispose(); return v; };
+  const make = (name: string, values: number[]) => {
+    const t = onGpu(values);
+    const v = tf.variable(t, true, name);
+    t.dispose();
+    return v;
+  };
   const u = [make('reuse/u-ours', [1, 2, 3]), make('reuse/u-theirs', [1, 2, 3])];
   let x = [make('reuse/x-ours', [-1, 0.5, 4]), make('reuse/x-theirs', [-1, 0.5, 4])];
   const step = (gu: number[], gx: number[]) => [ours, reference].forEach((o, i) => {
@@ -67,7 +72,8 @@ gpuTest('a variable disposed and another made under its name: the new one starts
       expect(agreement(a!, b!).ulps, pair[0]!.name).toBeLessThanOrEqual(TFJS_ULPS);
     }
     const names = (await ours.getWeights()).map((w) => w.name);
-    expect(names, 'the disposed variable is dropped').toEqual(['iter', 'reuse/u-ours/rms', 'reuse/x-ours/rms', 'reuse/u-ours/momentum', 'reuse/x-ours/momentum']);
+    expect(names, 'the disposed variable is dropped')
+      .toEqual(['iter', 'reuse/u-ours/rms', 'reuse/x-ours/rms', 'reuse/u-ours/momentum', 'reuse/x-ours/momentum']);
   } finally {
     ours.dispose();
     reference.dispose();
@@ -148,7 +154,12 @@ gpuTest('a step of n variables records 2n buffer copies (n gradients in, n varia
     return encoder;
   };
   const n = 5;
-  const vars = Array.from({ length: n }, (_, i) => { const t = onGpu([i, i + 1, i + 2]); const v = tf.variable(t, true, `copies-${i}`); t.dispose(); return v; });
+  const vars = Array.from({ length: n }, (_, i) => {
+    const t = onGpu([i, i + 1, i + 2]);
+    const v = tf.variable(t, true, `copies-${i}`);
+    t.dispose();
+    return v;
+  });
   const optimizer = tfjsRMSProp(tf, { learningRate: 0.01 });
   try {
     const grads = () => Object.fromEntries(vars.map((v) => [v.name, onGpu([0.1, 0.2, 0.3])]));

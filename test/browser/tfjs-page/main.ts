@@ -178,10 +178,19 @@ async function run(): Promise<TfjsPageResults> {
     };
     const n = 5;
     const onGpu = (x: number[]) => tf.tidy(() => { const t = tf.tensor(x); return tf.add(t, tf.zerosLike(t)); });
-    const vars = Array.from({ length: n }, (_, i) => { const t = onGpu([i, i + 1, i + 2]); const v = tf.variable(t, true, `page/copies-${i}`); t.dispose(); return v; });
+    const vars = Array.from({ length: n }, (_, i) => {
+      const t = onGpu([i, i + 1, i + 2]);
+      const v = tf.variable(t, true, `page/copies-${i}`);
+      t.dispose();
+      return v;
+    });
     const optimizer = tfjsRMSProp(tf, { learningRate: 0.01 });
     try {
-      const step = () => { const g = Object.fromEntries(vars.map((v) => [v.name, onGpu([0.1, 0.2, 0.3])])); optimizer.applyGradients(g); tf.dispose(Object.values(g)); };
+      const step = () => {
+        const g = Object.fromEntries(vars.map((v) => [v.name, onGpu([0.1, 0.2, 0.3])]));
+        optimizer.applyGradients(g);
+        tf.dispose(Object.values(g));
+      };
       step();
       const firstStep = copies;
       copies = 0;
