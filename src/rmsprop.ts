@@ -8,7 +8,8 @@
 import { validateLr, type RMSPropConfig, type ResolvedOptions } from './rule/options.js';
 import { scheduledLr, type LrSchedule } from './rule/schedules.js';
 import { resolveParams, type ParamGroup, type ParamSpec, type ResolvedGroup } from './gpu/params.js';
-import { hasMaster, planUpdate } from './gpu/plan.js';
+import { hasMaster, planUpdate, stateSlots } from './gpu/plan.js';
+import { copyStateSpans } from './state/carry.js';
 import { reducePipelinesAsync, stepPipelinesAsync } from './gpu/pipelines.js';
 import { biasCorrectionFactor, decayFactorOf } from './rule/reference.js';
 import { deviceLostError, watchDeviceLoss, type DeviceLossWatch } from './state/readback.js';
@@ -366,6 +367,31 @@ export class RMSProp {
     lrs.forEach((lr, g) => { this.#lrs[g] = lr; });
     this.#step = state.step;
     this.#recordedAtLoad = this.#recorded;
+  }
+
+  /**
+   * Records into `encoder` copies of tensors' state from `source` (an optimizer on the same device
+   * with the same options), and its step count and counters (skipped steps, last norm): `pairs` of
+   * [source tensor, this tensor], of equal sizes. For webgpu-rmsprop/tfjs, which rebuilds its arena
+   * when the variable list changes; an optimizer's tensors are fixed otherwise. No dispatch.
+   *
+   * @internal
+   * @example
+   * ```ts
+   * const encoder = device.createCommandEncoder();
+   * grown.copyStateFrom(encoder, old, [[0, 0], [1, 2]]); // tensor 1 is now tensor 2; tensor 1 is new
+   * device.queue.submit([encoder.finish()]);
+   * ```
+   */
+  copyStateFrom(encoder: GPUCommandEncoder, source: RMSProp, pairs: readonly (readonly [number, number])[]): void {
+    this.#checkUsable('copyStateFrom()');
+    source.#checkUsable('copyStateFrom()');
+    for (const [from, to] of pairs) {
+      const slots = stateSlots(this.#groups[0]!.options);
+      copyStateSpans(encoder, source.#store.tensorStateSpans(from), this.#store.tensorStateSpans(to), slots);
+    }
+    encoder.copyBufferToBuffer(source.#store.control, 0, this.#store.control, 0, this.#store.control.size);
+    this.#step = source.#step;
   }
 
   /** Frees every buffer it created; the caller's buffers stay the caller's. Safe to call twice. */
