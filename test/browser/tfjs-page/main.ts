@@ -8,6 +8,7 @@
  * the first step's warm-up, the copies a step makes. Uses only `navigator.gpu` and web APIs (no
  * Chromium-only flag or API): it runs in any browser with WebGPU. Sets `window.__tfjs`.
  */
+import { adapterWords } from '../../../demo/check/compare';
 import { tfjsRMSProp, type WebGPURMSProp } from '../../../src/tfjs/index';
 import { agreement, compareFit, type RuleConfig } from '../../tfjs/fit-comparison';
 import { lossOf, makeData, makeModel, readWeights, type ModelKind } from '../../tfjs/models';
@@ -30,8 +31,7 @@ async function run(): Promise<TfjsPageResults> {
   const gpuErrors: string[] = [];
   device.addEventListener('uncapturederror', (e) => gpuErrors.push(`uncaptured: ${(e as GPUUncapturedErrorEvent).error.message}`));
   void device.lost.then((info) => gpuErrors.push(`device lost (${info.reason}): ${info.message}`));
-  const { vendor, architecture, device: name, description } = adapter.info;
-  const words = [vendor, architecture, name, description].filter(Boolean).join(' ') || 'unknown adapter';
+  const words = adapterWords(adapter.info);
   const { tf, tfl, WebGPUBackend } = (await import(/* @vite-ignore */ BUNDLE)) as Bundle;
   tf.env().set('IS_TEST', true);
   if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
