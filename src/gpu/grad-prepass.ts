@@ -13,7 +13,7 @@ import { encodeDispatches, type Dispatch } from './dispatches.js';
 // GPUBufferUsage flags, spelled out so that importing this module needs no WebGPU globals.
 const STORAGE = 0x80, UNIFORM = 0x40;
 
-/** Bytes of `struct Run` (4 u32, f32, u32) and of `struct Finish` (3 words), rounded up to 16, in shaders/grad-norm.wgsl. */
+/** Bytes of `struct Run` (4 u32, f32, u32) and of `struct Finish` (3 words), rounded up to 16 (shaders/grad-norm.wgsl). */
 const RUN_BYTES = 32;
 const FINISH_BYTES = 16;
 /** Bytes of `struct Block` and of `struct Partial`. */

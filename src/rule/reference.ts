@@ -305,7 +305,10 @@ export interface GradStats {
    * (`maxNorm > 0`: the clipped step would have zero gradients).
    */
   readonly skip: boolean;
-  /** The global L2 norm, sqrt of the sum of squares (in the GPU's order); NaN if an element is, +Infinity on ±Inf or overflow. */
+  /**
+   * The global L2 norm, sqrt of the sum of squares (in the GPU's order);
+   * NaN if an element is, +Infinity on ±Inf or `overflow`.
+   */
   readonly norm: number;
   /**
    * `min(1, maxNorm / (norm + 1e-6))` as PyTorch rounds it (1 when maxNorm is 0: no clipping); NaN

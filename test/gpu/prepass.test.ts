@@ -292,7 +292,7 @@ describe('a sum of squares past f32, NaN and Infinity: decided on bits, as the r
   }
 
   for (const [what, bits] of [['NaN', 0x7fc00001], ['+Infinity', 0x7f800000], ['-Infinity', 0xff800000]] as const) {
-    gpuTest(`an element ${what}, clipping without skipping: the norm and factor the rule gives`, gpu, async (device) => {
+    gpuTest(`an element ${what}, clipping without skipping: the rule's norm and factor`, gpu, async (device) => {
       const n = 1031;
       const { params, grads } = values([n], 23);
       new Uint32Array(grads[0]!.buffer)[1030] = bits; // in the tail

@@ -80,7 +80,7 @@ describe('reduceTargetPartials', () => {
     const info = (o: object) => ({ adapterInfo: { vendor: '', architecture: '', device: '', description: '', ...o } });
     expect(reduceTargetPartials(info({ isFallbackAdapter: true }))).toBe(REDUCE_TARGET_PARTIALS.cpu);
     expect(reduceTargetPartials(info({ architecture: 'swiftshader' }))).toBe(REDUCE_TARGET_PARTIALS.cpu);
-    expect(reduceTargetPartials(info({ description: 'llvmpipe (LLVM 15.0.6, 256 bits)' }))).toBe(REDUCE_TARGET_PARTIALS.cpu);
+    expect(reduceTargetPartials(info({ description: 'llvmpipe (LLVM 15.0.6)' }))).toBe(REDUCE_TARGET_PARTIALS.cpu);
     expect(reduceTargetPartials(info({ vendor: 'nvidia', architecture: 'hopper' }))).toBe(REDUCE_TARGET_PARTIALS.gpu);
     expect(reduceTargetPartials({})).toBe(REDUCE_TARGET_PARTIALS.gpu);
   });
