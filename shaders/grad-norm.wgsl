@@ -6,7 +6,8 @@
 // Two levels, each wide, in a fixed order (src/gpu/reduce-plan.ts plans it, sized from the adapter):
 //   `partialNorms`  one workgroup per block of a tensor: WORKGROUP_SIZE lanes, each summing up to
 //                   `laneVec4s` vec4s strided by WORKGROUP_SIZE (a masked load past the block's end,
-//                   never a break), then `workgroupSum` over the lanes, one partial per block. Blocks
+//                   never a break), then `workgroupSum` over the lanes, one partial per block (or,
+//                   LANE_PARTIALS, each lane's sum a partial of its own, with no barrier). Blocks
 //                   never cross tensors, and they are numbered tensor by tensor, so the order depends on
 //                   the tensors' sizes and the plan's target only: not on whether they share a
 //                   ParamArena (one dispatch for all its blocks, through a table) or not, nor on how a
@@ -24,6 +25,10 @@
 
 override WORKGROUP_SIZE: u32 = 256u; // GROUP * GROUP (see workgroupSum)
 override GRAD_DTYPE: u32 = 0u;       // 0: f32 (partialNorms); 1: f16, 2: bf16 (partialNormsPacked)
+// Each lane's sum is a partial of its own (partial = block * WORKGROUP_SIZE + lane), with no barrier:
+// a plan of few blocks (src/gpu/reduce-plan.ts `usesLanePartials`: a CPU adapter's, where each
+// workgroup that waits at a barrier costs about half a millisecond on SwiftShader).
+override LANE_PARTIALS: bool = false;
 
 // One dispatch of `partialNorms`: a run of blocks in one gradient binding.
 struct Run {
@@ -210,6 +215,10 @@ fn partialNorms(
       laneStep(&s, &found, bits);
     }
   }
+  if (LANE_PARTIALS) {
+    if (live) { partials[blocks[run.firstBlock + w].partial * WORKGROUP_SIZE + lid] = Partial(s, found); }
+    return;
+  }
   finishBlock(lid, w, live, s, found);
 }
 
@@ -232,6 +241,10 @@ fn partialNormsPacked(
       if (j < vec4s) { bits = loadPacked(b, j); }
       laneStep(&s, &found, bits);
     }
+  }
+  if (LANE_PARTIALS) {
+    if (live) { partials[blocks[run.firstBlock + w].partial * WORKGROUP_SIZE + lid] = Partial(s, found); }
+    return;
   }
   finishBlock(lid, w, live, s, found);
 }

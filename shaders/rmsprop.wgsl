@@ -77,7 +77,7 @@ struct StepGroup {
 }
 
 // Written by shaders/grad-norm.wgsl's `finish` earlier in the same pass (bound always; read only
-// when SKIP_NON_FINITE or CLIP).
+// when SKIP_NON_FINITE or CLIP), as a uniform: read in every invocation, as `now`.
 struct Control {
   bad: u32,     // some gradient element of this step is NaN or ±Inf
   scale: f32,   // the clipping factor min(1, maxNorm / (norm + 1e-6))
@@ -94,7 +94,7 @@ struct Control {
 @group(0) @binding(3) var<storage, read_write> state: array<vec4f>;
 @group(0) @binding(4) var<storage, read_write> paramTail: array<f32>;
 @group(0) @binding(5) var<storage, read_write> gradTail: array<f32>;
-@group(0) @binding(6) var<storage, read> control: Control;
+@group(0) @binding(6) var<uniform> control: Control;
 // 16-bit gradients (GRAD_DTYPE 1, 2), two per u32: the body's 4 elements per vec2u, the tail (1 to 3
 // elements) in one or two words (packedTailGrad).
 @group(0) @binding(7) var<storage, read_write> gradPacked: array<vec2u>;

@@ -40,7 +40,7 @@
 import { fmaf } from '../../src/rule/fma.js';
 import type { ResolvedOptions } from '../../src/rule/options.js';
 import type { MultiplyAdd, StepHyper } from '../../src/rule/reference.js';
-import { REDUCE_GROUP, REDUCE_TARGET_PARTIALS, reduceLaneVec4s } from '../../src/gpu/reduce-plan.js';
+import { REDUCE_GROUP, REDUCE_TARGET_PARTIALS, reduceLaneVec4s, usesLanePartials } from '../../src/gpu/reduce-plan.js';
 
 const f = Math.fround;
 /** A ULP of a normal f32 x is at most U·|x|. */
@@ -263,9 +263,9 @@ export function boundStep(
 }
 
 /** The number of partial sums the GPU's norm pre-pass makes at most for tensors of these sizes. */
-function partialsAtMost(sizes: readonly number[], lane: number): number {
-  // One per block of 256 lanes of `lane` vec4s of each tensor (blocks never cross tensors).
-  return sizes.reduce((n, s) => n + Math.ceil(Math.ceil(s / 4) / (256 * lane)), 0);
+function partialsAtMost(sizes: readonly number[], lane: number, lanePartials: boolean): number {
+  // One per block of 256 lanes of `lane` vec4s of each tensor (blocks never cross tensors), or one a lane.
+  return sizes.reduce((n, s) => n + Math.ceil(Math.ceil(s / 4) / (256 * lane)), 0) * (lanePartials ? 256 : 1);
 }
 
 /**
@@ -302,7 +302,8 @@ export function normBound(
   // A lane sums `lane` vec4s of 4 squares each (src/gpu/reduce-plan.ts), in any order: 1 rounding of a
   // square, 4·lane - 1 of adds; a workgroup then adds its lanes in two rounds of REDUCE_GROUP - 1 adds.
   const lane = reduceLaneVec4s(grads.map((g) => g.length), targetPartials);
-  const partials = partialsAtMost(grads.map((g) => g.length), lane);
+  // Lane partials skip the block's workgroup rounds: counting them anyway keeps the bound an upper one.
+  const partials = partialsAtMost(grads.map((g) => g.length), lane, usesLanePartials(targetPartials));
   const rounds = 2 * (REDUCE_GROUP - 1);
   const depth = (unscale !== 1 ? 2 : 0) + 1 + (4 * lane - 1) + rounds + Math.ceil(partials / 256) + rounds;
   // The GPU's sum is within `depth` roundings of the exact sum s, each at most one ULP of s; its

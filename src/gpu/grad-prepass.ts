@@ -6,7 +6,7 @@
  */
 import type { ResolvedOptions } from '../rule/options.js';
 import type { Segment } from './plan.js';
-import { hugeBits, planReduce, reduceTargetPartials, type ReducePlan } from './reduce-plan.js';
+import { REDUCE_WORKGROUP_SIZE, hugeBits, planReduce, reduceTargetPartials, type ReducePlan } from './reduce-plan.js';
 import { reducePipelines } from './pipelines.js';
 import { encodeDispatches, type Dispatch } from './dispatches.js';
 
@@ -45,7 +45,8 @@ export class GradPrePass {
       maxBlocksPerRun: maxPerDimension * maxPerDimension,
       targetPartials: reduceTargetPartials(device),
     });
-    const { runs, partialCount, laneVec4s } = this.plan;
+    const { runs, laneVec4s } = this.plan;
+    const partialCount = this.plan.partialCount * (this.plan.lanePartials ? REDUCE_WORKGROUP_SIZE : 1);
     const o = options[0]!; // skipNonFinite, clipGradNorm and lossScale are the same in every group
     const stride =
       Math.ceil(RUN_BYTES / limits.minUniformBufferOffsetAlignment) * limits.minUniformBufferOffsetAlignment;

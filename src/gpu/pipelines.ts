@@ -6,7 +6,7 @@
  */
 import shaderSource from '../../shaders/rmsprop.wgsl?raw';
 import reduceSource from '../../shaders/grad-norm.wgsl?raw';
-import { REDUCE_WORKGROUP_SIZE } from './reduce-plan.js';
+import { REDUCE_WORKGROUP_SIZE, reduceTargetPartials, usesLanePartials } from './reduce-plan.js';
 import type { GradDtype, ResolvedOptions } from '../rule/options.js';
 import { hasMaster, WORKGROUP_SIZE } from './plan.js';
 
@@ -72,7 +72,7 @@ type BindingKind = 'uniform' | 'storage' | 'read-only-storage';
 /** Group 0's bindings (shaders/rmsprop.wgsl) and their kinds. */
 const BINDING_KINDS: Record<number, BindingKind> = {
   0: 'uniform', 1: 'storage', 2: 'storage', 3: 'storage', 4: 'storage', 5: 'storage',
-  6: 'read-only-storage', 7: 'storage', 8: 'storage', 9: 'storage', 10: 'storage',
+  6: 'uniform', 7: 'storage', 8: 'storage', 9: 'storage', 10: 'storage',
 };
 
 /** The group-0 bindings each entry point uses. */
@@ -322,7 +322,11 @@ function makeReduce(device: GPUDevice, dtype: GradDtype, create: Maker): ReduceP
     compute: {
       module,
       entryPoint,
-      constants: { WORKGROUP_SIZE: REDUCE_WORKGROUP_SIZE, GRAD_DTYPE: GRAD_DTYPES[dtype] },
+      constants: {
+        WORKGROUP_SIZE: REDUCE_WORKGROUP_SIZE,
+        GRAD_DTYPE: GRAD_DTYPES[dtype],
+        LANE_PARTIALS: Number(usesLanePartials(reduceTargetPartials(device))), // the device's plan (reduce-plan.ts)
+      },
     },
   });
   const parts = [make(dtype === 'f32' ? 'partialNorms' : 'partialNormsPacked'), make('finish')];

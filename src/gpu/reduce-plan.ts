@@ -37,6 +37,22 @@ export const REDUCE_WORKGROUP_SIZE = 256;
  */
 export const REDUCE_TARGET_PARTIALS = { gpu: 4096, cpu: 64 } as const;
 
+/** Per device, a target that tests set to run another adapter kind's plan (`forceReduceTarget`). */
+const forcedTargets = new WeakMap<object, number>();
+
+/**
+ * Makes `reduceTargetPartials(device)` return `target` for this device, before any optimizer with the
+ * pre-pass is made on it: for tests that run a GPU's plan on a CPU adapter. Not public API.
+ *
+ * @example
+ * ```ts
+ * forceReduceTarget(device, REDUCE_TARGET_PARTIALS.gpu);
+ * ```
+ */
+export function forceReduceTarget(device: object, target: number): void {
+  forcedTargets.set(device, target);
+}
+
 /** What the pre-pass's plan is sized from: the adapter's info (`device.adapterInfo`), if any. */
 interface AdapterLike {
   readonly adapterInfo?: {
@@ -59,6 +75,8 @@ interface AdapterLike {
  * ```
  */
 export function reduceTargetPartials(device: AdapterLike): number {
+  const forced = forcedTargets.get(device);
+  if (forced !== undefined) return forced;
   const info = device.adapterInfo;
   if (!info) return REDUCE_TARGET_PARTIALS.gpu;
   const names = [info.vendor, info.architecture, info.device, info.description].join(' ');
@@ -76,6 +94,20 @@ export function reduceTargetPartials(device: AdapterLike): number {
  * ```
  */
 export const REDUCE_GROUP = 16;
+
+/**
+ * Whether a plan aiming at `targetPartials` blocks makes each lane's sum a partial of its own, with no
+ * workgroup barrier: when that keeps the partials at most 65,536 (256 a lane of `finish`), that is,
+ * for a CPU adapter's plan; a GPU's sums each block in workgroup memory first.
+ *
+ * @example
+ * ```ts
+ * usesLanePartials(REDUCE_TARGET_PARTIALS.cpu); // true
+ * ```
+ */
+export function usesLanePartials(targetPartials: number = REDUCE_TARGET_PARTIALS.gpu): boolean {
+  return targetPartials * REDUCE_WORKGROUP_SIZE <= 65536;
+}
 
 const hugeScratch = new Float32Array(1);
 
@@ -137,6 +169,8 @@ export interface ReduceRun {
 
 export interface ReducePlan {
   readonly laneVec4s: number;
+  /** Each lane's sum is a partial (`usesLanePartials`): `partialCount` blocks make 256 partials each. */
+  readonly lanePartials: boolean;
   readonly runs: readonly ReduceRun[];
   readonly partialCount: number;
 }
@@ -224,5 +258,5 @@ export function planReduce(
       i = j;
     }
   });
-  return { laneVec4s, runs, partialCount: partial };
+  return { laneVec4s, lanePartials: usesLanePartials(limits.targetPartials), runs, partialCount: partial };
 }

@@ -14,7 +14,7 @@
 import { fmaf } from './fma.js';
 import { resolveOptions, type RMSPropOptions, type ResolvedOptions } from './options.js';
 import {
-  REDUCE_GROUP, REDUCE_TARGET_PARTIALS, REDUCE_WORKGROUP_SIZE, hugeBits, reduceLaneVec4s,
+  REDUCE_GROUP, REDUCE_TARGET_PARTIALS, REDUCE_WORKGROUP_SIZE, hugeBits, reduceLaneVec4s, usesLanePartials,
 } from '../gpu/reduce-plan.js';
 
 /**
@@ -328,7 +328,8 @@ const INF_SEEN = 1, NAN_SEEN = 2, HUGE = 4;
  * blocks as src/gpu/reduce-plan.ts cuts them for `targetPartials`): each tensor as vec4s (its last 1
  * to 3 elements zero-padded to one more), in blocks of 256 lanes * `laneVec4s`; lane l of a block
  * adds up, in turn, vec4s l, l + 256, ... of it, each vec4's squares summed `x*x` then three
- * multiply-adds; the lanes summed in two rounds (16 groups of 16 in turn, then the 16 in turn); the
+ * multiply-adds; the lanes summed in two rounds (16 groups of 16 in turn, then the 16 in turn), or,
+ * for a plan of few blocks (`usesLanePartials`), each lane's sum a partial of its own; the
  * partials of all tensors in order, strided over 256 lanes and summed in the same two rounds; then
  * the square root. Each vec4 is tested on its bits first, before `unscale` (`1 / lossScale`, see
  * `stepHyper`) multiplies it for the sum: NaN, ±Inf, or at least 2^62 unscaled (HUGE: not summed);
@@ -353,6 +354,7 @@ export function gradNormStats(
   const fma = mulAdds[multiplyAdd];
   const W = REDUCE_WORKGROUP_SIZE;
   const K = reduceLaneVec4s(grads.map((g) => g.length), targetPartials);
+  const lanePartials = usesLanePartials(targetPartials);
   const huge = hugeBits(unscale);
   const lanes = new Float64Array(W);
   const laneFlags = new Uint32Array(W);
@@ -405,6 +407,10 @@ export function gradNormStats(
         }
         lanes[l] = s;
         laneFlags[l] = flags;
+      }
+      if (lanePartials) { // each lane's sum a partial of its own (shaders/grad-norm.wgsl LANE_PARTIALS)
+        for (let l = 0; l < W; l++) partials.push({ sum: lanes[l]!, flags: laneFlags[l]! });
+        continue;
       }
       flags = laneFlags.reduce((a, b) => a | b, 0);
       const sum = tree();

@@ -11,7 +11,10 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { requestNodeDevice } from '../../demo/node/dawn.js';
 import { ParamArena, RMSProp, gradNormStats, reduceTargetPartials, type RMSPropConfig } from '../../src/index.js';
 import { planSegments } from '../../src/gpu/plan.js';
-import { REDUCE_WORKGROUP_SIZE, planReduce, reduceLaneVec4s } from '../../src/gpu/reduce-plan.js';
+import {
+  REDUCE_TARGET_PARTIALS, REDUCE_WORKGROUP_SIZE, forceReduceTarget, planReduce, reduceLaneVec4s, usesLanePartials,
+} from '../../src/gpu/reduce-plan.js';
+import { CheckedReference } from '../../demo/check/checked-reference.js';
 import { normBound } from '../../demo/check/bound.js';
 import {
   MULTIPLY_ADD,
@@ -184,6 +187,52 @@ describe('one order, whatever the layout', () => {
       placed.forEach((p) => { p.param.buffer.destroy(); p.grad.buffer.destroy(); });
     },
   );
+});
+
+describe('the other adapter kind\'s plan, on this adapter', () => {
+  // A CPU adapter's plan makes lane partials (no barrier); a GPU's sums each block in workgroup memory.
+  // Both run here, each against the twin given the same target.
+  for (const target of [REDUCE_TARGET_PARTIALS.gpu, REDUCE_TARGET_PARTIALS.cpu]) {
+    test(`target ${target} (${usesLanePartials(target) ? 'lane partials' : 'workgroup sums'}): ` +
+      'the norm within normBound of the twin\'s (exact where measured), the step as the twin', async () => {
+      const { device } = await requestNodeDevice({ label: `webgpu-rmsprop pre-pass tests (target ${target})` });
+      try {
+        forceReduceTarget(device, target);
+        await withErrorScopes(device, async () => {
+          const sizes = [70_001, 1031, 3, 300_000];
+          const lane = reduceLaneVec4s(sizes, target);
+          const grads = edgeWeighted(sizes, lane, 31);
+          const params = sizes.map((n) => randomParams(n, rng(n + 1)));
+          const placed = sizes.map((_, i) => ({ param: upload(device, params[i]!), grad: upload(device, grads[i]!) }));
+          const options: RMSPropConfig = { clipGradNorm: 50, skipNonFinite: true, momentum: 0.9 };
+          const optimizer = new RMSProp(
+            device,
+            placed.map((p, i) => ({ name: `t${i}`, param: p.param.buffer, grad: p.grad.buffer })),
+            options,
+          );
+          const twin = new CheckedReference(
+            sizes.map((_, i) => ({ name: `t${i}`, param: params[i]!.slice(), grad: grads[i]! })),
+            options,
+            { multiplyAdd: MULTIPLY_ADD, reducePartials: target, track: TOLERANCE.kind === 'bound' },
+          );
+          const cpu = gradNormStats(grads, 50, MULTIPLY_ADD, 1, target);
+          const { normError } = normBound(grads, 50, 1, cpu.norm, cpu.scale, target);
+          optimizer.step();
+          twin.step();
+          const norm = await optimizer.lastGradNorm();
+          expect(Math.abs(norm - cpu.norm), `GPU ${norm}, CPU ${cpu.norm}, bound ${normError}`)
+            .toBeLessThanOrEqual(normError);
+          if (TOLERANCE.kind === 'exact') expect(norm).toBe(cpu.norm);
+          expect(cpu.scale, 'clipped').toBeLessThan(1);
+          await expectMatchesTwin(optimizer, twin, `target ${target}`);
+          optimizer.destroy();
+          placed.forEach((p) => { p.param.buffer.destroy(); p.grad.buffer.destroy(); });
+        });
+      } finally {
+        device.destroy();
+      }
+    }, 120_000);
+  }
 });
 
 describe('a gradient past the binding limit (default limits: 128 MiB)', () => {
