@@ -10,7 +10,7 @@ import { scheduledLr, type LrSchedule } from './rule/schedules.js';
 import { resolveParams, type ParamGroup, type ParamSpec, type ResolvedGroup } from './gpu/params.js';
 import { hasMaster, planUpdate, stateSlots } from './gpu/plan.js';
 import { copyStateSpans } from './state/carry.js';
-import { reducePipelinesAsync, stepPipelinesAsync } from './gpu/pipelines.js';
+import { countStepPipelineAsync, reducePipelinesAsync, stepPipelinesAsync } from './gpu/pipelines.js';
 import { biasCorrectionFactor, decayFactorOf } from './rule/reference.js';
 import { deviceLostError, watchDeviceLoss, type DeviceLossWatch } from './state/readback.js';
 import { checkStateDict, type RMSPropState } from './state/state-dict.js';
@@ -129,6 +129,7 @@ export class RMSProp {
     const groups = resolveParams(params, options, device.limits);
     const o = groups[0]!.options;
     const compiles: Promise<unknown>[] = groups.map((g) => stepPipelinesAsync(device, g.options));
+    compiles.push(countStepPipelineAsync(device));
     if (o.skipNonFinite || o.clipGradNorm > 0) {
       for (const dtype of new Set(groups.map((g) => g.options.gradDtype))) {
         compiles.push(reducePipelinesAsync(device, dtype));
@@ -179,9 +180,13 @@ export class RMSProp {
     return this.#groups.map((g, i) => Object.freeze({ ...g.options, lr: this.#lrs[i]! }));
   }
 
-  /** Dispatches one step records, and compute passes (always 1): for tests and benchmarks. */
+  /**
+   * Dispatches one `step(encoder)` records, and compute passes (always 1): for tests and benchmarks.
+   * The last dispatch counts the step for the ring of per-step values (src/gpu/step-values.ts);
+   * `step()` without an encoder records one fewer.
+   */
   get dispatchesPerStep(): { readonly dispatches: number; readonly passes: number } {
-    return { dispatches: this.#update.dispatchCount + (this.#prepass?.dispatchCount ?? 0), passes: 1 };
+    return { dispatches: this.#update.dispatchCount + (this.#prepass?.dispatchCount ?? 0) + 1, passes: 1 };
   }
 
   /**
@@ -220,8 +225,8 @@ export class RMSProp {
     if (keep.length > 0) this.#keep.save(commands, keep);
     const pass = commands.beginComputePass(PASS);
     this.#prepass?.encode(pass); // first: the update's dispatches read what its `finish` wrote
-    this.#ring.bind(pass);
-    this.#update.encode(pass);
+    this.#update.encode(pass, this.#ring);
+    this.#ring.encodeCount(pass); // last: the one dispatch of the step that writes the ring's counters
     pass.end();
     if (keep.length > 0) this.#keep.restore(commands);
     if (!encoder) {
