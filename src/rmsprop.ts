@@ -61,8 +61,10 @@ export class RMSProp {
   readonly #submit: GPUCommandBuffer[] = [];
   #step = 0;
   /**
-   * `step()` calls since the optimizer was made, mod 2^32: the steps the ring's `ran` counters will
-   * have counted once they have all run (see `stateDict()`); and its value at the last `loadStateDict`.
+   * Steps recorded into a caller's encoder since the optimizer was made, mod 2^32: the steps the ring's
+   * `ran` counters will have counted once they have all run (its `countStep` dispatch counts those; a
+   * step the optimizer submits itself has run before any later `stateDict()` copies the state, and is
+   * not counted); see `stateDict()`. And its value at the last `loadStateDict`.
    */
   #recorded = 0;
   #recordedAtLoad = 0;
@@ -235,7 +237,7 @@ export class RMSProp {
       this.#submit.length = 0;
     }
     this.#step++;
-    this.#recorded = (this.#recorded + 1) >>> 0;
+    if (encoder) this.#recorded = (this.#recorded + 1) >>> 0;
   }
 
   /** Writes this step's per-group values (lr, decay factor, bias correction) into the ring's `next`. */
@@ -306,8 +308,9 @@ export class RMSProp {
     const { tensors, skippedSteps, extra } = await this.#store.read(withSkipped, counters);
     let ran = 0;
     for (const c of extra) for (const n of new Uint32Array(c.buffer, c.byteOffset, c.length)) ran = (ran + n) >>> 0;
-    // Steps recorded before the call that had not run when the state was copied: in encoders submitted
-    // after it (or never). Those recorded before a loadStateDict are not in its step count anyway.
+    // Steps recorded into encoders before the call that had not run when the state was copied: in
+    // encoders submitted after it (or never). Those recorded before a loadStateDict are not in its step
+    // count anyway. (Steps the optimizer submitted itself were submitted before this copy.)
     const notRun = Math.min((recorded - ran) >>> 0, sinceLoad);
     return {
       step: step - notRun,
