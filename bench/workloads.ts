@@ -40,6 +40,8 @@ export const VARIANTS: readonly Variant[] = [
     const options: RMSPropOptions = { ...presets.tfjs, momentum: 0.9, centered: true };
     return { name: 'momentum 0.9 + centered', options, tfjs: tfjsArgs(options) };
   })(),
+  // The plain rule with 8-bit blockwise state (tensors of 4096+ elements; TF.js keeps f32 state).
+  { name: 'plain, 8-bit state', options: { ...presets.tfjs, stateDtype: 'int8-blockwise' }, tfjs: tfjsArgs(presets.tfjs) },
 ];
 
 /**
@@ -93,6 +95,9 @@ export function paramCount(set: TensorSet): number {
  * Bytes one step must move per parameter under `options`: read p, g, v and write p, v (20 B), plus
  * read and write m when centered (8 B), plus read and write b with momentum (8 B). Anything a
  * framework moves beyond this (temporaries, a momentum buffer it keeps at momentum 0) is its cost.
+ * With 8-bit state (stateDtype 'int8-blockwise') v is one byte read and written plus an f32 absmax
+ * per 256 elements: 12 + 2 * (1 + 4/256) = 14.03 B (counted for every element: the bench's tensors
+ * under 4096 elements, which keep f32 state, are a few hundred in 4.2M).
  *
  * @example
  * ```ts
@@ -100,7 +105,8 @@ export function paramCount(set: TensorSet): number {
  * ```
  */
 export function bytesPerParam(options: Partial<RMSPropOptions>): number {
-  return 20 + (options.centered ? 8 : 0) + ((options.momentum ?? 0) > 0 ? 8 : 0);
+  const state = options.stateDtype === 'int8-blockwise' ? 2 * (1 + 4 / 256) : 8;
+  return 12 + state + (options.centered ? 8 : 0) + ((options.momentum ?? 0) > 0 ? 8 : 0);
 }
 
 /**

@@ -419,3 +419,124 @@ fn tailStep(g: vec4f) {
   }
   storeState(&e, slots);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 8-bit blockwise state (stateDtype 'int8-blockwise'): bitsandbytes' format. Its CPU twin is
+// src/rule/blockwise8.ts; docs/blockwise8.md says which bitsandbytes rule each part follows.
+//
+// Blocks of 4 * BLOCK_VEC4S = 256 elements, BLOCKS_PER_WORKGROUP to a workgroup, one invocation per
+// 4 elements, body and tail in one dispatch: dequantize v = map[code] * absmax, the same `update` as
+// the f32 state, the block's new absmax = max |v| (an atomicMax in workgroup memory), then each
+// v / absmax stored as its nearest code (bitsandbytes' binary search, `quantizeCode`). The parameter
+// update uses the new v before it is quantized, as bitsandbytes' kernel does.
+//
+// Bindings: paramTail and gradTail hold the whole chunk here (as array<f32>, so that no body binding
+// aliases them); stateCodes holds the chunk's codes, 4 per u32 (element 4w + k in byte k of word w),
+// BLOCK_VEC4S words per block, then from word geo.slotStride one absmax per block (f32 bits);
+// dynamicMap the map's 256 values (src/rule/blockwise8.ts DYNAMIC_MAP, written by the host).
+// ---------------------------------------------------------------------------------------------
+
+@group(0) @binding(13) var<storage, read_write> stateCodes: array<u32>;
+@group(0) @binding(14) var<uniform> dynamicMap: array<vec4f, 64>;
+
+// vec4s per block of 8-bit state: 256 elements (src/rule/blockwise8.ts BLOCK_SIZE / 4, checked by
+// test/unit/blockwise8.test.ts).
+const BLOCK_VEC4S: u32 = 64u;
+// Blocks per workgroup: 256 invocations, as the f32 entry points have. src/gpu/update-pass.ts
+// BLOCKS_PER_WORKGROUP is the same (checked by the same test); it sizes a workgroup array.
+const BLOCKS_PER_WORKGROUP: u32 = 4u;
+const ZERO_CODE: u32 = 127u; // the code of 0: a block whose absmax is 0, and padding past the tensor
+
+// The block's largest |v| as u32 bits: for floats >= 0 (|v|, +0 included) the bits order as the
+// values do, so an atomicMax finds the max exactly, with one barrier. Zero at the workgroup's start.
+var<workgroup> blockMaxBits: array<atomic<u32>, BLOCKS_PER_WORKGROUP>;
+
+fn mapValue(code: u32) -> f32 {
+  return dynamicMap[code / 4u][code % 4u];
+}
+
+// bitsandbytes' quantize_2D<1> without stochastic rounding: a binary search from code 127 in steps of
+// 64, 32, ..., 1, then the nearer of the last value and its neighbour by their f32 midpoint.
+fn quantizeCode(x: f32) -> u32 {
+  var pivot = 127u;
+  var upperPivot = 255u;
+  var lowerPivot = 0u;
+  var lower = -1.0;
+  var upper = 1.0;
+  var val = mapValue(pivot);
+  // Branch-free (selects), the same steps: lanes that go different ways do not diverge.
+  for (var step = 64u; step > 0u; step >>= 1u) {
+    let up = x > val;
+    lowerPivot = select(lowerPivot, pivot, up);
+    lower = select(lower, val, up);
+    upperPivot = select(pivot, upperPivot, up);
+    upper = select(val, upper, up);
+    pivot = select(pivot - step, pivot + step, up);
+    val = mapValue(pivot);
+  }
+  if (x > val) { return select(pivot, upperPivot, x > (upper + val) * 0.5); }
+  return select(pivot, lowerPivot, x < (lower + val) * 0.5);
+}
+
+@compute @workgroup_size(BLOCK_VEC4S * BLOCKS_PER_WORKGROUP)
+fn stepBlockwise8(
+  @builtin(workgroup_id) wg: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+  @builtin(local_invocation_index) lane: u32,
+) {
+  let i = (wg.x + wg.y * groups.x) * BLOCK_VEC4S * BLOCKS_PER_WORKGROUP + lane; // elements 4i to 4i + 3
+  let inGroup = lane / BLOCK_VEC4S; // this invocation's block within the workgroup
+  let block = i / BLOCK_VEC4S;
+  // Uniform (the control buffer), so the barrier below stays in uniform control flow.
+  if (skipped()) { return; }
+  let count = geo.count4 * 4u + geo.tailCount;
+  let blocks = (count + 4u * BLOCK_VEC4S - 1u) / (4u * BLOCK_VEC4S);
+  let inRange = block < blocks; // a whole block is in or out
+  let at = i * 4u;
+  let live = vec4u(at) + vec4u(0u, 1u, 2u, 3u) < vec4u(count);
+  var e: Lanes;
+  var g = vec4f(0.0);
+  if (i < geo.count4) {
+    e.p = vec4f(paramTail[at], paramTail[at + 1u], paramTail[at + 2u], paramTail[at + 3u]);
+    g = vec4f(gradTail[at], gradTail[at + 1u], gradTail[at + 2u], gradTail[at + 3u]);
+  } else {
+    for (var k = 0u; k < 4u; k++) {
+      if (live[k]) {
+        e.p[k] = paramTail[at + k];
+        g[k] = gradTail[at + k];
+      }
+    }
+  }
+  var word = ZERO_CODE * 0x01010101u;
+  var scale = 0.0;
+  if (inRange) {
+    word = stateCodes[i];
+    scale = bitcast<f32>(stateCodes[geo.slotStride + block]);
+  }
+  let codes = (vec4u(word) >> vec4u(0u, 8u, 16u, 24u)) & vec4u(0xffu);
+  e.v = vec4f(mapValue(codes.x), mapValue(codes.y), mapValue(codes.z), mapValue(codes.w)) * scale;
+  update(&e, g);
+  let a = select(vec4f(0.0), abs(e.v), live);
+  atomicMax(&blockMaxBits[inGroup], bitcast<u32>(max(max(a.x, a.y), max(a.z, a.w))));
+  workgroupBarrier();
+  if (!inRange) { return; }
+  let absmax = bitcast<f32>(atomicLoad(&blockMaxBits[inGroup]));
+  if (lane % BLOCK_VEC4S == 0u) { stateCodes[geo.slotStride + block] = bitcast<u32>(absmax); }
+  var q = vec4u(ZERO_CODE);
+  if (absmax > 0.0) {
+    for (var k = 0u; k < 4u; k++) {
+      if (live[k]) { q[k] = quantizeCode(e.v[k] / absmax); }
+    }
+  }
+  stateCodes[i] = q.x | (q.y << 8u) | (q.z << 16u) | (q.w << 24u);
+  if (i < geo.count4) {
+    paramTail[at] = e.p.x;
+    paramTail[at + 1u] = e.p.y;
+    paramTail[at + 2u] = e.p.z;
+    paramTail[at + 3u] = e.p.w;
+  } else {
+    for (var k = 0u; k < 4u; k++) {
+      if (live[k]) { paramTail[at + k] = e.p[k]; }
+    }
+  }
+}

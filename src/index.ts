@@ -15,6 +15,7 @@ export {
   type WeightDecayMode,
   type GradDtype,
   type ParamDtype,
+  type StateDtype,
   type RMSPropConfig,
   type RMSPropOptions,
   type ResolvedOptions,
@@ -31,8 +32,20 @@ export {
   type ReferenceParamGroup,
   type ReferenceRounding,
 } from './rule/reference-optimizer.js';
+export {
+  BLOCK_SIZE,
+  MIN_8BIT_SIZE,
+  DYNAMIC_MAP,
+  quantizeCode,
+  quantizeBlockwise,
+  dequantizeBlockwise,
+  createBlockwise8State,
+  blockwise8Step,
+  type Blockwise8State,
+} from './rule/blockwise8.js';
 export { detectMultiplyAdd } from './gpu/multiply-add.js';
 export type { RMSPropState, TensorState } from './state/state-dict.js';
+export { convertStateDict } from './state/state-dict.js';
 export { WORKGROUP_SIZE } from './gpu/plan.js';
 export { ParamArena, ARENA_ALIGNMENT, type ArenaTensor } from './gpu/arena.js';
 export {

@@ -23,6 +23,8 @@ export interface StepPipelines {
   readonly tail: GPUComputePipeline;
   /** With a master copy (16-bit parameters, masterWeights): fill it from the caller's parameters, once. */
   readonly initMaster?: { readonly body: GPUComputePipeline; readonly tail: GPUComputePipeline };
+  /** stateDtype 'int8-blockwise': 8-bit state, four blocks a workgroup, body and tail (its tensors of 4096+). */
+  readonly blockwise8?: GPUComputePipeline;
 }
 
 /** The override constants of shaders/rmsprop.wgsl for these options. */
@@ -59,6 +61,7 @@ export function variantKey(o: ResolvedOptions): string {
   const flags = names.filter(([k]) => c[k]).map(([, n]) => n);
   if (o.gradDtype !== 'f32') flags.push(`grad${o.gradDtype.toUpperCase()}`);
   if (o.paramDtype !== 'f32') flags.push(`param${o.paramDtype.toUpperCase()}${hasMaster(o) ? '+master' : ''}`);
+  if (o.stateDtype !== 'f32') flags.push(o.stateDtype);
   return flags.join('+') || 'plain';
 }
 
@@ -72,7 +75,7 @@ type BindingKind = 'uniform' | 'storage' | 'read-only-storage';
 /** Group 0's bindings (shaders/rmsprop.wgsl) and their kinds. */
 const BINDING_KINDS: Record<number, BindingKind> = {
   0: 'uniform', 1: 'storage', 2: 'storage', 3: 'storage', 4: 'storage', 5: 'storage',
-  6: 'uniform', 7: 'storage', 8: 'storage', 9: 'storage', 10: 'storage',
+  6: 'uniform', 7: 'storage', 8: 'storage', 9: 'storage', 10: 'storage', 13: 'storage', 14: 'uniform',
 };
 
 /** The group-0 bindings each entry point uses. */
@@ -87,6 +90,7 @@ const ENTRY_BINDINGS: Record<string, readonly number[]> = {
   stepTailHalfPacked: [0, 3, 6, 8, 10],
   initMasterBody: [0, 3, 9],
   initMasterTail: [0, 3, 10],
+  stepBlockwise8: [0, 4, 5, 6, 13, 14],
 };
 
 /** Entry points that read the step ring (group 1); initMaster* do not. */
@@ -278,10 +282,17 @@ function makeStep(device: GPUDevice, o: ResolvedOptions, create: Maker): StepPip
     make(entry.body),
     make(entry.tail),
     ...(entry.master ? [make('initMasterBody'), make('initMasterTail')] : []),
+    ...(o.stateDtype === 'int8-blockwise' ? [make('stepBlockwise8')] : []),
   ];
-  const assemble = ([body, tail, masterBody, masterTail]: GPUComputePipeline[]): StepPipelines => ({
-    body: body!, tail: tail!, ...(masterBody ? { initMaster: { body: masterBody, tail: masterTail! } } : {}),
-  });
+  const assemble = (made: GPUComputePipeline[]): StepPipelines => {
+    const [body, tail, ...rest] = made;
+    return {
+      body: body!,
+      tail: tail!,
+      ...(entry.master ? { initMaster: { body: rest[0]!, tail: rest[1]! } } : {}),
+      ...(o.stateDtype === 'int8-blockwise' ? { blockwise8: rest[0]! } : {}),
+    };
+  };
   return parts.some(isThenable) ? Promise.all(parts).then(assemble) : assemble(parts as GPUComputePipeline[]);
 }
 

@@ -6,6 +6,7 @@
  * elements when its length is not a multiple of 4.
  */
 import type { ByteRange, ResolvedParam } from './params.js';
+import { BLOCK_SIZE, blocksOf, usesBlockwise8 } from '../rule/blockwise8.js';
 
 /**
  * Invocations per workgroup of the body: one source for the WGSL override and the dispatch arithmetic.
@@ -28,7 +29,10 @@ export interface Chunk {
   readonly count: number;
   /** Whole vec4s in the body. */
   readonly count4: number;
-  /** vec4s in each state slot (the body, plus one for a tail). */
+  /**
+   * vec4s in each state slot (the body, plus one for a tail). For 8-bit state (`SegmentPlan.blockwise8`):
+   * the u32 words of codes (4 per word, whole blocks), after which the absmax values start.
+   */
   readonly slotStride: number;
   /** Elements past the body, 0 to 3. */
   readonly tailCount: number;
@@ -124,10 +128,14 @@ export interface Segment {
  * share a segment, padding included (the arena keeps its padding zero, and RMSProp leaves zeros
  * unchanged), so an arena's whole model updates in one dispatch. Any other tensor is a segment alone.
  */
-export function planSegments(params: readonly ResolvedParam[]): Segment[] {
+export function planSegments(
+  params: readonly ResolvedParam[],
+  alone: (p: ResolvedParam) => boolean = () => false,
+): Segment[] {
   const align = (bytes: number) => Math.ceil(bytes / MAX_OFFSET_ALIGNMENT) * MAX_OFFSET_ALIGNMENT;
   const segments: {
     group: number;
+    alone: boolean;
     arena?: object;
     param: ByteRange;
     grad: ByteRange;
@@ -135,7 +143,8 @@ export function planSegments(params: readonly ResolvedParam[]): Segment[] {
   }[] = [];
   for (const p of params) {
     const last = segments[segments.length - 1];
-    const joins = last !== undefined && p.arena !== undefined && last.arena === p.arena && last.group === p.group &&
+    const joins = last !== undefined && !alone(p) && !last.alone &&
+      p.arena !== undefined && last.arena === p.arena && last.group === p.group &&
       p.param.buffer === last.param.buffer && p.grad.buffer === last.grad.buffer &&
       p.param.offset === align(last.param.offset + last.param.size) &&
       p.grad.offset - last.grad.offset === p.param.offset - last.param.offset;
@@ -147,6 +156,7 @@ export function planSegments(params: readonly ResolvedParam[]): Segment[] {
     } else {
       segments.push({
         group: p.group,
+        alone: alone(p),
         arena: p.arena,
         param: p.param,
         grad: p.grad,
@@ -154,9 +164,9 @@ export function planSegments(params: readonly ResolvedParam[]): Segment[] {
       });
     }
   }
-  return segments.map(({ group, arena, param, grad, members }) => {
+  return segments.map(({ group, alone: lone, arena, param, grad, members }) => {
     // An arena's span runs on to its aligned end (zero padding), so its length is a multiple of 64: no tail.
-    const end = arena
+    const end = arena && !lone
       ? Math.min(align(param.offset + param.size), param.buffer.size, grad.buffer.size - grad.offset + param.offset)
       : param.offset + param.size;
     const bytes = end - param.offset;
@@ -164,7 +174,7 @@ export function planSegments(params: readonly ResolvedParam[]): Segment[] {
     return {
       group,
       members,
-      size: arena ? bytes / 4 : members[0]!.size,
+      size: arena && !lone ? bytes / 4 : members[0]!.size,
       param: { ...param, size: bytes },
       grad: { ...grad, size: bytes },
     };
@@ -199,6 +209,12 @@ export interface SegmentPlan {
   readonly slots: number;
   /** Its chunks, each within the device's binding and buffer limits. */
   readonly chunks: readonly Chunk[];
+  /**
+   * 8-bit state (stateDtype 'int8-blockwise', a tensor of 4096 elements or more): a segment of one
+   * tensor, never joined with an arena's others (each tensor's blocks start at its first element, as
+   * bitsandbytes'), chunks of whole blocks, updated by stepBlockwise8.
+   */
+  readonly blockwise8: boolean;
 }
 
 /**
@@ -213,14 +229,31 @@ export function planUpdate(
     gradDtype: string;
     paramDtype: string;
     masterWeights: boolean;
+    stateDtype?: string;
   }[],
   limits: { readonly maxStorageBufferBindingSize: number; readonly maxBufferSize: number },
 ): SegmentPlan[] {
-  return planSegments(params).map((segment) => {
+  const eightBit = (p: { group: number; size: number }) => usesBlockwise8(groupOptions[p.group]!, p.size);
+  return planSegments(params, eightBit).map((segment) => {
     const o = groupOptions[segment.group]!;
     const slots = stateSlots(o);
     const maxChunk = maxChunkElements(limits.maxStorageBufferBindingSize, limits.maxBufferSize, slots);
+    if (segment.members.length === 1 && eightBit({ group: segment.group, size: segment.size })) {
+      // The parameter binding (4 bytes an element) is the widest; chunks of whole blocks.
+      const blockChunk = Math.floor(maxChunk / BLOCK_SIZE) * BLOCK_SIZE;
+      if (blockChunk <= 0) {
+        throw new RangeError('the device\'s storage binding limit is too small for one 8-bit block.');
+      }
+      const chunks = planChunks(segment.size, blockChunk)
+        .map((c) => ({ ...c, slotStride: (blocksOf(c.count) * BLOCK_SIZE) / 4 }));
+      return { segment, slots, chunks, blockwise8: true };
+    }
     const halves = o.gradDtype !== 'f32' || o.paramDtype !== 'f32'; // 16-bit bindings start at 256-byte offsets too
-    return { segment, slots, chunks: planChunks(segment.size, halves ? packedChunkElements(maxChunk) : maxChunk) };
+    return {
+      segment,
+      slots,
+      chunks: planChunks(segment.size, halves ? packedChunkElements(maxChunk) : maxChunk),
+      blockwise8: false,
+    };
   });
 }

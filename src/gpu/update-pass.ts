@@ -8,6 +8,7 @@ import { dispatchSize, packedTail, type Chunk, type Segment, type SegmentPlan } 
 import { bindGroupLayoutOf, stepPipelines } from './pipelines.js';
 import type { Dispatch } from './dispatches.js';
 import type { StepValuesRing } from './step-values.js';
+import { blocksOf, DYNAMIC_MAP } from '../rule/blockwise8.js';
 
 // GPUBufferUsage flags, spelled out so that importing this module needs no WebGPU globals.
 const UNIFORM = 0x40;
@@ -36,6 +37,8 @@ export class UpdatePass {
   readonly #plans: readonly SegmentPlan[];
   readonly #chunks: readonly (readonly ChunkBuffers[])[];
   readonly #options: readonly ResolvedOptions[];
+  /** 8-bit state: the map's 256 values (binding 12 of stepBlockwise8), written once; only if some segment has it. */
+  readonly #dynamicMap?: GPUBuffer;
 
   /**
    * @param plans The segments and their chunks (`planUpdate`).
@@ -62,12 +65,38 @@ export class UpdatePass {
     });
     const bodies: GroupDispatch[] = [], tails: GroupDispatch[] = [];
     const maxPerDimension = device.limits.maxComputeWorkgroupsPerDimension;
+    if (plans.some((p) => p.blockwise8)) {
+      this.#dynamicMap = device.createBuffer({
+        label: 'RMSProp.dynamicMap', size: DYNAMIC_MAP.byteLength, usage: UNIFORM, mappedAtCreation: true,
+      });
+      new Float32Array(this.#dynamicMap.getMappedRange()).set(DYNAMIC_MAP);
+      this.#dynamicMap.unmap();
+    }
     let slot = 0;
-    plans.forEach(({ segment }, s) => {
+    plans.forEach(({ segment, blockwise8 }, s) => {
       const o = options[segment.group]!;
       const pipelines = stepPipelines(device, o);
       const many = chunks[s]!.length > 1;
       for (const { chunk, state } of chunks[s]!) {
+        if (blockwise8) {
+          // One dispatch a chunk, four blocks a workgroup, body and tail together (rmsprop.wgsl stepBlockwise8).
+          const at = slot++;
+          const pipeline = pipelines.blockwise8!;
+          const from = { offset: chunk.first * 4, size: chunk.count * 4 };
+          const label = `RMSProp.bindGroup[${s}]${many ? `.chunk[${chunk.first}]` : ''}.blockwise8`;
+          const { param, grad } = segment;
+          const bindGroup = this.#bindGroup(label, pipeline, [
+            { binding: 0, resource: { buffer: this.#geometry, offset: at * this.#stride, size: GEOMETRY_BYTES } },
+            { binding: 4, resource: { buffer: param.buffer, offset: param.offset + from.offset, size: from.size } },
+            { binding: 5, resource: { buffer: grad.buffer, offset: grad.offset + from.offset, size: from.size } },
+            { binding: 6, resource: { buffer: control } },
+            { binding: 13, resource: { buffer: state } },
+            { binding: 14, resource: { buffer: this.#dynamicMap! } },
+          ]);
+          const [x, y] = blockGrid(Math.ceil(blocksOf(chunk.count) / BLOCKS_PER_WORKGROUP), maxPerDimension);
+          bodies.push({ pipeline, bindGroup, x, y, group: segment.group });
+          continue;
+        }
         const label = `RMSProp.bindGroup[${s}]${many ? `.chunk[${chunk.first}]` : ''}`;
         const at = slot++;
         const group = segment.group;
@@ -176,6 +205,7 @@ export class UpdatePass {
   /** Frees the geometry buffer (the state buffers are the state store's). Safe to call twice. */
   destroy(): void {
     this.#geometry.destroy();
+    this.#dynamicMap?.destroy();
   }
 
   #bindGroup(label: string, pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[]): GPUBindGroup {
@@ -196,6 +226,20 @@ export class UpdatePass {
       }
     });
   }
+}
+
+/** Blocks of 8-bit state per workgroup of stepBlockwise8 (shaders/rmsprop.wgsl BLOCKS_PER_WORKGROUP). */
+export const BLOCKS_PER_WORKGROUP = 4;
+
+/**
+ * A grid of `workgroups` workgroups of stepBlockwise8: 1-D while it fits, else 2-D (the shader folds y
+ * into its index and leaves the excess blocks alone).
+ */
+export function blockGrid(workgroups: number, maxPerDimension: number): [number, number] {
+  if (workgroups <= maxPerDimension) return [workgroups, 1];
+  const y = Math.ceil(workgroups / maxPerDimension);
+  if (y > maxPerDimension) throw new RangeError(`${workgroups} workgroups exceed a ${maxPerDimension}² grid.`);
+  return [Math.ceil(workgroups / y), y];
 }
 
 /**

@@ -54,6 +54,20 @@ export type GradDtype = 'f32' | 'f16' | 'bf16';
 export type ParamDtype = 'f32' | 'f16' | 'bf16';
 
 /**
+ * How the optimizer stores its state: `'f32'`, or `'int8-blockwise'`, bitsandbytes' 8-bit format
+ * (one uint8 code of its signed dynamic map per element, one f32 absmax per 256 elements; tensors
+ * under 4096 elements keep f32 state): about 1.02 bytes per parameter instead of 4. See
+ * docs/blockwise8.md.
+ *
+ * @example
+ * ```ts
+ * const stateDtype: StateDtype = 'int8-blockwise';
+ * new RMSProp(device, params, { lr: 1e-3, stateDtype }); // v in 8 bits for tensors of 4096 elements or more
+ * ```
+ */
+export type StateDtype = 'f32' | 'int8-blockwise';
+
+/**
  * Hyperparameters of one RMSProp step. Every field is optional where an options object is taken;
  * missing fields take PyTorch's defaults ({@link DEFAULT_OPTIONS}).
  *
@@ -139,6 +153,13 @@ export interface RMSPropOptions {
    * No effect with `paramDtype: 'f32'`.
    */
   masterWeights: boolean;
+  /**
+   * How the state is stored: `'f32'`, or `'int8-blockwise'` (bitsandbytes' 8-bit blockwise format,
+   * {@link StateDtype}): the mean square of every tensor of 4096 elements or more as uint8 codes with
+   * one f32 absmax per 256 elements, dequantized, updated and requantized in the same fused pass.
+   * Supports every option except `centered`, `momentum` > 0 and 16-bit `gradDtype` / `paramDtype`.
+   */
+  stateDtype: StateDtype;
 }
 
 /**
@@ -199,6 +220,7 @@ export const DEFAULT_OPTIONS: ResolvedOptions = Object.freeze({
   lossScale: 1,
   paramDtype: 'f32',
   masterWeights: true,
+  stateDtype: 'f32',
 });
 
 /**
@@ -392,6 +414,21 @@ export function resolveOptions(
     (x) => x >= 2 ** -126 && x <= 2 ** 126,
     'a loss scale in [2^-126, 2^126], such as 65536 (1: none)',
   );
+  if (o.stateDtype !== 'f32' && o.stateDtype !== 'int8-blockwise') {
+    throw new TypeError(`${where}.stateDtype must be 'f32' or 'int8-blockwise', got ${describe(o.stateDtype)}.`);
+  }
+  if (o.stateDtype === 'int8-blockwise') {
+    // bitsandbytes refuses centered and ignores momentum in 8 bits; 8-bit m and b buffers are not built here.
+    const refused = o.centered ? 'centered' : o.momentum > 0 ? 'momentum > 0'
+      : o.gradDtype !== 'f32' ? `gradDtype '${o.gradDtype}'` : o.paramDtype !== 'f32' ? `paramDtype '${o.paramDtype}'`
+      : undefined;
+    if (refused !== undefined) {
+      throw new RangeError(
+        `${where}.stateDtype 'int8-blockwise' does not support ${refused} (8-bit state holds the mean square ` +
+        'alone, for f32 parameters and gradients): use stateDtype \'f32\' for this group, or drop that option.',
+      );
+    }
+  }
   if (o.nesterov && o.momentum === 0) {
     throw new RangeError(`${where}.nesterov needs momentum > 0: set momentum (such as 0.9) or leave nesterov false.`);
   }

@@ -18,7 +18,10 @@ import {
   type MultiplyAdd,
   type ReferenceState,
 } from './reference.js';
-import { checkStateDict, type RMSPropState } from '../state/state-dict.js';
+import { checkStateDict, paddedState, type RMSPropState } from '../state/state-dict.js';
+import {
+  createBlockwise8State, dequantizeBlockwise, stepBlockwise8Resolved, usesBlockwise8, type Blockwise8State,
+} from './blockwise8.js';
 
 /**
  * One tensor for the CPU optimizer: parameter and gradient as Float32Arrays of the same length.
@@ -120,7 +123,10 @@ interface CpuParam {
   readonly halves?: Uint16Array;
   readonly param: { buffer: object; offset: number; size: number };
   readonly grad: { buffer: object; offset: number; size: number };
+  /** f32 state (an 8-bit tensor's is unused: size 0 would not pass checkStep, so it is not checked). */
   state: ReferenceState;
+  /** 8-bit state (stateDtype 'int8-blockwise', 4096 elements or more), instead of `state`. */
+  state8?: Blockwise8State;
 }
 
 /**
@@ -205,7 +211,12 @@ export class ReferenceRMSProp {
           ? { grads: new Float32Array(spec.param.length), halves: spec.grad as Uint16Array }
           : { grads: spec.grad as Float32Array }),
         param: range(spec.param), grad: range(spec.grad),
-        state: createReferenceState(spec.param.length, groupOptions),
+        ...(usesBlockwise8(groupOptions, spec.param.length)
+          ? {
+            state: createReferenceState(1, { ...groupOptions, stateDtype: 'f32' }),
+            state8: createBlockwise8State(spec.param.length, groupOptions),
+          }
+          : { state: createReferenceState(spec.param.length, groupOptions) }),
       };
     });
     this.#lrs = this.#groups.map((g) => g.options.lr);
@@ -257,7 +268,9 @@ export class ReferenceRMSProp {
     const lrs = scheduledLrs(this.#schedules, this.#lrs, this.#step, 'step()');
     const groups = this.#groups.map((g, i) => Object.freeze({ ...g.options, lr: lrs?.[i] ?? this.#lrs[i]! }));
     for (const [g, group] of this.#groups.entries()) {
-      for (const p of group.params) checkStep(p.values, p.grads, p.state, groups[g]!, `'${p.name}': `);
+      for (const p of group.params) {
+        if (!p.state8) checkStep(p.values, p.grads, p.state, groups[g]!, `'${p.name}': `);
+      }
     }
     lrs?.forEach((lr, g) => { this.#lrs[g] = lr; });
     // 16-bit gradients, decoded exactly (as the shaders decode them); 16-bit parameters without a master copy too.
@@ -293,7 +306,8 @@ export class ReferenceRMSProp {
       const hyper = stepHyper(groups[g]!, { step: this.#step + 1, gradScale });
       for (const p of group.params) {
         if (keep.includes(index++)) continue;
-        stepResolved(p.values, p.grads, p.state, groups[g]!, this.#multiplyAdd, hyper);
+        if (p.state8) stepBlockwise8Resolved(p.values, p.grads, p.state8, groups[g]!, this.#multiplyAdd, hyper);
+        else stepResolved(p.values, p.grads, p.state, groups[g]!, this.#multiplyAdd, hyper);
         if (p.paramHalves) encodeInto(p.values, group.options.paramDtype as 'f16' | 'bf16', p.paramHalves);
       }
     }
@@ -353,10 +367,11 @@ export class ReferenceRMSProp {
     return {
       step: this.#step,
       groups: groups.map((options, g) => ({ options, params: this.#groups[g]!.params.map((p) => p.index) })),
-      tensors: this.#groups.flatMap((g) => g.params.map(({ name, size, state, values, master }) => ({
+      tensors: this.#groups.flatMap((g) => g.params.map(({ name, size, state, state8, values, master }) => ({
         name,
         size,
-        squareAvg: state.squareAvg.slice(),
+        squareAvg: state8 ? dequantizeBlockwise(state8) : state.squareAvg.slice(),
+        ...(state8 ? { codes: state8.codes.slice(0, size), absmax: state8.absmax.slice() } : {}),
         ...(state.gradAvg ? { gradAvg: state.gradAvg.slice() } : {}),
         ...(state.momentumBuffer ? { momentumBuffer: state.momentumBuffer.slice() } : {}),
         ...(master ? { master: values.slice() } : {}),
@@ -372,6 +387,10 @@ export class ReferenceRMSProp {
     for (const g of this.#groups) {
       for (const p of g.params) {
         const t = state.tensors[p.index]!;
+        if (p.state8) {
+          p.state8 = paddedState(t.codes!, t.absmax!);
+          continue;
+        }
         p.state = {
           size: p.size,
           squareAvg: t.squareAvg.slice(),

@@ -14,7 +14,10 @@
  * ```
  * State tensors carry PyTorch's names (`square_avg`, `grad_avg`, `momentum_buffer`) after the
  * parameter's name, and `master` the f32 master copy of 16-bit parameters (masterWeights); the
- * parameters themselves, when saved too, are stored under their own names.
+ * parameters themselves, when saved too, are stored under their own names. 8-bit state (stateDtype
+ * 'int8-blockwise') stores a tensor's mean square as `square_avg_codes` (U8, one per element) and
+ * `square_avg_absmax` (F32, one per 256 elements) instead of `square_avg`; the U8 tensors come last
+ * in the data, so that every F32 tensor starts at a multiple of 4 bytes.
  * Metadata values are strings, as the format requires: the options of each group, with its
  * parameters' indices, and the names, are JSON inside those strings; `skipped_steps` is there when
  * the state counts steps that `skipNonFinite` skipped.
@@ -24,7 +27,8 @@
  * checks the state against the optimizer, so a refused checkpoint changes nothing.
  */
 import { DEFAULT_OPTIONS, describe, OPTION_NAMES, resolveOptions, type ResolvedOptions } from '../rule/options.js';
-import { checkStateDict, type RMSPropState, type StateShape, type TensorState } from './state-dict.js';
+import { checkStateDict, paddedState, type RMSPropState, type StateShape, type TensorState } from './state-dict.js';
+import { dequantizeBlockwise } from '../rule/blockwise8.js';
 
 /**
  * The `format` metadata of this library's checkpoints.
@@ -102,15 +106,22 @@ export function stateDictToSafetensors(
     });
   }
 
-  // The tensors in order: for each parameter, its value (if saved) and its state slots.
-  const entries: { key: string; values: Float32Array }[] = [];
+  // The tensors in order: for each parameter, its value (if saved) and its state slots; 8-bit codes last.
+  const entries: { key: string; values: Float32Array | Uint8Array }[] = [];
+  const codes: { key: string; values: Uint8Array }[] = [];
   state.tensors.forEach((t, i) => {
     if (params) entries.push({ key: t.name, values: params[i]! });
     for (const { field, suffix } of SLOTS) {
       const values = t[field];
-      if (values) entries.push({ key: `${t.name}.${suffix}`, values });
+      if (field === 'squareAvg' && t.codes) {
+        entries.push({ key: `${t.name}.square_avg_absmax`, values: t.absmax! });
+        codes.push({ key: `${t.name}.square_avg_codes`, values: t.codes });
+      } else if (values) {
+        entries.push({ key: `${t.name}.${suffix}`, values });
+      }
     }
   });
+  entries.push(...codes);
   const seen = new Map<string, number>([['__metadata__', -1]]);
   entries.forEach(({ key }, i) => {
     if (seen.has(key)) {
@@ -134,7 +145,8 @@ export function stateDictToSafetensors(
   };
   let at = 0;
   for (const { key, values } of entries) {
-    header[key] = { dtype: 'F32', shape: [values.length], data_offsets: [at, at + values.byteLength] };
+    const dtype = values instanceof Uint8Array ? 'U8' : 'F32';
+    header[key] = { dtype, shape: [values.length], data_offsets: [at, at + values.byteLength] };
     at += values.byteLength;
   }
   // Padded with spaces to a multiple of 8 bytes, as the reference implementation does, so that the
@@ -152,7 +164,8 @@ export function stateDictToSafetensors(
   out.set(json, 8);
   let offset = 8 + json.length;
   for (const { values } of entries) {
-    writeF32(out, offset, values);
+    if (values instanceof Uint8Array) out.set(values, offset);
+    else writeF32(out, offset, values);
     offset += values.byteLength;
   }
   return out;
@@ -199,6 +212,7 @@ export function safetensorsToParams(bytes: Uint8Array | ArrayBuffer): Float32Arr
 
 interface TensorEntry {
   readonly key: string;
+  readonly dtype: 'F32' | 'U8';
   readonly shape: number;
   readonly begin: number;
   readonly end: number;
@@ -315,13 +329,21 @@ function parseCheckpoint(
   groups.forEach((g, gi) => g.params.forEach((i) => { groupOf[i] = gi; }));
   const expected = new Set<string>();
   const hasParams = entries.has(names[0]!);
-  const read = (key: string, name: string, size: number): Float32Array<ArrayBuffer> => {
+  const entry = (key: string, dtype: 'F32' | 'U8'): TensorEntry => {
     const e = entries.get(key);
     if (!e) {
       throw new RangeError(
         `${where}: tensor '${key}' is missing: the checkpoint does not match its own metadata (the file is corrupt).`,
       );
     }
+    if (e.dtype !== dtype) {
+      throw new TypeError(`${where}: tensor '${key}' has dtype '${e.dtype}', expected '${dtype}'.`);
+    }
+    expected.add(key);
+    return e;
+  };
+  const read = (key: string, name: string, size: number): Float32Array<ArrayBuffer> => {
+    const e = entry(key, 'F32');
     if (e.shape !== size) {
       throw new RangeError(
         `${where}: tensor '${key}' has shape [${e.shape}], but '${name}.square_avg' has [${size}]: ` +
@@ -334,6 +356,27 @@ function parseCheckpoint(
   const params: Float32Array<ArrayBuffer>[] = [];
   const tensors = (names as string[]).map((name, i): TensorState => {
     const o = groups[groupOf[i]!]!.options;
+    if (entries.has(`${name}.square_avg_codes`)) {
+      // 8-bit state: the codes give the size; squareAvg is their value (checkStateDict checks the rest).
+      const c = entry(`${name}.square_avg_codes`, 'U8');
+      const a = entry(`${name}.square_avg_absmax`, 'F32');
+      const codes = bytes.slice(dataStart + c.begin, dataStart + c.end);
+      const absmax = readF32(bytes, dataStart + a.begin, a.shape);
+      if (absmax.length !== Math.ceil(codes.length / 256)) {
+        throw new RangeError(
+          `${where}: tensor '${name}.square_avg_absmax' has ${absmax.length} blocks for ${codes.length} codes, ` +
+          `not ${Math.ceil(codes.length / 256)} (one per 256): the file is corrupt.`,
+        );
+      }
+      if (hasParams) params.push(read(name, name, codes.length));
+      return {
+        name,
+        size: codes.length,
+        squareAvg: dequantizeBlockwise(paddedState(codes, absmax)),
+        codes,
+        absmax,
+      };
+    }
     const first = entries.get(`${name}.square_avg`);
     if (!first) {
       throw new RangeError(
@@ -430,11 +473,13 @@ function parseEntry(key: string, value: unknown, dataLength: number, where: stri
     throw new TypeError(`${at} must be { dtype, shape, data_offsets }, got ${describe(value)}.`);
   }
   const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
-  if (dtype !== 'F32') {
+  if (dtype !== 'F32' && dtype !== 'U8') {
     throw new TypeError(
-      `${at} has dtype ${describe(dtype)}: optimizer state is 'F32' (convert it to float32 before saving).`,
+      `${at} has dtype ${describe(dtype)}: optimizer state is 'F32' (convert it to float32 before saving), ` +
+      'or \'U8\' for the codes of 8-bit state.',
     );
   }
+  const width = dtype === 'U8' ? 1 : 4;
   if (!Array.isArray(shape) || shape.length !== 1 || !Number.isSafeInteger(shape[0]) || shape[0] < 1) {
     throw new RangeError(
       `${at} has shape ${JSON.stringify(shape)}: optimizer state is flat, one dimension [n] with n >= 1 ` +
@@ -453,13 +498,13 @@ function parseEntry(key: string, value: unknown, dataLength: number, where: stri
       'the file is truncated or corrupt.',
     );
   }
-  if (end - begin !== shape[0] * 4) {
+  if (end - begin !== shape[0] * width) {
     throw new RangeError(
-      `${at} has shape [${shape[0]}] (${shape[0] * 4} bytes of F32) but data_offsets [${begin}, ${end}] ` +
+      `${at} has shape [${shape[0]}] (${shape[0] * width} bytes of ${dtype}) but data_offsets [${begin}, ${end}] ` +
       `span ${end - begin} bytes: the file is corrupt.`,
     );
   }
-  return { key, shape: shape[0], begin, end };
+  return { key, dtype, shape: shape[0], begin, end };
 }
 
 /** Checks a state against itself: its groups' options and parameter lists fit its tensors. */

@@ -4,6 +4,10 @@
  */
 import { DEFAULT_OPTIONS, describe, OPTION_NAMES, type ResolvedOptions } from '../rule/options.js';
 import type { ReferenceState } from '../rule/reference.js';
+import {
+  blocksOf, dequantizeBlockwise, quantizeBlockwise, usesBlockwise8, BLOCK_SIZE, ZERO_CODE,
+} from '../rule/blockwise8.js';
+import type { StateDtype } from '../rule/options.js';
 
 /**
  * One tensor's optimizer state, with the name of its parameter: an entry of {@link RMSPropState}'s `tensors`.
@@ -19,6 +23,15 @@ export interface TensorState extends ReferenceState {
   readonly name: string;
   /** The f32 master copy of 16-bit parameters (paramDtype 'f16' / 'bf16' with masterWeights). */
   readonly master?: Float32Array;
+  /**
+   * 8-bit state (stateDtype 'int8-blockwise', tensors of 4096 elements or more): the mean square's
+   * codes, one per element, indices into `DYNAMIC_MAP`. `squareAvg` then holds their values
+   * (`DYNAMIC_MAP[code] * absmax`, for reading); loading takes the codes and absmax, and checks that
+   * `squareAvg` is still their value (to load other f32 values, convert with {@link convertStateDict}).
+   */
+  readonly codes?: Uint8Array;
+  /** 8-bit state: one scale per block of 256 elements. */
+  readonly absmax?: Float32Array;
 }
 
 /**
@@ -103,7 +116,9 @@ export function checkStateDict(state: unknown, shape: StateShape, where = 'loadS
       if (value !== group.options[key]) {
         throw new RangeError(
           `${where}: the state was saved with ${key} = ${describe(saved.options?.[key])} in group ${g}, ` +
-          `but this optimizer has ${describe(group.options[key])}: create it with the same options.`,
+          `but this optimizer has ${describe(group.options[key])}: ` + (key === 'stateDtype'
+            ? `convert the state with convertStateDict(state, ${describe(group.options[key])}).`
+            : 'create it with the same options.'),
         );
       }
     }
@@ -128,8 +143,97 @@ export function checkStateDict(state: unknown, shape: StateShape, where = 'loadS
     slot(t.gradAvg, 'gradAvg', o.centered, p.size, at);
     slot(t.momentumBuffer, 'momentumBuffer', o.momentum > 0, p.size, at);
     slot(t.master, 'master', o.paramDtype !== 'f32' && o.masterWeights, p.size, at);
+    checkQuantized(t, usesBlockwise8(o, p.size), p.size, at);
   }));
   return lrs;
+}
+
+/** A tensor's 8-bit state: present exactly when its options and size call for it, and consistent. */
+function checkQuantized(t: TensorState, wanted: boolean, size: number, at: string): void {
+  if (!wanted) {
+    if (t.codes !== undefined || t.absmax !== undefined) {
+      throw new RangeError(
+        `${at} has 8-bit state (codes, absmax) but this optimizer keeps it in f32: ` +
+        'create it with the same stateDtype, or convert the state with convertStateDict(state, \'f32\').',
+      );
+    }
+    return;
+  }
+  if (!(t.codes instanceof Uint8Array) || !(t.absmax instanceof Float32Array)) {
+    throw new TypeError(
+      `${at}: this optimizer keeps 8-bit state (stateDtype 'int8-blockwise'), and the state has no codes ` +
+      '(a Uint8Array) and absmax (a Float32Array): ' +
+      'convert an f32 state with convertStateDict(state, \'int8-blockwise\').',
+    );
+  }
+  if (t.codes.length !== size) throw new RangeError(`${at}: codes has ${t.codes.length} elements, expected ${size}.`);
+  if (t.absmax.length !== blocksOf(size)) {
+    throw new RangeError(`${at}: absmax has ${t.absmax.length} blocks, expected ${blocksOf(size)}.`);
+  }
+  if (!t.absmax.every((x) => Number.isFinite(x) && x >= 0)) {
+    throw new RangeError(`${at}: absmax must hold finite values >= 0.`);
+  }
+  const values = dequantizeBlockwise(paddedState(t.codes, t.absmax));
+  const a = new Uint32Array(values.buffer), b = new Uint32Array(t.squareAvg.buffer, t.squareAvg.byteOffset, size);
+  if (!a.every((x, i) => x === b[i])) {
+    throw new RangeError(
+      `${at}: squareAvg is not the value of its codes and absmax. 8-bit state loads its codes; to load other ` +
+      'f32 values, convert them: convertStateDict(state, \'int8-blockwise\') quantizes squareAvg.',
+    );
+  }
+}
+
+/** An 8-bit state of `codes` (one per element) padded to whole blocks with the zero code. */
+export function paddedState(codes: Uint8Array, absmax: Float32Array): {
+  size: number; codes: Uint8Array; absmax: Float32Array;
+} {
+  const padded = new Uint8Array(absmax.length * BLOCK_SIZE).fill(ZERO_CODE);
+  padded.set(codes);
+  return { size: codes.length, codes: padded, absmax: absmax.slice() };
+}
+
+/**
+ * A copy of `state` with its mean squares stored as `stateDtype` says, explicitly: to `'int8-blockwise'`
+ * every tensor of 4096 elements or more is quantized (its codes and absmax from `squareAvg`, which then
+ * holds their values); to `'f32'` the codes and absmax are dropped and `squareAvg` (their exact values)
+ * stays. Each group's options say the new stateDtype. Throws (changing nothing) where the options
+ * refuse 8-bit state (centered, momentum).
+ *
+ * @example
+ * ```ts
+ * const saved = await f32Optimizer.stateDict();
+ * eightBitOptimizer.loadStateDict(convertStateDict(saved, 'int8-blockwise'));
+ * ```
+ */
+export function convertStateDict(state: RMSPropState, stateDtype: StateDtype): RMSPropState {
+  if (stateDtype !== 'f32' && stateDtype !== 'int8-blockwise') {
+    throw new TypeError(`convertStateDict: stateDtype must be 'f32' or 'int8-blockwise', got ${describe(stateDtype)}.`);
+  }
+  const groups = state.groups.map((g, i) => {
+    const options = Object.freeze({ ...g.options, stateDtype });
+    if (stateDtype === 'int8-blockwise' && (options.centered || options.momentum > 0)) {
+      throw new RangeError(
+        `convertStateDict: group ${i} is ${options.centered ? 'centered' : 'with momentum'}, ` +
+        'which 8-bit state does not support.',
+      );
+    }
+    return { options, params: g.params.slice() };
+  });
+  const optionsOf = new Map<number, (typeof groups)[number]['options']>();
+  groups.forEach((g) => g.params.forEach((p) => optionsOf.set(p, g.options)));
+  const tensors = state.tensors.map((t, index): TensorState => {
+    const { codes: _codes, absmax: _absmax, ...rest } = t;
+    const o = optionsOf.get(index);
+    if (o === undefined || !usesBlockwise8(o, t.size)) return { ...rest, squareAvg: t.squareAvg.slice() };
+    const q = quantizeBlockwise(t.squareAvg);
+    return {
+      ...rest,
+      squareAvg: dequantizeBlockwise(q),
+      codes: q.codes.slice(0, t.size),
+      absmax: q.absmax,
+    };
+  });
+  return { ...state, groups, tensors };
 }
 
 function slot(x: unknown, name: string, wanted: boolean, size: number, at: string): void {

@@ -11,6 +11,9 @@ import { checkReadable, readRanges } from './readback.js';
 import type { RMSPropState, TensorState } from './state-dict.js';
 import { decodeHalves } from '../rule/half.js';
 import type { ChunkBuffers } from '../gpu/update-pass.js';
+import {
+  blocksOf, createBlockwise8State, dequantizeBlockwise, BLOCK_SIZE, ZERO_CODE,
+} from '../rule/blockwise8.js';
 
 // GPUBufferUsage flags, spelled out so that importing this module needs no WebGPU globals.
 const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08, UNIFORM = 0x40;
@@ -35,19 +38,27 @@ export class StateStore {
   readonly #groups: readonly ResolvedGroup[];
   /** Each tensor's place: its segment's index, and its first element there. */
   readonly #placements: readonly { readonly segment: number; readonly first: number }[];
+  /** Per segment: whether it keeps 8-bit state (its chunks' buffers hold codes and absmax). */
+  readonly #eightBit: readonly boolean[];
 
   constructor(device: GPUDevice, groups: readonly ResolvedGroup[], plans: readonly SegmentPlan[]) {
     this.#device = device;
     this.#groups = groups;
     const resolved = groups.flatMap((g) => g.params);
-    this.chunks = plans.map(({ segment, chunks, slots }, s) => {
+    this.#eightBit = plans.map((p) => p.blockwise8);
+    this.chunks = plans.map(({ segment, chunks, slots, blockwise8 }, s) => {
       const o = groups[segment.group]!.options;
       const names = segment.members.length === 1
         ? resolved[segment.members[0]!.index]!.name
         : `${segment.members.length} tensors`;
       return chunks.map((chunk, c) => ({
         chunk,
-        state: createState(
+        state: blockwise8 ? createState8(
+          device,
+          `RMSProp.state[${s}]${chunks.length > 1 ? `.chunk[${c}]` : ''}.codes (${names})`,
+          chunk.count,
+          o,
+        ) : createState(
           device,
           `RMSProp.state[${s}]${chunks.length > 1 ? `.chunk[${c}]` : ''} (${names})`,
           chunk.slotStride,
@@ -91,6 +102,19 @@ export class StateStore {
     const data = new Map(all.map((c, i) => [c, raw[i]!]));
     const tensors = this.#groups.flatMap((group) => group.params.map((param): TensorState => {
       const o = group.options;
+      if (this.#eightBit[this.#placements[param.index]!.segment]) {
+        const codes = new Uint8Array(param.size), absmax = new Float32Array(blocksOf(param.size));
+        this.#forEachPiece(param.index, param.size, (c, _inChunk, inTensor, count) => {
+          const raw = data.get(c)!;
+          const bytes = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
+          codes.set(bytes.subarray(0, count), inTensor);
+          absmax.set(raw.subarray(c.chunk.slotStride, c.chunk.slotStride + blocksOf(count)), inTensor / BLOCK_SIZE);
+        });
+        const padded = new Uint8Array(absmax.length * BLOCK_SIZE).fill(ZERO_CODE);
+        padded.set(codes);
+        const squareAvg = dequantizeBlockwise({ size: param.size, codes: padded, absmax });
+        return { name: param.name, size: param.size, squareAvg, codes, absmax };
+      }
       const slotData = (slot: number) => {
         const out = new Float32Array(param.size);
         this.#forEachPiece(param.index, param.size, (c, inChunk, inTensor, count) => {
@@ -120,6 +144,17 @@ export class StateStore {
   write(state: RMSPropState): void {
     for (const param of this.#groups.flatMap((g) => g.params)) {
       const saved = state.tensors[param.index]!;
+      if (this.#eightBit[this.#placements[param.index]!.segment]) {
+        // Each chunk: its codes padded with the zero code to whole blocks, then its absmax values.
+        this.#forEachPiece(param.index, param.size, (c, _inChunk, inTensor, count) => {
+          const data = new Uint8Array(c.state.size).fill(ZERO_CODE);
+          data.set(saved.codes!.subarray(inTensor, inTensor + count));
+          const blocks = saved.absmax!.subarray(inTensor / BLOCK_SIZE, inTensor / BLOCK_SIZE + blocksOf(count));
+          new Float32Array(data.buffer, c.chunk.slotStride * 4, blocks.length).set(blocks);
+          this.#device.queue.writeBuffer(c.state, 0, data);
+        });
+        continue;
+      }
       // In slot order (checkStateDict made sure each is there exactly when the options use it).
       const slots = [saved.squareAvg, saved.gradAvg, saved.momentumBuffer, saved.master].filter(
         (x): x is Float32Array => x !== undefined,
@@ -169,6 +204,11 @@ export class StateStore {
     const param = this.#groups.flatMap((g) => g.params)[index]!;
     const slots = stateSlots(this.#groups[param.group]!.options);
     const spans: { buffer: GPUBuffer; offset: number; size: number }[] = [];
+    if (this.#eightBit[this.#placements[index]!.segment]) {
+      // A segment of this tensor alone: every chunk's whole buffer (codes, padding and absmax) is its.
+      this.#forEachPiece(index, param.size, (c) => spans.push({ buffer: c.state, offset: 0, size: c.state.size }));
+      return spans;
+    }
     this.#forEachPiece(index, param.size, (c, inChunk, _inTensor, count) => {
       for (let slot = 0; slot < slots; slot++) {
         spans.push({ buffer: c.state, offset: (slot * c.chunk.slotStride * 4 + inChunk) * 4, size: count * 4 });
@@ -198,6 +238,27 @@ export class StateStore {
       if (start < end) visit(c, start - c.chunk.first, start - first, end - start);
     }
   }
+}
+
+/**
+ * A chunk's 8-bit state buffer (stateDtype 'int8-blockwise'): the codes of `count` elements, 4 per
+ * u32, padded with the zero code to whole blocks, then one f32 absmax per block; as
+ * createBlockwise8State makes them (v starting at initialScale, exactly).
+ */
+function createState8(device: GPUDevice, label: string, count: number, o: ResolvedOptions): GPUBuffer {
+  const initial = createBlockwise8State(count, o);
+  const blocks = initial.absmax.length;
+  const buffer = device.createBuffer({
+    label,
+    size: (blocks * BLOCK_SIZE) + blocks * 4,
+    usage: STORAGE | COPY_SRC | COPY_DST,
+    mappedAtCreation: true,
+  });
+  const mapped = buffer.getMappedRange();
+  new Uint8Array(mapped, 0, blocks * BLOCK_SIZE).set(initial.codes);
+  new Float32Array(mapped, blocks * BLOCK_SIZE, blocks).set(initial.absmax);
+  buffer.unmap();
+  return buffer;
 }
 
 /** A chunk's state buffer: `slots` slots of `slotStride` vec4s, v filled with initialScale. */

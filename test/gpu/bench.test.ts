@@ -26,11 +26,12 @@ describe('workloads', () => {
     expect(paramCount(singleTensor())).toBe(16 * 1024 * 1024);
   });
 
-  it('bytes per parameter: 20 plain, +8 centered, +8 momentum', () => {
+  it('bytes per parameter: 20 plain, +8 centered, +8 momentum; 14.03 with 8-bit state', () => {
     expect(bytesPerParam({})).toBe(20);
     expect(bytesPerParam({ centered: true })).toBe(28);
     expect(bytesPerParam({ momentum: 0.9 })).toBe(28);
-    expect(VARIANTS.map((v) => bytesPerParam(v.options))).toEqual([20, 36]);
+    expect(bytesPerParam({ stateDtype: 'int8-blockwise' })).toBe(12 + 2 * (1 + 4 / 256));
+    expect(VARIANTS.map((v) => bytesPerParam(v.options))).toEqual([20, 36, 12 + 2 * (1 + 4 / 256)]);
   });
 
   it('both sides get the same hyperparameters', () => {
@@ -86,12 +87,15 @@ describe('the benchmark on tiny shapes (Dawn, TF.js on the same device)', () => 
     await device.queue.onSubmittedWorkDone();
     expect(uncaptured).toEqual([]);
     expect(tf.memory().numTensors).toBe(tensorsBefore); // the TF.js runners dispose what they made
-    expect(lines).toHaveLength(4);
+    expect(lines).toHaveLength(6);
     expect(report.timing).toBe(device.features.has('timestamp-query') ? 'timestamp-query' : 'wall clock');
     const n = transformer(TINY_CONFIG.transformer).tensors.length; // 12: one layer
-    expect(report.groups.map((g) => [g.tensors, g.variant])).toEqual([[1, 'plain'], [1, 'momentum 0.9 + centered'], [n, 'plain'], [n, 'momentum 0.9 + centered']]);
+    expect(report.groups.map((g) => [g.tensors, g.variant])).toEqual([
+      [1, 'plain'], [1, 'momentum 0.9 + centered'], [1, 'plain, 8-bit state'],
+      [n, 'plain'], [n, 'momentum 0.9 + centered'], [n, 'plain, 8-bit state'],
+    ]);
     const stats: Stat[] = report.groups.flatMap((g) => [g.copy, g.reference, g.tfjs!, ...Object.values(g.ours)]);
-    expect(stats).toHaveLength(4 * 3 + 2 + 4);
+    expect(stats).toHaveLength(6 * 3 + 3 + 6);
     for (const s of stats) {
       expect(s.msPerStep).toBeGreaterThan(0);
       expect(s.minMsPerStep).toBeLessThanOrEqual(s.msPerStep);
@@ -99,7 +103,8 @@ describe('the benchmark on tiny shapes (Dawn, TF.js on the same device)', () => 
       expect(s.stepsPerBatch).toBeGreaterThanOrEqual(1);
     }
     for (const g of report.groups) {
-      expect(g.bytesPerStep).toBe(g.params * (g.variant === 'plain' ? 20 : 36));
+      const perParam = { 'plain': 20, 'momentum 0.9 + centered': 36, 'plain, 8-bit state': 12 + 2 * (1 + 4 / 256) }[g.variant];
+      expect(g.bytesPerStep).toBe(g.params * perParam!);
       expect(g.verified).toEqual(g.tensors > 1 ? { separate: true, arena: true } : { separate: true });
     }
   });
@@ -107,7 +112,7 @@ describe('the benchmark on tiny shapes (Dawn, TF.js on the same device)', () => 
   it('prints one row per set, variant and layout, with the target verdict on the transformer rows', () => {
     expect(report, 'no report: the run in the test above failed').toBeDefined();
     const table = rows(report);
-    expect(table).toHaveLength(6);
+    expect(table).toHaveLength(9);
     for (const r of table) {
       expect(r.gbPerS).toBeCloseTo(r.bytesPerStep / (r.ms * 1e6), 9);
       expect(r.vsTfjs).toBeCloseTo(r.tfjsMs! / r.ms, 9);
@@ -115,8 +120,8 @@ describe('the benchmark on tiny shapes (Dawn, TF.js on the same device)', () => 
     }
     const text = formatReport(report);
     expect(text).toContain(`Target: >= ${TFJS_TARGET}x faster than TF.js`);
-    expect(text.match(/-> (met|MISSED)/g)).toHaveLength(4);
-    expect(text.split('\n').filter((l) => l.startsWith('transformer'))).toHaveLength(4);
+    expect(text.match(/-> (met|MISSED)/g)).toHaveLength(6);
+    expect(text.split('\n').filter((l) => l.startsWith('transformer'))).toHaveLength(6);
   });
 
   it('the step-cost benchmark: roofline rows, ratios, host times with dispatch counts (arena 1, or 3 with the pre-pass)', async () => {

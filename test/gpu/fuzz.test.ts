@@ -81,6 +81,8 @@ const optionsArb: fc.Arbitrary<RMSPropOptions> = fc.record({
   // 16-bit parameters have their own tests (mixed-precision.test.ts).
   paramDtype: fc.constant('f32' as const),
   masterWeights: fc.boolean(), // no effect with f32 parameters
+  // 8-bit state has its own tests (blockwise8.test.ts).
+  stateDtype: fc.constant('f32' as const),
 }).map((o) => ({
   ...o,
   // Combinations the options refuse (nesterov needs momentum; biasCorrection needs alpha < 1 and no skipNonFinite).
@@ -200,6 +202,7 @@ const BAD_VALUES: Record<keyof RMSPropOptions, fc.Arbitrary<[unknown, typeof Typ
     lossScale: fc.oneof(range(...nonFinite, 0, -1), notNumber),
     paramDtype: type('f64', 'F16', '', null, 16),
     masterWeights: notBoolean,
+    stateDtype: type('int8', 'f16', '', null, 8),
   };
 })();
 

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { describeLimits, requestNodeDevice } from '../../demo/node/dawn.js';
 import { maxChunkElements, planChunks, stateSlots } from '../../src/gpu/plan.js';
-import { randomGrads, rng, useDevice, withErrorScopes } from './harness.js';
+import { randomGrads, rng, TOLERANCE, useDevice, withErrorScopes } from './harness.js';
 import { Twin } from './twin.js';
 
 // The file's own device (adapter limits) sets MULTIPLY_ADD and the tolerance for the twin.
@@ -69,4 +69,43 @@ describe('a tensor larger than maxStorageBufferBindingSize', () => {
     await d.queue.onSubmittedWorkDone();
     expect(uncaptured, 'uncaptured WebGPU errors').toEqual([]);
   }, 120_000);
+});
+
+describe('8-bit state past maxStorageBufferBindingSize', () => {
+  // 33,558,531 f32 (128 MiB + 4099 elements): two chunks of whole 256-element blocks, the second of
+  // 4099 elements ending in a block of 3. One step (SwiftShader runs the 8-bit step slowly).
+  const size = 32 * 1024 * 1024 + 4099;
+  const options = { stateDtype: 'int8-blockwise' as const, lr: 1e-3 };
+
+  test('33,558,531 elements, stateDtype int8-blockwise, on default limits: chunks of whole blocks, as the CPU twin', async () => {
+    const d = device!;
+    expect(size * 4).toBeGreaterThan(d.limits.maxStorageBufferBindingSize);
+    await withErrorScopes(d, async () => {
+      const twin = Twin.ofSizes(d, [size], options, 13);
+      try {
+        expect(twin.gpu.dispatchesPerStep.dispatches, 'two chunks, one dispatch each').toBe(2);
+        const pool = randomGrads(65_537, rng(6));
+        twin.setGrads([cheapGrads(size, pool, 0)]);
+        twin.step();
+        const [gpu, cpu] = [await twin.gpu.stateDict(), await twin.cpu.stateDict()];
+        const [g, c] = [gpu.tensors[0]!, cpu.tensors[0]!];
+        expect(g.codes!.length).toBe(size);
+        expect(g.absmax!.length).toBe(Math.ceil(size / 256));
+        if (TOLERANCE.kind === 'exact') {
+          const [gp, cp] = [await twin.gpu.readParams(), await twin.cpu.readParams()];
+          const first = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+            for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
+            return -1;
+          };
+          expect(first(new Uint32Array(gp[0]!.buffer), new Uint32Array(cp[0]!.buffer)), 'first differing parameter').toBe(-1);
+          expect(first(g.codes!, c.codes!), 'first differing code').toBe(-1);
+          expect(first(new Uint32Array(g.absmax!.buffer), new Uint32Array(c.absmax!.buffer)), 'first differing absmax').toBe(-1);
+        }
+      } finally {
+        twin.destroy();
+      }
+    });
+    await d.queue.onSubmittedWorkDone();
+    expect(uncaptured, 'uncaptured WebGPU errors').toEqual([]);
+  }, 300_000);
 });

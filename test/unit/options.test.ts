@@ -10,7 +10,7 @@ describe('defaults', () => {
       centered: false, weightDecay: 0, maximize: false, initialScale: 0,
       // Off unless asked for: the extensions (Optax's nesterov and bias_correction, AdamW's decay, the pre-pass).
       nesterov: false, weightDecayMode: 'l2', biasCorrection: false, skipNonFinite: false, clipGradNorm: 0,
-      gradDtype: 'f32', lossScale: 1, paramDtype: 'f32', masterWeights: true,
+      gradDtype: 'f32', lossScale: 1, paramDtype: 'f32', masterWeights: true, stateDtype: 'f32',
     });
     expect(Object.isFrozen(DEFAULT_OPTIONS)).toBe(true);
     expect(OPTION_NAMES).toEqual(Object.keys(DEFAULT_OPTIONS));
