@@ -54,6 +54,8 @@ export async function fitWithWebGPURMSProp(
   // TF.js's names and defaults (learningRate 0.001, decay 0.9, epsilon 1e-7); clipGradNorm is one of this library's extras.
   const optimizer = tfjsRMSProp(tf, { learningRate: 0.01, momentum: 0.5, clipGradNorm: 10 });
   model.compile({ optimizer, loss: 'meanSquaredError' });
+  // Its GPU pipelines started compiling off the thread when it was made: awaited here, the first step compiles nothing.
+  await optimizer.ready();
   let reloaded: tfl.LayersModel | undefined;
   try {
     const history = await model.fit(xs, ys, {

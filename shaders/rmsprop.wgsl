@@ -5,8 +5,12 @@
 // state is never read or written and its branches compile away. Nothing about a tensor's shape or
 // a group's constant hyperparameters changes after the optimizer is made: they live in `geo`,
 // written once. What may change per step (lr, the decoupled decay factor, bias correction) lives
-// per param group in a slot of `steps`, a small ring that each step selects with a dynamic offset
-// (src/gpu/step-values.ts): no copy command per step, and each step reads the values it was recorded with.
+// per param group in a cell of a slot of a small ring, `now`, that each step selects with a dynamic
+// offset (src/gpu/step-values.ts): no copy command per step, and each step reads the values it was
+// recorded with. `now` is a uniform of fixed size at that offset, not an entry of a runtime-sized
+// array indexed per invocation: SwiftShader charged that indexed load in every invocation
+// (docs/benchmarks.md, "Step cost"). The update binds nothing that another dispatch of the step
+// writes, so the GPU may overlap them: a step's count for the ring is a dispatch of its own (countStep).
 //
 // Layout of one dispatch unit (a whole tensor, or one chunk of a tensor past the binding limit):
 //   param, grad  the caller's buffers as vec4s: the first `count4 * 4` elements (the body);
@@ -55,8 +59,6 @@ struct Geometry {
   tailStart: u32,      // index of the first tail element in paramTail and gradTail
   tailCount: u32,      // 0 to 3
   gradTailStart: u32,  // GRAD_DTYPE 1, 2: the tail's word in gradTailPacked; PARAM_DTYPE 1, 2: in paramTailPacked
-  group: u32,          // the param group: which entry of steps.groups holds this unit's per-step values
-  countsStep: u32,     // on one dispatch of a step, which counts it in `ran` (src/gpu/step-values.ts): 1 body, 2 tail
   alpha: f32,
   oneMinusAlpha: f32,  // 1 - alpha rounded once on the host, as PyTorch passes it
   eps: f32,
@@ -65,22 +67,17 @@ struct Geometry {
   unscale: f32,        // 1 / lossScale, rounded once on the host (UNSCALE)
 }
 
-// The values of one param group that may change per step, each rounded once on the host.
+// The values of one param group that may change per step, each rounded once on the host: one cell
+// of a slot of the ring, which also names its slot (for countStep).
 struct StepGroup {
   lr: f32,
   decayFactor: f32,    // 1 - lr * weightDecay (DECOUPLED_DECAY)
   biasCorrection: f32, // 1 - alpha^t in f32, as Optax (BIAS_CORRECTION)
-  unused: f32,
-}
-
-// One slot of the ring: its own index (for `ran`), then one entry per param group.
-struct StepValues {
-  slot: vec4u,
-  groups: array<StepGroup>,
+  slot: u32,           // the slot's index in its page of the ring
 }
 
 // Written by shaders/grad-norm.wgsl's `finish` earlier in the same pass (bound always; read only
-// when SKIP_NON_FINITE or CLIP).
+// when SKIP_NON_FINITE or CLIP), as a uniform: read in every invocation, as `now`.
 struct Control {
   bad: u32,     // some gradient element of this step is NaN or ±Inf
   scale: f32,   // the clipping factor min(1, maxNorm / (norm + 1e-6))
@@ -97,7 +94,7 @@ struct Control {
 @group(0) @binding(3) var<storage, read_write> state: array<vec4f>;
 @group(0) @binding(4) var<storage, read_write> paramTail: array<f32>;
 @group(0) @binding(5) var<storage, read_write> gradTail: array<f32>;
-@group(0) @binding(6) var<storage, read> control: Control;
+@group(0) @binding(6) var<uniform> control: Control;
 // 16-bit gradients (GRAD_DTYPE 1, 2), two per u32: the body's 4 elements per vec2u, the tail (1 to 3
 // elements) in one or two words (packedTailGrad).
 @group(0) @binding(7) var<storage, read_write> gradPacked: array<vec2u>;
@@ -106,16 +103,19 @@ struct Control {
 // tail: 1 or 2 words).
 @group(0) @binding(9) var<storage, read_write> paramPacked: array<vec2u>;
 @group(0) @binding(10) var<storage, read_write> paramTailPacked: array<u32>;
-// The step's slot of the ring, at the dynamic offset the step recorded; and how many steps have
-// run with each slot of its page, so that the host reuses a slot only once its steps are done.
-@group(1) @binding(0) var<storage, read> steps: StepValues;
-@group(1) @binding(1) var<storage, read_write> ran: array<atomic<u32>>;
+// This dispatch's param group's values in the step's slot of the ring, at the dynamic offset the
+// step recorded (the slot's and the group's cell).
+@group(1) @binding(0) var<uniform> now: StepGroup;
+// countStep's bindings: a cell of the step's slot, and how many steps have run with each slot of its
+// page, so that the host reuses a slot only once its steps are done.
+@group(0) @binding(11) var<uniform> counted: StepGroup;
+@group(0) @binding(12) var<storage, read_write> ran: array<atomic<u32>>;
 
-// Counts this step as run with its slot: once per step, by the first invocation of the one
-// dispatch whose geometry says so (`part`: 1 the body, 2 the tail of a chunk, which share a
-// geometry), before anything can return early.
-fn countStep(i: u32, part: u32) {
-  if (geo.countsStep == part && i == 0u) { atomicAdd(&ran[steps.slot.x], 1u); }
+// Counts the step as run with its slot: one invocation, one dispatch a step, after the update in
+// the same pass. The only dispatch of a step that writes `ran`.
+@compute @workgroup_size(1)
+fn countStep() {
+  atomicAdd(&ran[counted.slot], 1u);
 }
 
 // Four elements' parameter and state, in registers.
@@ -128,7 +128,6 @@ struct Lanes {
 
 // The update rule on four elements at once.
 fn update(e: ptr<function, Lanes>, gradient: vec4f) {
-  let now = steps.groups[geo.group]; // this step's values, read once
   let lr = now.lr;
   if (DECOUPLED_DECAY) { (*e).p = (*e).p * now.decayFactor; }
   var g = gradient;
@@ -207,7 +206,6 @@ fn storeState(e: ptr<function, Lanes>, at: Slots) {
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn stepBody(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let i = id.x + id.y * groups.x * WORKGROUP_SIZE;
-  countStep(i, 1u);
   if (i >= geo.count4 || skipped()) { return; }
   bodyStep(i, grad[i]);
 }
@@ -215,7 +213,6 @@ fn stepBody(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) g
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn stepBodyPacked(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let i = id.x + id.y * groups.x * WORKGROUP_SIZE;
-  countStep(i, 1u);
   if (i >= geo.count4 || skipped()) { return; }
   let w = gradPacked[i];
   bodyStep(i, vec4f(unpackHalves(w.x), unpackHalves(w.y)));
@@ -286,7 +283,6 @@ fn f32ToF16(x: f32) -> u32 {
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn stepBodyHalf(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let i = id.x + id.y * groups.x * WORKGROUP_SIZE;
-  countStep(i, 1u);
   if (i >= geo.count4 || skipped()) { return; }
   halfBodyStep(i, grad[i]);
 }
@@ -294,7 +290,6 @@ fn stepBodyHalf(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroup
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn stepBodyHalfPacked(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let i = id.x + id.y * groups.x * WORKGROUP_SIZE;
-  countStep(i, 1u);
   if (i >= geo.count4 || skipped()) { return; }
   let w = gradPacked[i];
   halfBodyStep(i, vec4f(unpackHalves(w.x), unpackHalves(w.y)));
@@ -317,7 +312,6 @@ fn halfBodyStep(i: u32, g: vec4f) {
 // read-modify-write of a half-used last word races with nothing.
 @compute @workgroup_size(1)
 fn stepTailHalf() {
-  countStep(0u, 2u);
   if (skipped()) { return; }
   var g = vec4f(0.0);
   for (var k = 0u; k < geo.tailCount; k++) { g[k] = gradTail[geo.tailStart + k]; }
@@ -326,7 +320,6 @@ fn stepTailHalf() {
 
 @compute @workgroup_size(1)
 fn stepTailHalfPacked() {
-  countStep(0u, 2u);
   if (skipped()) { return; }
   halfTailStep(packedTailGrad());
 }
@@ -390,7 +383,6 @@ fn f16ToF32(h: u32) -> f32 {
 // lanes of one vec4. Lanes past the tail compute on zeros and are not stored.
 @compute @workgroup_size(1)
 fn stepTail() {
-  countStep(0u, 2u);
   if (skipped()) { return; }
   var g = vec4f(0.0);
   for (var k = 0u; k < geo.tailCount; k++) { g[k] = gradTail[geo.tailStart + k]; }
@@ -399,7 +391,6 @@ fn stepTail() {
 
 @compute @workgroup_size(1)
 fn stepTailPacked() {
-  countStep(0u, 2u);
   if (skipped()) { return; }
   tailStep(packedTailGrad());
 }
@@ -445,8 +436,8 @@ fn tailStep(g: vec4f) {
 // dynamicMap the map's 256 values (src/rule/blockwise8.ts DYNAMIC_MAP, written by the host).
 // ---------------------------------------------------------------------------------------------
 
-@group(0) @binding(11) var<storage, read_write> stateCodes: array<u32>;
-@group(0) @binding(12) var<uniform> dynamicMap: array<vec4f, 64>;
+@group(0) @binding(13) var<storage, read_write> stateCodes: array<u32>;
+@group(0) @binding(14) var<uniform> dynamicMap: array<vec4f, 64>;
 
 // vec4s per block of 8-bit state: 256 elements (src/rule/blockwise8.ts BLOCK_SIZE / 4, checked by
 // test/unit/blockwise8.test.ts).
@@ -496,7 +487,6 @@ fn stepBlockwise8(
   let i = (wg.x + wg.y * groups.x) * BLOCK_VEC4S * BLOCKS_PER_WORKGROUP + lane; // elements 4i to 4i + 3
   let inGroup = lane / BLOCK_VEC4S; // this invocation's block within the workgroup
   let block = i / BLOCK_VEC4S;
-  countStep(i, 1u);
   // Uniform (the control buffer), so the barrier below stays in uniform control flow.
   if (skipped()) { return; }
   let count = geo.count4 * 4u + geo.tailCount;

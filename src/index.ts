@@ -22,6 +22,7 @@ export {
 } from './rule/options.js';
 export { createReferenceState, referenceStep, type MultiplyAdd, type ReferenceState } from './rule/reference.js';
 export { gradNormStats, type GradStats, type StepContext } from './rule/reference.js';
+export { REDUCE_TARGET_PARTIALS, reduceTargetPartials } from './gpu/reduce-plan.js';
 export { schedules, stepDecay, exponential, linearWarmup, cosineWithWarmup, type LrSchedule } from './rule/schedules.js';
 export { f16ToF32, bf16ToF32, f32ToF16, f32ToBf16, encodeHalves, decodeHalves } from './rule/half.js';
 export {

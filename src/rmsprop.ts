@@ -8,8 +8,9 @@
 import { validateLr, type RMSPropConfig, type ResolvedOptions } from './rule/options.js';
 import { scheduledLr, type LrSchedule } from './rule/schedules.js';
 import { resolveParams, type ParamGroup, type ParamSpec, type ResolvedGroup } from './gpu/params.js';
-import { hasMaster, planUpdate } from './gpu/plan.js';
-import { reducePipelinesAsync, stepPipelinesAsync } from './gpu/pipelines.js';
+import { hasMaster, planUpdate, stateSlots } from './gpu/plan.js';
+import { copyStateSpans } from './state/carry.js';
+import { countStepPipelineAsync, reducePipelinesAsync, stepPipelinesAsync } from './gpu/pipelines.js';
 import { biasCorrectionFactor, decayFactorOf } from './rule/reference.js';
 import { deviceLostError, watchDeviceLoss, type DeviceLossWatch } from './state/readback.js';
 import { checkStateDict, type RMSPropState } from './state/state-dict.js';
@@ -60,8 +61,10 @@ export class RMSProp {
   readonly #submit: GPUCommandBuffer[] = [];
   #step = 0;
   /**
-   * `step()` calls since the optimizer was made, mod 2^32: the steps the ring's `ran` counters will
-   * have counted once they have all run (see `stateDict()`); and its value at the last `loadStateDict`.
+   * Steps recorded into a caller's encoder since the optimizer was made, mod 2^32: the steps the ring's
+   * `ran` counters will have counted once they have all run (its `countStep` dispatch counts those; a
+   * step the optimizer submits itself has run before any later `stateDict()` copies the state, and is
+   * not counted); see `stateDict()`. And its value at the last `loadStateDict`.
    */
   #recorded = 0;
   #recordedAtLoad = 0;
@@ -128,6 +131,7 @@ export class RMSProp {
     const groups = resolveParams(params, options, device.limits);
     const o = groups[0]!.options;
     const compiles: Promise<unknown>[] = groups.map((g) => stepPipelinesAsync(device, g.options));
+    compiles.push(countStepPipelineAsync(device));
     if (o.skipNonFinite || o.clipGradNorm > 0) {
       for (const dtype of new Set(groups.map((g) => g.options.gradDtype))) {
         compiles.push(reducePipelinesAsync(device, dtype));
@@ -178,9 +182,13 @@ export class RMSProp {
     return this.#groups.map((g, i) => Object.freeze({ ...g.options, lr: this.#lrs[i]! }));
   }
 
-  /** Dispatches one step records, and compute passes (always 1): for tests and benchmarks. */
+  /**
+   * Dispatches one `step(encoder)` records, and compute passes (always 1): for tests and benchmarks.
+   * The last dispatch counts the step for the ring of per-step values (src/gpu/step-values.ts);
+   * `step()` without an encoder records one fewer.
+   */
   get dispatchesPerStep(): { readonly dispatches: number; readonly passes: number } {
-    return { dispatches: this.#update.dispatchCount + (this.#prepass?.dispatchCount ?? 0), passes: 1 };
+    return { dispatches: this.#update.dispatchCount + (this.#prepass?.dispatchCount ?? 0) + 1, passes: 1 };
   }
 
   /**
@@ -219,8 +227,8 @@ export class RMSProp {
     if (keep.length > 0) this.#keep.save(commands, keep);
     const pass = commands.beginComputePass(PASS);
     this.#prepass?.encode(pass); // first: the update's dispatches read what its `finish` wrote
-    this.#ring.bind(pass);
-    this.#update.encode(pass);
+    this.#update.encode(pass, this.#ring);
+    this.#ring.encodeCount(pass); // last: the one dispatch of the step that writes the ring's counters
     pass.end();
     if (keep.length > 0) this.#keep.restore(commands);
     if (!encoder) {
@@ -229,7 +237,7 @@ export class RMSProp {
       this.#submit.length = 0;
     }
     this.#step++;
-    this.#recorded = (this.#recorded + 1) >>> 0;
+    if (encoder) this.#recorded = (this.#recorded + 1) >>> 0;
   }
 
   /** Writes this step's per-group values (lr, decay factor, bias correction) into the ring's `next`. */
@@ -300,8 +308,9 @@ export class RMSProp {
     const { tensors, skippedSteps, extra } = await this.#store.read(withSkipped, counters);
     let ran = 0;
     for (const c of extra) for (const n of new Uint32Array(c.buffer, c.byteOffset, c.length)) ran = (ran + n) >>> 0;
-    // Steps recorded before the call that had not run when the state was copied: in encoders submitted
-    // after it (or never). Those recorded before a loadStateDict are not in its step count anyway.
+    // Steps recorded into encoders before the call that had not run when the state was copied: in
+    // encoders submitted after it (or never). Those recorded before a loadStateDict are not in its step
+    // count anyway. (Steps the optimizer submitted itself were submitted before this copy.)
     const notRun = Math.min((recorded - ran) >>> 0, sinceLoad);
     return {
       step: step - notRun,
@@ -366,6 +375,31 @@ export class RMSProp {
     lrs.forEach((lr, g) => { this.#lrs[g] = lr; });
     this.#step = state.step;
     this.#recordedAtLoad = this.#recorded;
+  }
+
+  /**
+   * Records into `encoder` copies of tensors' state from `source` (an optimizer on the same device
+   * with the same options), and its step count and counters (skipped steps, last norm): `pairs` of
+   * [source tensor, this tensor], of equal sizes. For webgpu-rmsprop/tfjs, which rebuilds its arena
+   * when the variable list changes; an optimizer's tensors are fixed otherwise. No dispatch.
+   *
+   * @internal
+   * @example
+   * ```ts
+   * const encoder = device.createCommandEncoder();
+   * grown.copyStateFrom(encoder, old, [[0, 0], [1, 2]]); // tensor 1 is now tensor 2; tensor 1 is new
+   * device.queue.submit([encoder.finish()]);
+   * ```
+   */
+  copyStateFrom(encoder: GPUCommandEncoder, source: RMSProp, pairs: readonly (readonly [number, number])[]): void {
+    this.#checkUsable('copyStateFrom()');
+    source.#checkUsable('copyStateFrom()');
+    for (const [from, to] of pairs) {
+      const slots = stateSlots(this.#groups[0]!.options);
+      copyStateSpans(encoder, source.#store.tensorStateSpans(from), this.#store.tensorStateSpans(to), slots);
+    }
+    encoder.copyBufferToBuffer(source.#store.control, 0, this.#store.control, 0, this.#store.control.size);
+    this.#step = source.#step;
   }
 
   /** Frees every buffer it created; the caller's buffers stay the caller's. Safe to call twice. */

@@ -34,6 +34,9 @@ function tfjsConfig(): TfjsBenchConfig | undefined {
   return json === null ? undefined : { ...TFJS_FULL_CONFIG, ...(JSON.parse(json) as Partial<TfjsBenchConfig>) };
 }
 
+/** Set just before the page destroys its device, so that the loss it causes is not reported as one. */
+let destroying = false;
+
 async function run(): Promise<BenchReport | TfjsBenchReport> {
   if (!navigator.gpu) throw new Error('navigator.gpu is missing: WebGPU is off in this browser (Chromium on Linux needs --enable-unsafe-webgpu).');
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
@@ -46,6 +49,12 @@ async function run(): Promise<BenchReport | TfjsBenchReport> {
     requiredFeatures: timestamps ? ['timestamp-query'] : [],
   });
   device.addEventListener('uncapturederror', (e) => console.error(`uncaptured WebGPU error: ${(e as GPUUncapturedErrorEvent).error.message}`));
+  // A lost device ends the page with its reason, where it would otherwise leave the runner waiting for a report.
+  void device.lost.then((info) => {
+    if (info.reason === 'destroyed' && destroying) return; // the page's own device.destroy() at the end
+    console.error(`the WebGPU device was lost (${info.reason}): ${info.message}`);
+    window.__bench ??= { done: true, error: `the WebGPU device was lost (${info.reason}): ${info.message}` };
+  });
   const { vendor, architecture, device: name, description } = adapter.info;
   const words = [vendor, architecture, name, description].filter(Boolean).join(' ').trim() || 'unknown adapter';
   const { tf, tfl, WebGPUBackend } = (await import(/* @vite-ignore */ TFJS_BUNDLE)) as TfjsBundle;
@@ -72,6 +81,7 @@ async function run(): Promise<BenchReport | TfjsBenchReport> {
     }, config());
   } finally {
     tf.removeBackend('webgpu');
+    destroying = true;
     device.destroy();
   }
 }

@@ -40,7 +40,7 @@
 import { fmaf } from '../../src/rule/fma.js';
 import type { ResolvedOptions } from '../../src/rule/options.js';
 import type { MultiplyAdd, StepHyper } from '../../src/rule/reference.js';
-import { REDUCE_GROUP, reduceLaneVec4s } from '../../src/gpu/reduce-plan.js';
+import { REDUCE_GROUP, REDUCE_TARGET_PARTIALS, reduceLaneVec4s, usesLanePartials } from '../../src/gpu/reduce-plan.js';
 
 const f = Math.fround;
 /** A ULP of a normal f32 x is at most U·|x|. */
@@ -263,16 +263,17 @@ export function boundStep(
 }
 
 /** The number of partial sums the GPU's norm pre-pass makes at most for tensors of these sizes. */
-function partialsAtMost(sizes: readonly number[]): number {
-  // One per 256 vec4s of each dispatch unit, a tensor past the binding limit split in up to a few units.
-  return sizes.reduce((n, s) => n + Math.ceil(s / 1024) + 4, 0);
+function partialsAtMost(sizes: readonly number[], lane: number, lanePartials: boolean): number {
+  // One per block of 256 lanes of `lane` vec4s of each tensor (blocks never cross tensors), or one a lane.
+  return sizes.reduce((n, s) => n + Math.ceil(Math.ceil(s / 4) / (256 * lane)), 0) * (lanePartials ? 256 : 1);
 }
 
 /**
  * The bound on the GPU's global gradient norm and clipping factor (shaders/grad-norm.wgsl) against
  * the CPU's (`gradNormStats`): the sum of squares of every element (all terms >= 0, so each
  * rounding is at most 1 ULP of the whole sum) over 1 square and 4·lane - 1 adds per lane (`lane`
- * vec4s of 4 squares each, in any order: `reduceLaneVec4s`), 2 more for the loss-scale multiply,
+ * vec4s of 4 squares each, in any order: `reduceLaneVec4s` for the plan's `targetPartials`), 2 more
+ * for the loss-scale multiply,
  * the workgroup's two rounds of 15 adds, ceil(partials / 256) adds per lane of the finish loop (any
  * order) and two more rounds of 15; then sqrt,
  * `+ 1e-6`, `1 / x` and `* maxNorm` as single operations. Keep it in step with the pre-pass's plan. `cpuNorm` and `cpuScale` are the CPU's values.
@@ -289,15 +290,20 @@ export function normBound(
   unscale: number,
   cpuNorm: number,
   cpuScale: number,
+  targetPartials: number = REDUCE_TARGET_PARTIALS.gpu,
 ): { normError: number; scaleError: number } {
+  // Infinity or NaN is decided by the gradients' bits (shaders/grad-norm.wgsl `finish`), the same on
+  // every adapter: no rounding to bound.
+  if (!Number.isFinite(cpuNorm)) return { normError: 0, scaleError: 0 };
   let s = 0;
   for (const g of grads) {
     for (let i = 0; i < g.length; i++) { const x = g[i]! * unscale; s += x * x; }
   }
   // A lane sums `lane` vec4s of 4 squares each (src/gpu/reduce-plan.ts), in any order: 1 rounding of a
   // square, 4·lane - 1 of adds; a workgroup then adds its lanes in two rounds of REDUCE_GROUP - 1 adds.
-  const lane = reduceLaneVec4s(grads.map((g) => g.length));
-  const partials = partialsAtMost(grads.map((g) => g.length));
+  const lane = reduceLaneVec4s(grads.map((g) => g.length), targetPartials);
+  // Lane partials skip the block's workgroup rounds: counting them anyway keeps the bound an upper one.
+  const partials = partialsAtMost(grads.map((g) => g.length), lane, usesLanePartials(targetPartials));
   const rounds = 2 * (REDUCE_GROUP - 1);
   const depth = (unscale !== 1 ? 2 : 0) + 1 + (4 * lane - 1) + rounds + Math.ceil(partials / 256) + rounds;
   // The GPU's sum is within `depth` roundings of the exact sum s, each at most one ULP of s; its

@@ -25,6 +25,7 @@ import {
   type StepOptions,
 } from '../../src/index.js';
 import { stepHyper } from '../../src/rule/reference.js';
+import { REDUCE_TARGET_PARTIALS } from '../../src/gpu/reduce-plan.js';
 import { boundStep, normBound, zeroBounds, type TensorBounds } from './bound.js';
 import { compareTensor, WorstSoFar, type CompareOptions, type TensorComparison, type Tolerance } from './compare.js';
 
@@ -85,6 +86,8 @@ export class CheckedReference {
   /** The reference itself. */
   readonly cpu: ReferenceRMSProp;
   readonly multiplyAdd: MultiplyAdd;
+  /** The pre-pass's target number of partials (`reduceTargetPartials(device)`): its order of additions. */
+  readonly reducePartials: number;
   /** Whether bounds are kept (without them only the exact tolerance can be checked). */
   readonly tracked: boolean;
   readonly #grads: (Float32Array | Uint16Array)[];
@@ -97,10 +100,12 @@ export class CheckedReference {
   constructor(
     params: readonly Spec[] | readonly ReferenceParamGroup[],
     options?: RMSPropConfig,
-    { multiplyAdd = 'fused', track = true }: { multiplyAdd?: MultiplyAdd; track?: boolean } = {},
+    { multiplyAdd = 'fused', track = true, reducePartials = REDUCE_TARGET_PARTIALS.gpu }:
+      { multiplyAdd?: MultiplyAdd; track?: boolean; reducePartials?: number } = {},
   ) {
-    this.cpu = new ReferenceRMSProp(params, options, { multiplyAdd });
+    this.cpu = new ReferenceRMSProp(params, options, { multiplyAdd, reducePartials });
     this.multiplyAdd = multiplyAdd;
+    this.reducePartials = reducePartials;
     this.tracked = track;
     const list = params as readonly (Spec | ReferenceParamGroup)[];
     const flat = list.flatMap((p, g) => ('params' in p ? p.params.map((s) => [s, g] as const) : [[p, 0] as const]));
@@ -224,8 +229,8 @@ export class CheckedReference {
     let gradScale = 1, scaleError = 0;
     if (first.clipGradNorm > 0 || first.skipNonFinite) {
       const unscale = Math.fround(1 / first.lossScale);
-      const stats = gradNormStats(p.grads, first.clipGradNorm, this.multiplyAdd, unscale);
-      const b = normBound(p.grads, first.clipGradNorm, unscale, stats.norm, stats.scale);
+      const stats = gradNormStats(p.grads, first.clipGradNorm, this.multiplyAdd, unscale, this.reducePartials);
+      const b = normBound(p.grads, first.clipGradNorm, unscale, stats.norm, stats.scale, this.reducePartials);
       gradScale = stats.scale;
       scaleError = b.scaleError;
       this.#normError = b.normError;

@@ -5,7 +5,9 @@
  * runs in Node (`npm run verify`, demo/node/verify.ts) and in the demo page (demo/web/check.ts);
  * both print the report as a table a user can paste into an issue.
  */
-import { detectMultiplyAdd, encodeHalves, RMSProp, type MultiplyAdd, type RMSPropOptions } from '../../src/index.js';
+import {
+  detectMultiplyAdd, encodeHalves, reduceTargetPartials, RMSProp, type MultiplyAdd, type RMSPropOptions,
+} from '../../src/index.js';
 import { mulberry32 } from '../problems/random.js';
 import { CheckedReference } from './checked-reference.js';
 import { adapterWords, toleranceFor, WorstSoFar, type Tolerance } from './compare.js';
@@ -149,7 +151,7 @@ async function checkVariant(
     grad: { buffer: t.grad, size: t.n * gradBytes },
   })), o);
   const specs = tensors.map((t) => ({ name: t.name, param: t.cpuParam, grad: t.cpuGrad }));
-  const twin = new CheckedReference(specs, o, { multiplyAdd });
+  const twin = new CheckedReference(specs, o, { multiplyAdd, reducePartials: reduceTargetPartials(device) });
   const worst = new WorstSoFar();
   try {
     for (let s = 0; s < VARIANT_STEPS; s++) {

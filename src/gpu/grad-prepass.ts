@@ -6,14 +6,14 @@
  */
 import type { ResolvedOptions } from '../rule/options.js';
 import type { Segment } from './plan.js';
-import { planReduce, type ReducePlan } from './reduce-plan.js';
+import { REDUCE_WORKGROUP_SIZE, hugeBits, planReduce, reduceTargetPartials, type ReducePlan } from './reduce-plan.js';
 import { reducePipelines } from './pipelines.js';
 import { encodeDispatches, type Dispatch } from './dispatches.js';
 
 // GPUBufferUsage flags, spelled out so that importing this module needs no WebGPU globals.
 const STORAGE = 0x80, UNIFORM = 0x40;
 
-/** Bytes of `struct Run` (4 u32, f32) and of `struct Finish` (3 words), rounded up to 16, in shaders/grad-norm.wgsl. */
+/** Bytes of `struct Run` (4 u32, f32, u32) and of `struct Finish` (3 words), rounded up to 16 (shaders/grad-norm.wgsl). */
 const RUN_BYTES = 32;
 const FINISH_BYTES = 16;
 /** Bytes of `struct Block` and of `struct Partial`. */
@@ -43,8 +43,10 @@ export class GradPrePass {
     this.plan = planReduce(segments, dtypes.map((d) => (d === 'f32' ? 4 : 2)), {
       maxBindingBytes: Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize),
       maxBlocksPerRun: maxPerDimension * maxPerDimension,
+      targetPartials: reduceTargetPartials(device),
     });
-    const { runs, partialCount, laneVec4s } = this.plan;
+    const { runs, laneVec4s } = this.plan;
+    const partialCount = this.plan.partialCount * (this.plan.lanePartials ? REDUCE_WORKGROUP_SIZE : 1);
     const o = options[0]!; // skipNonFinite, clipGradNorm and lossScale are the same in every group
     const stride =
       Math.ceil(RUN_BYTES / limits.minUniformBufferOffsetAlignment) * limits.minUniformBufferOffsetAlignment;
@@ -61,6 +63,7 @@ export class GradPrePass {
     runs.forEach((run, i) => {
       new Uint32Array(mapped, i * stride, 4).set([firstBlock, run.blocks.length, laneVec4s, run.tailStart]);
       new Float32Array(mapped, i * stride + 16, 1)[0] = unscale;
+      new Uint32Array(mapped, i * stride + 20, 1)[0] = hugeBits(unscale);
       run.blocks.forEach((b, k) => table.set([b.first4, b.count4, b.tailCount, b.partial], (firstBlock + k) * 4));
       firstBlock += run.blocks.length;
     });

@@ -6,7 +6,7 @@
  */
 import shaderSource from '../../shaders/rmsprop.wgsl?raw';
 import reduceSource from '../../shaders/grad-norm.wgsl?raw';
-import { REDUCE_WORKGROUP_SIZE } from './reduce-plan.js';
+import { REDUCE_WORKGROUP_SIZE, reduceTargetPartials, usesLanePartials } from './reduce-plan.js';
 import type { GradDtype, ResolvedOptions } from '../rule/options.js';
 import { hasMaster, WORKGROUP_SIZE } from './plan.js';
 
@@ -67,7 +67,7 @@ export function variantKey(o: ResolvedOptions): string {
 
 // ---------------------------------------------------------------------------------------------
 // Bind group layouts of shaders/rmsprop.wgsl. Explicit (not 'auto'): the ring's binding has a
-// dynamic offset, and every update pipeline shares one layout for group 1, so a step sets it once.
+// dynamic offset, and every update pipeline shares one layout for group 1.
 // ---------------------------------------------------------------------------------------------
 
 type BindingKind = 'uniform' | 'storage' | 'read-only-storage';
@@ -75,7 +75,7 @@ type BindingKind = 'uniform' | 'storage' | 'read-only-storage';
 /** Group 0's bindings (shaders/rmsprop.wgsl) and their kinds. */
 const BINDING_KINDS: Record<number, BindingKind> = {
   0: 'uniform', 1: 'storage', 2: 'storage', 3: 'storage', 4: 'storage', 5: 'storage',
-  6: 'read-only-storage', 7: 'storage', 8: 'storage', 9: 'storage', 10: 'storage', 11: 'storage', 12: 'uniform',
+  6: 'uniform', 7: 'storage', 8: 'storage', 9: 'storage', 10: 'storage', 13: 'storage', 14: 'uniform',
 };
 
 /** The group-0 bindings each entry point uses. */
@@ -90,7 +90,7 @@ const ENTRY_BINDINGS: Record<string, readonly number[]> = {
   stepTailHalfPacked: [0, 3, 6, 8, 10],
   initMasterBody: [0, 3, 9],
   initMasterTail: [0, 3, 10],
-  stepBlockwise8: [0, 4, 5, 6, 11, 12],
+  stepBlockwise8: [0, 4, 5, 6, 13, 14],
 };
 
 /** Entry points that read the step ring (group 1); initMaster* do not. */
@@ -98,6 +98,7 @@ const USES_RING = (entryPoint: string) => entryPoint.startsWith('step');
 
 interface DeviceLayouts {
   readonly ring: GPUBindGroupLayout;
+  readonly count: GPUBindGroupLayout;
   readonly group0: Map<string, GPUBindGroupLayout>;
   readonly pipeline: Map<string, GPUPipelineLayout>;
 }
@@ -109,23 +110,54 @@ function layoutsOf(device: GPUDevice): DeviceLayouts {
   if (!layouts) {
     const ring = device.createBindGroupLayout({
       label: 'RMSProp.bindGroupLayout.stepValues',
+      entries: [{ binding: 0, visibility: COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } }],
+    });
+    const count = device.createBindGroupLayout({
+      label: 'RMSProp.bindGroupLayout.countStep',
       entries: [
-        { binding: 0, visibility: COMPUTE, buffer: { type: 'read-only-storage', hasDynamicOffset: true } },
-        { binding: 1, visibility: COMPUTE, buffer: { type: 'storage' } },
+        { binding: 11, visibility: COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } },
+        { binding: 12, visibility: COMPUTE, buffer: { type: 'storage' } },
       ],
     });
-    layouts = { ring, group0: new Map(), pipeline: new Map() };
+    layouts = { ring, count, group0: new Map(), pipeline: new Map() };
     layoutCache.set(device, layouts);
   }
   return layouts;
 }
 
 /**
- * The layout of group 1 of every update pipeline on `device`: the step ring's slot (a dynamic
- * offset) and its page's counters (src/gpu/step-values.ts makes one bind group per page with it).
+ * The layout of group 1 of every update pipeline on `device`: a param group's cell in the step ring's
+ * slot, at a dynamic offset (src/gpu/step-values.ts makes one bind group per page with it).
  */
 export function stepValuesLayout(device: GPUDevice): GPUBindGroupLayout {
   return layoutsOf(device).ring;
+}
+
+/** The layout of `countStep`'s group 0: a cell of the step's slot (a dynamic offset) and its page's counters. */
+export function countStepLayout(device: GPUDevice): GPUBindGroupLayout {
+  return layoutsOf(device).count;
+}
+
+/** shaders/rmsprop.wgsl's `countStep` (one invocation: a step counts itself as run with its slot of the ring). */
+function countStepDescriptor(device: GPUDevice): GPUComputePipelineDescriptor {
+  return {
+    label: 'RMSProp.pipeline.countStep',
+    layout: device.createPipelineLayout({
+      label: 'RMSProp.pipelineLayout.countStep',
+      bindGroupLayouts: [countStepLayout(device)],
+    }),
+    compute: { module: moduleOf(device, 'step'), entryPoint: 'countStep' },
+  };
+}
+
+/** `countStep`'s pipeline on `device`, made on first use. */
+export function countStepPipeline(device: GPUDevice): GPUComputePipeline {
+  return countCache.get(device, 'countStep', () => device.createComputePipeline(countStepDescriptor(device)));
+}
+
+/** `countStepPipeline`, made with createComputePipelineAsync. */
+export function countStepPipelineAsync(device: GPUDevice): Promise<GPUComputePipeline> {
+  return countCache.getAsync(device, 'countStep', () => device.createComputePipelineAsync(countStepDescriptor(device)));
 }
 
 /** The group-0 layout of `entryPoint` on `device`: what its bind groups are made with. */
@@ -265,6 +297,7 @@ function makeStep(device: GPUDevice, o: ResolvedOptions, create: Maker): StepPip
 }
 
 const stepCache = new PipelineCache<StepPipelines>();
+const countCache = new PipelineCache<GPUComputePipeline>();
 
 /** The update pipelines for `options`' variant on `device`, made on first use. */
 export function stepPipelines(device: GPUDevice, options: ResolvedOptions): StepPipelines {
@@ -300,7 +333,11 @@ function makeReduce(device: GPUDevice, dtype: GradDtype, create: Maker): ReduceP
     compute: {
       module,
       entryPoint,
-      constants: { WORKGROUP_SIZE: REDUCE_WORKGROUP_SIZE, GRAD_DTYPE: GRAD_DTYPES[dtype] },
+      constants: {
+        WORKGROUP_SIZE: REDUCE_WORKGROUP_SIZE,
+        GRAD_DTYPE: GRAD_DTYPES[dtype],
+        LANE_PARTIALS: Number(usesLanePartials(reduceTargetPartials(device))), // the device's plan (reduce-plan.ts)
+      },
     },
   });
   const parts = [make(dtype === 'f32' ? 'partialNorms' : 'partialNormsPacked'), make('finish')];

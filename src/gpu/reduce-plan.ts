@@ -6,9 +6,12 @@
  * Each tensor is a run of vec4s (its last 1 to 3 elements zero-padded to one more), cut into blocks
  * of `REDUCE_WORKGROUP_SIZE * laneVec4s` vec4s; each block is one workgroup and one partial sum;
  * partials are numbered tensor by tensor. `laneVec4s` grows with the model so that the blocks stay
- * near `TARGET_PARTIALS`: about 65,536 lanes in all, enough to keep a GPU's memory busy, and few
- * enough that a CPU adapter (SwiftShader, lavapipe), which pays for each workgroup barrier per SIMD
- * group, reduces at about the speed it reads. One workgroup then sums the partials, one or two a lane.
+ * near a target number of partials that the adapter sets (`reduceTargetPartials`): on a GPU, 4,096
+ * blocks of 256 lanes (about a million lanes, several waves of every streaming multiprocessor of the
+ * largest GPUs, whose memory needs megabytes of loads in flight); on a CPU adapter (SwiftShader,
+ * lavapipe), which pays for each workgroup barrier per SIMD group, 64. One workgroup then sums the
+ * partials, at most 16 a lane. The plan, and so the order of every addition, is fixed for a given
+ * adapter kind and set of tensor sizes; the CPU twin (`gradNormStats`) is given the same target.
  */
 import type { ByteRange } from './params.js';
 import type { Segment } from './plan.js';
@@ -23,8 +26,63 @@ import type { Segment } from './plan.js';
  */
 export const REDUCE_WORKGROUP_SIZE = 256;
 
-/** About how many partial sums the second level (one workgroup) adds up: one a lane. */
-export const TARGET_PARTIALS = REDUCE_WORKGROUP_SIZE;
+/**
+ * About how many partial sums (blocks) the pre-pass aims at on a GPU, and on a CPU adapter. The
+ * default of the CPU twin (`gradNormStats`, `ReferenceRMSProp`) is the GPU's.
+ *
+ * @example
+ * ```ts
+ * const target = REDUCE_TARGET_PARTIALS.gpu; // 4096
+ * ```
+ */
+export const REDUCE_TARGET_PARTIALS = { gpu: 4096, cpu: 64 } as const;
+
+/** Per device, a target that tests set to run another adapter kind's plan (`forceReduceTarget`). */
+const forcedTargets = new WeakMap<object, number>();
+
+/**
+ * Makes `reduceTargetPartials(device)` return `target` for this device, before any optimizer with the
+ * pre-pass is made on it: for tests that run a GPU's plan on a CPU adapter. Not public API.
+ *
+ * @example
+ * ```ts
+ * forceReduceTarget(device, REDUCE_TARGET_PARTIALS.gpu);
+ * ```
+ */
+export function forceReduceTarget(device: object, target: number): void {
+  forcedTargets.set(device, target);
+}
+
+/** What the pre-pass's plan is sized from: the adapter's info (`device.adapterInfo`), if any. */
+interface AdapterLike {
+  readonly adapterInfo?: {
+    readonly vendor?: string;
+    readonly architecture?: string;
+    readonly device?: string;
+    readonly description?: string;
+    readonly isFallbackAdapter?: boolean;
+  };
+}
+
+/**
+ * The number of partial sums the gradient pre-pass aims at on `device`: `REDUCE_TARGET_PARTIALS.cpu`
+ * on a CPU adapter (a fallback adapter, or one whose info names SwiftShader, llvmpipe or lavapipe),
+ * else `.gpu`. Give it to the CPU twin (`{ reducePartials }`) so that it sums in the same order.
+ *
+ * @example
+ * ```ts
+ * const twin = new ReferenceRMSProp(params, options, { reducePartials: reduceTargetPartials(device) });
+ * ```
+ */
+export function reduceTargetPartials(device: AdapterLike): number {
+  const forced = forcedTargets.get(device);
+  if (forced !== undefined) return forced;
+  const info = device.adapterInfo;
+  if (!info) return REDUCE_TARGET_PARTIALS.gpu;
+  const names = [info.vendor, info.architecture, info.device, info.description].join(' ');
+  const cpu = info.isFallbackAdapter === true || /swiftshader|llvmpipe|lavapipe/i.test(names);
+  return cpu ? REDUCE_TARGET_PARTIALS.cpu : REDUCE_TARGET_PARTIALS.gpu;
+}
 
 /**
  * Lanes per group of the first of the two rounds in which a workgroup sums its lanes (shaders/grad-norm.wgsl
@@ -37,18 +95,51 @@ export const TARGET_PARTIALS = REDUCE_WORKGROUP_SIZE;
  */
 export const REDUCE_GROUP = 16;
 
+/**
+ * Whether a plan aiming at `targetPartials` blocks makes each lane's sum a partial of its own, with no
+ * workgroup barrier: when that keeps the partials at most 65,536 (256 a lane of `finish`), that is,
+ * for a CPU adapter's plan; a GPU's sums each block in workgroup memory first.
+ *
+ * @example
+ * ```ts
+ * usesLanePartials(REDUCE_TARGET_PARTIALS.cpu); // true
+ * ```
+ */
+export function usesLanePartials(targetPartials: number = REDUCE_TARGET_PARTIALS.gpu): boolean {
+  return targetPartials * REDUCE_WORKGROUP_SIZE <= 65536;
+}
+
+const hugeScratch = new Float32Array(1);
+
+/**
+ * The bits of f32(2^62 / unscale): a finite gradient at or above it in magnitude is HUGE for the
+ * pre-pass (shaders/grad-norm.wgsl `classify`): its square, unscaled, could reach 2^124.
+ *
+ * @example
+ * ```ts
+ * hugeBits(1) === 0x5e800000; // 2^62
+ * ```
+ */
+export function hugeBits(unscale: number): number {
+  hugeScratch[0] = 2 ** 62 / Math.fround(unscale);
+  return new Uint32Array(hugeScratch.buffer)[0]!;
+}
+
 /** Storage binding offsets are multiples of this many bytes (WebGPU allows no larger minimum). */
 const OFFSET_ALIGNMENT = 256;
 
 /**
- * vec4s each lane sums per block for tensors of `sizes` elements: 1 for models up to 256Ki elements
- * (a block is then 1024 elements), more for larger ones (4.2M elements: 17), so that the whole model
- * makes about TARGET_PARTIALS partials (never fewer than one per tensor).
+ * vec4s each lane sums per block for tensors of `sizes` elements, aiming at `targetPartials` blocks:
+ * 1 for models up to 1024 · targetPartials elements (a block is then 1024 elements), more for larger
+ * ones (4.2M elements: 1 on a GPU, 65 on a CPU adapter), never fewer than one block per tensor.
  */
-export function reduceLaneVec4s(sizes: readonly number[]): number {
+export function reduceLaneVec4s(
+  sizes: readonly number[],
+  targetPartials: number = REDUCE_TARGET_PARTIALS.gpu,
+): number {
   let vec4s = 0;
   for (const size of sizes) vec4s += Math.ceil(size / 4);
-  return Math.max(1, Math.ceil(vec4s / (REDUCE_WORKGROUP_SIZE * TARGET_PARTIALS)));
+  return Math.max(1, Math.ceil(vec4s / (REDUCE_WORKGROUP_SIZE * targetPartials)));
 }
 
 /** One workgroup of `partialNorms`: `struct Block` of shaders/grad-norm.wgsl. */
@@ -78,13 +169,16 @@ export interface ReduceRun {
 
 export interface ReducePlan {
   readonly laneVec4s: number;
+  /** Each lane's sum is a partial (`usesLanePartials`): `partialCount` blocks make 256 partials each. */
+  readonly lanePartials: boolean;
   readonly runs: readonly ReduceRun[];
   readonly partialCount: number;
 }
 
 /**
- * The pre-pass of `segments` (in order): each segment's tensors cut into blocks, the blocks grouped
- * into runs whose bindings fit `maxBindingBytes` (and whose blocks fit `maxBlocksPerRun` workgroups).
+ * The pre-pass of `segments` (in order): each segment's tensors cut into blocks (aiming at
+ * `targetPartials`, by default the GPU's), the blocks grouped into runs whose bindings fit
+ * `maxBindingBytes` (and whose blocks fit `maxBlocksPerRun` workgroups).
  * `elementBytes[s]` is 4 for f32 gradients, 2 for 16-bit ones (a lone tensor only).
  *
  * A tensor's last vec4 comes from the body binding when the segment's span holds it whole (an
@@ -93,10 +187,10 @@ export interface ReducePlan {
 export function planReduce(
   segments: readonly Segment[],
   elementBytes: readonly (2 | 4)[],
-  limits: { readonly maxBindingBytes: number; readonly maxBlocksPerRun: number },
+  limits: { readonly maxBindingBytes: number; readonly maxBlocksPerRun: number; readonly targetPartials?: number },
 ): ReducePlan {
   if (elementBytes.length !== segments.length) throw new RangeError('planReduce: one elementBytes entry per segment.');
-  const laneVec4s = reduceLaneVec4s(segments.flatMap((s) => s.members.map((m) => m.size)));
+  const laneVec4s = reduceLaneVec4s(segments.flatMap((s) => s.members.map((m) => m.size)), limits.targetPartials);
   const blockVec4s = REDUCE_WORKGROUP_SIZE * laneVec4s;
   const runs: ReduceRun[] = [];
   let partial = 0;
@@ -164,5 +258,5 @@ export function planReduce(
       i = j;
     }
   });
-  return { laneVec4s, runs, partialCount: partial };
+  return { laneVec4s, lanePartials: usesLanePartials(limits.targetPartials), runs, partialCount: partial };
 }

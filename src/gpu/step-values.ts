@@ -16,32 +16,42 @@
  * - When no slot is free the ring grows by a page; past MAX_PAGES it throws a RangeError.
  * Steps whose values did not change reuse the current slot and write nothing.
  *
- * The slot is a read-only storage binding with a dynamic offset, not a uniform one: it holds an entry
- * per param group, however many (a runtime-sized array), and a uniform binding of a fixed-size
- * array measured no faster on SwiftShader (docs/benchmarks.md, "Step cost").
+ * A slot holds one cell per param group (`struct StepGroup` of shaders/rmsprop.wgsl: lr, decay factor,
+ * bias correction and the slot's index), each at its own offset aligned for a dynamic uniform offset,
+ * and an update dispatch binds its group's cell as a uniform of fixed size: `bind(pass, group)`. A
+ * read-only storage binding of every group's values, indexed per invocation by the group, cost the
+ * plain step up to a third of its speed on SwiftShader (docs/benchmarks.md, "Step cost").
+ *
+ * The count of steps run with a slot is one dispatch of its own a step (`encodeCount`, shaders/rmsprop.wgsl
+ * `countStep`), so no update dispatch binds a buffer that another dispatch of the step writes.
  */
-import { stepValuesLayout } from './pipelines.js';
+import { countStepLayout, countStepPipeline, stepValuesLayout } from './pipelines.js';
 
 // GPUBufferUsage and GPUMapMode flags, spelled out so that importing this module needs no WebGPU globals.
-const MAP_READ = 0x01, COPY_SRC = 0x04, COPY_DST = 0x08, STORAGE = 0x80;
+const MAP_READ = 0x01, COPY_SRC = 0x04, COPY_DST = 0x08, UNIFORM = 0x40, STORAGE = 0x80;
 
 /** Slots per page (one storage buffer of values, one of counters). */
 export const PAGE_SLOTS = 64;
 /**
- * Pages at most (256 bytes a slot: 4 MiB in all): steps with new values that may wait in encoders
- * before their work is known to be done.
+ * Pages at most (a cell of 256 bytes a param group and slot: 4 MiB in all for one group): steps with
+ * new values that may wait in encoders before their work is known to be done.
  */
 export const MAX_PAGES = 256;
 /** A readback of the counters starts when fewer slots than this are free. */
 const RECLAIM_BELOW = PAGE_SLOTS / 2;
-/** f32 values per param group in a slot (`struct StepGroup` of shaders/rmsprop.wgsl). */
+/** f32 values per param group in a slot (`struct StepGroup` of shaders/rmsprop.wgsl; the 4th holds the slot). */
 export const GROUP_VALUES = 4;
+/** Bytes of `struct StepGroup`: what a cell binds. */
+const CELL_BYTES = 16;
 
 interface Page {
   readonly values: GPUBuffer;
   readonly ran: GPUBuffer;
   readonly staging: GPUBuffer;
+  /** The update's group 1 (a cell at a dynamic offset). */
   readonly bindGroup: GPUBindGroup;
+  /** countStep's group 0 (a cell and the counters). */
+  readonly countGroup: GPUBindGroup;
 }
 
 export class StepValuesRing {
@@ -52,14 +62,15 @@ export class StepValuesRing {
   readonly next: Float32Array;
   readonly #device: GPUDevice;
   readonly #label: string;
-  /** Bytes of one slot's binding (`struct StepValues`: a header vec4 and the groups) and between slots. */
-  readonly #bindingBytes: number;
+  readonly #groupCount: number;
+  /** Bytes between a slot's cells (the dynamic uniform offset alignment, at least a cell) and between slots. */
+  readonly #cellStride: number;
   readonly #stride: number;
   readonly #pages: Page[] = [];
-  /** One slot's bytes as written: the header (slot index) and the groups' values. */
+  /** One slot's bytes as written: each group's cell (its values, then the slot's index). */
   readonly #slotData: ArrayBuffer;
-  readonly #slotHeader: Uint32Array;
-  readonly #slotValues: Float32Array;
+  readonly #slotWords: Uint32Array;
+  readonly #slotFloats: Float32Array;
   /** `next`'s bits, to compare. */
   readonly #nextBits: Uint32Array;
   /** The values of the latest version (bits, and the same as f32), and its number. */
@@ -81,10 +92,13 @@ export class StepValuesRing {
   /** The slot the prepared step uses. */
   #prepared = 0;
   readonly #offsets = new Uint32Array(1);
+  /** The group whose cell `bind` set last in the current pass, or -1. */
+  #bound = -1;
   /** The readback in flight, if any. */
   #reclaiming: Promise<void> | undefined;
   #destroyed = false;
   readonly #maxPages: number;
+  readonly #countPipeline: GPUComputePipeline;
 
   /**
    * @param groupCount Param groups: entries per slot.
@@ -95,16 +109,18 @@ export class StepValuesRing {
     this.#device = device;
     this.#maxPages = maxPages;
     this.#label = label;
-    this.#bindingBytes = 16 * (1 + groupCount);
-    const align = device.limits.minStorageBufferOffsetAlignment;
-    this.#stride = Math.ceil(this.#bindingBytes / align) * align;
-    this.#slotData = new ArrayBuffer(this.#bindingBytes);
-    this.#slotHeader = new Uint32Array(this.#slotData, 0, 4);
-    this.#slotValues = new Float32Array(this.#slotData, 16);
+    this.#groupCount = groupCount;
+    const align = device.limits.minUniformBufferOffsetAlignment;
+    this.#cellStride = Math.ceil(CELL_BYTES / align) * align;
+    this.#stride = this.#cellStride * groupCount;
+    this.#slotData = new ArrayBuffer(this.#stride);
+    this.#slotWords = new Uint32Array(this.#slotData);
+    this.#slotFloats = new Float32Array(this.#slotData);
     this.next = new Float32Array(groupCount * GROUP_VALUES);
     this.#nextBits = new Uint32Array(this.next.buffer);
     this.#latest = new Uint32Array(groupCount * GROUP_VALUES).fill(0x7fc00000); // NaN bits: no version yet
     this.#latestFloats = new Float32Array(this.#latest.buffer);
+    this.#countPipeline = countStepPipeline(device);
     this.#addPage();
   }
 
@@ -156,11 +172,31 @@ export class StepValuesRing {
     this.#prepared = this.#current;
   }
 
-  /** Sets group 1 of `pass` to the prepared step's slot. */
-  bind(pass: GPUComputePassEncoder): void {
+  /** Starts a pass: the next `bind` sets group 1 whatever it held. */
+  beginPass(): void {
+    this.#bound = -1;
+  }
+
+  /** Sets group 1 of `pass` to param group `group`'s cell of the prepared step's slot, unless it holds it already. */
+  bind(pass: GPUComputePassEncoder, group: number): void {
+    if (group === this.#bound) return;
+    this.#bound = group;
     const slot = this.#prepared;
-    this.#offsets[0] = (slot % PAGE_SLOTS) * this.#stride;
+    this.#offsets[0] = (slot % PAGE_SLOTS) * this.#stride + group * this.#cellStride;
     pass.setBindGroup(1, this.#pages[Math.floor(slot / PAGE_SLOTS)]!.bindGroup, this.#offsets, 0, 1);
+  }
+
+  /**
+   * Records the prepared step's count (`countStep`, one invocation) into `pass`, after the update; nothing
+   * for a step on the own slot (the optimizer's own submission: the queue orders its reuse).
+   */
+  encodeCount(pass: GPUComputePassEncoder): void {
+    const slot = this.#prepared;
+    if (slot === 0) return;
+    this.#offsets[0] = (slot % PAGE_SLOTS) * this.#stride;
+    pass.setPipeline(this.#countPipeline);
+    pass.setBindGroup(0, this.#pages[Math.floor(slot / PAGE_SLOTS)]!.countGroup, this.#offsets, 0, 1);
+    pass.dispatchWorkgroups(1);
   }
 
   /** Frees the ring's buffers. Safe to call twice. */
@@ -186,8 +222,11 @@ export class StepValuesRing {
   }
 
   #write(slot: number): void {
-    this.#slotHeader[0] = slot % PAGE_SLOTS;
-    this.#slotValues.set(this.#latestFloats);
+    const cellWords = this.#cellStride / 4;
+    for (let g = 0; g < this.#groupCount; g++) {
+      this.#slotFloats.set(this.#latestFloats.subarray(g * GROUP_VALUES, g * GROUP_VALUES + 3), g * cellWords);
+      this.#slotWords[g * cellWords + 3] = slot % PAGE_SLOTS;
+    }
     const page = this.#pages[Math.floor(slot / PAGE_SLOTS)]!;
     this.#device.queue.writeBuffer(page.values, (slot % PAGE_SLOTS) * this.#stride, this.#slotData);
   }
@@ -225,7 +264,7 @@ export class StepValuesRing {
     const values = this.#device.createBuffer({
       label: `${label}.values`,
       size: PAGE_SLOTS * this.#stride,
-      usage: STORAGE | COPY_DST,
+      usage: UNIFORM | COPY_DST,
     });
     const ran = this.#device.createBuffer({ label: `${label}.ran`, size: PAGE_SLOTS * 4, usage: STORAGE | COPY_SRC });
     const staging = this.#device.createBuffer({
@@ -236,12 +275,17 @@ export class StepValuesRing {
     const bindGroup = this.#device.createBindGroup({
       label: `${label}.bindGroup`,
       layout: stepValuesLayout(this.#device),
+      entries: [{ binding: 0, resource: { buffer: values, offset: 0, size: CELL_BYTES } }],
+    });
+    const countGroup = this.#device.createBindGroup({
+      label: `${label}.countBindGroup`,
+      layout: countStepLayout(this.#device),
       entries: [
-        { binding: 0, resource: { buffer: values, offset: 0, size: this.#bindingBytes } },
-        { binding: 1, resource: { buffer: ran } },
+        { binding: 11, resource: { buffer: values, offset: 0, size: CELL_BYTES } },
+        { binding: 12, resource: { buffer: ran } },
       ],
     });
-    this.#pages.push({ values, ran, staging, bindGroup });
+    this.#pages.push({ values, ran, staging, bindGroup, countGroup });
     for (let i = PAGE_SLOTS - 1; i >= 0; i--) {
       const slot = p * PAGE_SLOTS + i;
       this.#recorded[slot] = 0;

@@ -6,14 +6,20 @@
 import type { ResolvedOptions } from '../rule/options.js';
 import { dispatchSize, packedTail, type Chunk, type Segment, type SegmentPlan } from './plan.js';
 import { bindGroupLayoutOf, stepPipelines } from './pipelines.js';
-import { encodeDispatches, type Dispatch } from './dispatches.js';
+import type { Dispatch } from './dispatches.js';
+import type { StepValuesRing } from './step-values.js';
 import { blocksOf, DYNAMIC_MAP } from '../rule/blockwise8.js';
 
 // GPUBufferUsage flags, spelled out so that importing this module needs no WebGPU globals.
 const UNIFORM = 0x40;
 
-/** Bytes of `struct Geometry` in shaders/rmsprop.wgsl (7 u32, 6 f32), rounded up to 16. */
-const GEOMETRY_BYTES = 64;
+/** Bytes of `struct Geometry` in shaders/rmsprop.wgsl (5 u32, 6 f32), rounded up to 16. */
+const GEOMETRY_BYTES = 48;
+
+/** A dispatch of the update and its param group (whose cell of the ring it binds at group 1). */
+interface GroupDispatch extends Dispatch {
+  readonly group: number;
+}
 
 /** What the update binds of one chunk: its state buffer (src/state/state-store.ts). */
 export interface ChunkBuffers {
@@ -27,11 +33,11 @@ export class UpdatePass {
   readonly #geometry: GPUBuffer;
   readonly #stride: number;
   /** Bodies (grouped by pipeline), then tails (grouped by pipeline). */
-  readonly #dispatches: readonly Dispatch[];
+  readonly #dispatches: readonly GroupDispatch[];
   readonly #plans: readonly SegmentPlan[];
   readonly #chunks: readonly (readonly ChunkBuffers[])[];
   readonly #options: readonly ResolvedOptions[];
-  /** 8-bit state: the map's 256 values (binding 12 of stepBlockwise8), written once; only if some segment has it. */
+  /** 8-bit state: the map's 256 values (binding 14 of stepBlockwise8), written once; only if some segment has it. */
   readonly #dynamicMap?: GPUBuffer;
 
   /**
@@ -57,7 +63,7 @@ export class UpdatePass {
     this.#geometry = device.createBuffer({
       label: 'RMSProp.geometry', size: chunkCount * this.#stride, usage: UNIFORM, mappedAtCreation: true,
     });
-    const bodies: (Dispatch & { slot: number })[] = [], tails: (Dispatch & { slot: number })[] = [];
+    const bodies: GroupDispatch[] = [], tails: GroupDispatch[] = [];
     const maxPerDimension = device.limits.maxComputeWorkgroupsPerDimension;
     if (plans.some((p) => p.blockwise8)) {
       this.#dynamicMap = device.createBuffer({
@@ -84,15 +90,16 @@ export class UpdatePass {
             { binding: 4, resource: { buffer: param.buffer, offset: param.offset + from.offset, size: from.size } },
             { binding: 5, resource: { buffer: grad.buffer, offset: grad.offset + from.offset, size: from.size } },
             { binding: 6, resource: { buffer: control } },
-            { binding: 11, resource: { buffer: state } },
-            { binding: 12, resource: { buffer: this.#dynamicMap! } },
+            { binding: 13, resource: { buffer: state } },
+            { binding: 14, resource: { buffer: this.#dynamicMap! } },
           ]);
           const [x, y] = blockGrid(Math.ceil(blocksOf(chunk.count) / BLOCKS_PER_WORKGROUP), maxPerDimension);
-          bodies.push({ pipeline, bindGroup, x, y, slot: at });
+          bodies.push({ pipeline, bindGroup, x, y, group: segment.group });
           continue;
         }
         const label = `RMSProp.bindGroup[${s}]${many ? `.chunk[${chunk.first}]` : ''}`;
         const at = slot++;
+        const group = segment.group;
         const geometry = {
           binding: 0,
           resource: { buffer: this.#geometry, offset: at * this.#stride, size: GEOMETRY_BYTES },
@@ -109,7 +116,7 @@ export class UpdatePass {
             pipelines.body,
             [...shared, ...bodyBindings(segment, chunk, o)],
           );
-          bodies.push({ pipeline: pipelines.body, bindGroup, x, y, slot: at });
+          bodies.push({ pipeline: pipelines.body, bindGroup, x, y, group });
         }
         if (chunk.tailCount > 0) {
           const bindGroup = this.#bindGroup(
@@ -117,11 +124,11 @@ export class UpdatePass {
             pipelines.tail,
             [...shared, ...tailBindings(segment, chunk, o)],
           );
-          tails.push({ pipeline: pipelines.tail, bindGroup, x: 1, y: 1, slot: at });
+          tails.push({ pipeline: pipelines.tail, bindGroup, x: 1, y: 1, group });
         }
       }
     });
-    const byPipeline = (list: (Dispatch & { slot: number })[]) => {
+    const byPipeline = (list: GroupDispatch[]) => {
       const order = new Map<GPUComputePipeline, number>();
       for (const d of list) if (!order.has(d.pipeline)) order.set(d.pipeline, order.size);
       return list
@@ -129,12 +136,9 @@ export class UpdatePass {
         .sort((a, b) => order.get(a.d.pipeline)! - order.get(b.d.pipeline)! || a.i - b.i)
         .map((e) => e.d);
     };
-    const ordered = [...byPipeline(bodies), ...byPipeline(tails)];
-    // The first dispatch recorded counts the step for the ring (1: a body, 2: a tail).
-    const counting = { slot: ordered[0]!.slot, part: bodies.length > 0 ? 1 : 2 };
-    this.#writeGeometry(counting);
+    this.#writeGeometry();
     this.#geometry.unmap();
-    this.#dispatches = ordered.map(({ pipeline, bindGroup, x, y }) => ({ pipeline, bindGroup, x, y }));
+    this.#dispatches = [...byPipeline(bodies), ...byPipeline(tails)];
   }
 
   /** Dispatches per step. */
@@ -142,9 +146,21 @@ export class UpdatePass {
     return this.#dispatches.length;
   }
 
-  /** Records the update into `pass`; group 1 (the step's values) must be set already. */
-  encode(pass: GPUComputePassEncoder): void {
-    encodeDispatches(pass, this.#dispatches);
+  /**
+   * Records the update into `pass`: each dispatch with its param group's cell of the step's slot of
+   * `ring` (prepared) at group 1, set when the group changes. Allocates nothing.
+   */
+  encode(pass: GPUComputePassEncoder, ring: StepValuesRing): void {
+    ring.beginPass();
+    let pipeline: GPUComputePipeline | undefined;
+    const dispatches = this.#dispatches;
+    for (let i = 0; i < dispatches.length; i++) {
+      const d = dispatches[i]!;
+      if (d.pipeline !== pipeline) pass.setPipeline((pipeline = d.pipeline));
+      ring.bind(pass, d.group);
+      pass.setBindGroup(0, d.bindGroup);
+      pass.dispatchWorkgroups(d.x, d.y);
+    }
   }
 
   /**
@@ -196,7 +212,7 @@ export class UpdatePass {
     return this.#device.createBindGroup({ label, layout: bindGroupLayoutOf(pipeline), entries });
   }
 
-  #writeGeometry(counting: { slot: number; part: number }): void {
+  #writeGeometry(): void {
     const mapped = this.#geometry.getMappedRange();
     const u32 = new Uint32Array(mapped), f32 = new Float32Array(mapped);
     let slot = 0;
@@ -204,12 +220,8 @@ export class UpdatePass {
       const o = this.#options[segment.group]!;
       for (const { chunk } of this.#chunks[s]!) {
         const at = (slot * this.#stride) / 4;
-        u32.set(
-          [chunk.count4, chunk.slotStride, chunk.tailStart, chunk.tailCount, packedTail(chunk).start, segment.group],
-          at,
-        );
-        u32[at + 6] = slot === counting.slot ? counting.part : 0;
-        f32.set([o.alpha, 1 - o.alpha, o.eps, o.momentum, o.weightDecay, 1 / o.lossScale], at + 7); // each rounded once
+        u32.set([chunk.count4, chunk.slotStride, chunk.tailStart, chunk.tailCount, packedTail(chunk).start], at);
+        f32.set([o.alpha, 1 - o.alpha, o.eps, o.momentum, o.weightDecay, 1 / o.lossScale], at + 5); // each rounded once
         slot++;
       }
     });

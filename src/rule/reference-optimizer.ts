@@ -7,6 +7,7 @@ import { validateLr, type RMSPropConfig, type ResolvedOptions } from './options.
 import { scheduledLrs, type LrSchedule } from './schedules.js';
 import { decodeHalves, f32ToBf16, f32ToF16 } from './half.js';
 import { groupParams, specName } from '../gpu/params.js';
+import { REDUCE_TARGET_PARTIALS } from '../gpu/reduce-plan.js';
 import {
   checkMultiplyAdd,
   checkStep,
@@ -77,6 +78,11 @@ export interface ReferenceHalfParamSpec {
 export interface ReferenceRounding {
   /** `'fused'` (default) rounds as PyTorch; `'separate'` as SwiftShader (`detectMultiplyAdd`). */
   multiplyAdd?: MultiplyAdd;
+  /**
+   * The gradient pre-pass's target number of partial sums, which fixes its order of additions:
+   * `reduceTargetPartials(device)` for the GPU this twins (default: a GPU's, 4096).
+   */
+  reducePartials?: number;
 }
 
 /**
@@ -140,6 +146,7 @@ export class ReferenceRMSProp {
   readonly #lrs: number[];
   readonly #schedules: (LrSchedule | undefined)[];
   readonly #multiplyAdd: MultiplyAdd;
+  readonly #reducePartials: number;
   #step = 0;
   #skipped = 0;
   #lastNorm = 0;
@@ -148,10 +155,15 @@ export class ReferenceRMSProp {
   constructor(
     params: readonly (ReferenceParamSpec | ReferenceHalfParamSpec)[] | readonly ReferenceParamGroup[],
     options?: RMSPropConfig,
-    { multiplyAdd = 'fused' }: ReferenceRounding = {},
+    { multiplyAdd = 'fused', reducePartials = REDUCE_TARGET_PARTIALS.gpu }: ReferenceRounding = {},
   ) {
     checkMultiplyAdd(multiplyAdd, 'rounding.multiplyAdd');
+    if (!Number.isInteger(reducePartials) || reducePartials < 1) {
+      throw new RangeError(`rounding.reducePartials must be a positive integer (reduceTargetPartials(device)), got ${
+        String(reducePartials)}.`);
+    }
     this.#multiplyAdd = multiplyAdd;
+    this.#reducePartials = reducePartials;
     this.#groups = groupParams(params, options, (
       spec: ReferenceParamSpec | ReferenceHalfParamSpec,
       index,
@@ -279,10 +291,11 @@ export class ReferenceRMSProp {
         first.clipGradNorm,
         this.#multiplyAdd,
         Math.fround(1 / first.lossScale),
+        this.#reducePartials,
       );
       this.#lastNorm = stats.norm;
       gradScale = stats.scale;
-      if (first.skipNonFinite && stats.nonFinite) {
+      if (first.skipNonFinite && stats.skip) {
         this.#skipped++;
         this.#step++;
         return;

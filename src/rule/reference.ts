@@ -13,7 +13,9 @@
  */
 import { fmaf } from './fma.js';
 import { resolveOptions, type RMSPropOptions, type ResolvedOptions } from './options.js';
-import { REDUCE_GROUP, REDUCE_WORKGROUP_SIZE, reduceLaneVec4s } from '../gpu/reduce-plan.js';
+import {
+  REDUCE_GROUP, REDUCE_TARGET_PARTIALS, REDUCE_WORKGROUP_SIZE, hugeBits, reduceLaneVec4s, usesLanePartials,
+} from '../gpu/reduce-plan.js';
 
 /**
  * Optimizer state of one tensor, named as PyTorch's `RMSprop.state` names it.
@@ -291,28 +293,51 @@ export { REDUCE_WORKGROUP_SIZE } from '../gpu/reduce-plan.js';
  * ```
  */
 export interface GradStats {
-  /** Whether any element is NaN or ±Inf. */
+  /** Whether any element is NaN or ±Inf (its bits). */
   readonly nonFinite: boolean;
-  /** The global L2 norm, sqrt of the sum of squares (in the GPU's order). */
+  /**
+   * Whether the sum of squares of the (finite) gradients reached 2^126 (the norm 2^63, about 9.2e18),
+   * where the pre-pass stops adding so that no sum overflows: the norm is then +Infinity.
+   */
+  readonly overflow: boolean;
+  /**
+   * Whether `skipNonFinite` skips the step: an element NaN or ±Inf, or `overflow` while clipping
+   * (`maxNorm > 0`: the clipped step would have zero gradients).
+   */
+  readonly skip: boolean;
+  /**
+   * The global L2 norm, sqrt of the sum of squares (in the GPU's order);
+   * NaN if an element is, +Infinity on ±Inf or `overflow`.
+   */
   readonly norm: number;
-  /** `min(1, maxNorm / (norm + 1e-6))` as PyTorch rounds it (1 when maxNorm is 0: no clipping). */
+  /**
+   * `min(1, maxNorm / (norm + 1e-6))` as PyTorch rounds it (1 when maxNorm is 0: no clipping); NaN
+   * when an element is NaN, exactly 0 when the norm is +Infinity (PyTorch's max_norm / inf).
+   */
   readonly scale: number;
 }
 
-const NON_FINITE_EXPONENT = 0x7f800000;
+const EXPONENT = 0x7f800000, MAGNITUDE = 0x7fffffff;
+/** 2^126: sums of squares below it add without overflow (shaders/grad-norm.wgsl `BIG`). */
+const BIG = 2 ** 126;
 const statsBits = new Uint32Array(1), statsFloats = new Float32Array(statsBits.buffer);
+const INF_SEEN = 1, NAN_SEEN = 2, HUGE = 4;
 
 /**
  * The pre-pass over all gradients of a step, in the GPU's order of operations (shaders/grad-norm.wgsl,
- * blocks as src/gpu/reduce-plan.ts cuts them): each tensor as vec4s (its last 1 to 3 elements zero-padded
- * to one more), in blocks of 256 lanes * `laneVec4s`; lane l of a block adds up, in turn, vec4s
- * l, l + 256, ... of it, each vec4's squares summed `x*x` then three multiply-adds; the lanes summed
- * in two rounds (16 groups of 16 in turn, then the 16 in turn); the partials of all tensors in order,
- * strided over 256 lanes and summed in the same two rounds; then the square root. The non-finite
- * test reads each element as given, before `unscale` (`1 / lossScale`, see `stepHyper`) multiplies
- * it for the sum. The clipping factor is PyTorch's `clip_grad_norm_`: `(1 / (norm + 1e-6)) * maxNorm`,
- * clamped at 1.
+ * blocks as src/gpu/reduce-plan.ts cuts them for `targetPartials`): each tensor as vec4s (its last 1
+ * to 3 elements zero-padded to one more), in blocks of 256 lanes * `laneVec4s`; lane l of a block
+ * adds up, in turn, vec4s l, l + 256, ... of it, each vec4's squares summed `x*x` then three
+ * multiply-adds; the lanes summed in two rounds (16 groups of 16 in turn, then the 16 in turn), or,
+ * for a plan of few blocks (`usesLanePartials`), each lane's sum a partial of its own; the
+ * partials of all tensors in order, strided over 256 lanes and summed in the same two rounds; then
+ * the square root. Each vec4 is tested on its bits first, before `unscale` (`1 / lossScale`, see
+ * `stepHyper`) multiplies it for the sum: NaN, ±Inf, or at least 2^62 unscaled (HUGE: not summed);
+ * every addition saturates at 2^126 (HUGE). The norm and the clipping factor (PyTorch's
+ * `clip_grad_norm_`: `(1 / (norm + 1e-6)) * maxNorm`, clamped at 1) then follow from those flags:
+ * see {@link GradStats}.
  *
+ * @param targetPartials The plan's target (`reduceTargetPartials(device)` for the GPU this twins).
  * @example
  * ```ts
  * const { norm, scale, nonFinite } = gradNormStats([gradA, gradB], 1.0);
@@ -323,59 +348,103 @@ export function gradNormStats(
   maxNorm: number,
   multiplyAdd: MultiplyAdd = 'fused',
   unscale = 1,
+  targetPartials: number = REDUCE_TARGET_PARTIALS.gpu,
 ): GradStats {
   checkMultiplyAdd(multiplyAdd);
   const fma = mulAdds[multiplyAdd];
   const W = REDUCE_WORKGROUP_SIZE;
-  const K = reduceLaneVec4s(grads.map((g) => g.length));
+  const K = reduceLaneVec4s(grads.map((g) => g.length), targetPartials);
+  const lanePartials = usesLanePartials(targetPartials);
+  const huge = hugeBits(unscale);
   const lanes = new Float64Array(W);
-  const partials: number[] = [];
-  let nonFinite = false;
-  const isBad = (x: number) => {
+  const laneFlags = new Uint32Array(W);
+  const partials: { sum: number; flags: number }[] = [];
+  // shaders/grad-norm.wgsl `addSq`: saturating at BIG.
+  let flags = 0;
+  const addSq = (a: number, b: number) => {
+    if (a >= BIG || b >= BIG) {
+      flags |= HUGE;
+      return BIG;
+    }
+    return f(a + b);
+  };
+  const classify = (x: number) => {
     statsFloats[0] = x;
-    return (statsBits[0]! & NON_FINITE_EXPONENT) === NON_FINITE_EXPONENT;
+    const m = statsBits[0]! & MAGNITUDE;
+    if (m > EXPONENT) return NAN_SEEN;
+    if (m === EXPONENT) return INF_SEEN;
+    return m >= huge ? HUGE : 0;
   };
   // shaders/grad-norm.wgsl `workgroupSum`: lane g < 16 adds lanes 16g .. 16g + 15 in turn, then lane 0 those 16.
   const tree = () => {
     let total = 0;
     for (let g = 0; g < REDUCE_GROUP; g++) {
       let t = lanes[REDUCE_GROUP * g]!;
-      for (let k = 1; k < REDUCE_GROUP; k++) t = f(t + lanes[REDUCE_GROUP * g + k]!);
-      total = g === 0 ? t : f(total + t);
+      for (let k = 1; k < REDUCE_GROUP; k++) t = addSq(t, lanes[REDUCE_GROUP * g + k]!);
+      total = g === 0 ? t : addSq(total, t);
     }
     return total;
   };
-  const squares = (g: Float32Array, j: number) => {
+  // A lane's step over vec4 j of g (shaders/grad-norm.wgsl `laneStep`): tested, then summed unless flagged.
+  const laneStep = (s: number, g: Float32Array, j: number) => {
     const a = g[4 * j]!, b = g[4 * j + 1] ?? 0, c = g[4 * j + 2] ?? 0, d = g[4 * j + 3] ?? 0;
-    if (isBad(a) || isBad(b) || isBad(c) || isBad(d)) nonFinite = true; // as given, before unscale
+    const found = classify(a) | classify(b) | classify(c) | classify(d);
+    flags |= found;
+    if (found !== 0) return s;
     const x = f(a * unscale), y = f(b * unscale), z = f(c * unscale), w = f(d * unscale);
-    return fma(w, w, fma(z, z, fma(y, y, f(x * x))));
+    return addSq(s, fma(w, w, fma(z, z, fma(y, y, f(x * x)))));
   };
   for (const g of grads) {
     const vec4s = Math.ceil(g.length / 4);
     for (let first = 0; first < vec4s; first += W * K) {
+      const rounds = Math.min(K, Math.ceil((vec4s - first) / W));
       for (let l = 0; l < W; l++) {
+        flags = 0;
         let s = 0;
-        for (let k = 0; k < K; k++) {
+        for (let k = 0; k < rounds; k++) {
           const j = first + l + k * W;
-          if (j >= vec4s || j >= first + W * K) break;
-          s = f(s + squares(g, j));
+          if (j < vec4s) s = laneStep(s, g, j); // past the end: a masked load of zeros adds +0
         }
         lanes[l] = s;
+        laneFlags[l] = flags;
       }
-      partials.push(tree());
+      if (lanePartials) { // each lane's sum a partial of its own (shaders/grad-norm.wgsl LANE_PARTIALS)
+        for (let l = 0; l < W; l++) partials.push({ sum: lanes[l]!, flags: laneFlags[l]! });
+        continue;
+      }
+      flags = laneFlags.reduce((a, b) => a | b, 0);
+      const sum = tree();
+      partials.push({ sum, flags });
     }
   }
   for (let l = 0; l < W; l++) {
+    flags = 0;
     let s = 0;
-    for (let k = l; k < partials.length; k += W) s = f(s + partials[k]!);
+    for (let k = l; k < partials.length; k += W) {
+      s = addSq(s, partials[k]!.sum);
+      flags |= partials[k]!.flags;
+    }
     lanes[l] = s;
+    laneFlags[l] = flags;
   }
-  const norm = f(Math.sqrt(tree()));
+  flags = laneFlags.reduce((a, b) => a | b, 0);
+  const sum = tree();
+  const clipping = maxNorm > 0;
+  let norm = f(Math.sqrt(sum));
   let scale = 1;
-  if (maxNorm > 0) {
+  if (clipping) {
     const c = f(f(1 / f(norm + f(1e-6))) * f(maxNorm));
     scale = c >= 1 ? 1 : c;
   }
-  return { nonFinite, norm, scale };
+  if (flags & (INF_SEEN | HUGE)) {
+    norm = Infinity;
+    scale = clipping ? 0 : 1;
+  }
+  if (flags & NAN_SEEN) {
+    norm = NaN;
+    scale = clipping ? NaN : 1;
+  }
+  const nonFinite = (flags & (INF_SEEN | NAN_SEEN)) !== 0;
+  const overflow = (flags & HUGE) !== 0;
+  return { nonFinite, overflow, skip: nonFinite || (clipping && overflow), norm, scale };
 }

@@ -16,7 +16,7 @@ import {
 } from '../rule/blockwise8.js';
 
 // GPUBufferUsage flags, spelled out so that importing this module needs no WebGPU globals.
-const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08;
+const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08, UNIFORM = 0x40;
 
 /** Bytes of `struct Control` (shaders/rmsprop.wgsl, shaders/grad-norm.wgsl): bad, scale, norm, skipped. */
 const CONTROL_BYTES = 16;
@@ -75,7 +75,7 @@ export class StateStore {
     this.control = device.createBuffer({
       label: 'RMSProp.control',
       size: CONTROL_BYTES,
-      usage: STORAGE | COPY_SRC | COPY_DST,
+      usage: STORAGE | UNIFORM | COPY_SRC | COPY_DST, // written by the pre-pass, read by the update as a uniform
       mappedAtCreation: true,
     });
     // bad 0, scale 1, norm 0, skipped 0 (0 in either type)

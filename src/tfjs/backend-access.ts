@@ -32,6 +32,8 @@ interface TensorData {
 /** The internals of `WebGPUBackend` this integration relies on. */
 interface WebGPUBackendInternals {
   readonly device: GPUDevice;
+  /** `data()`'s read: copies to a staging buffer, awaits mapAsync, then caches the values in the data entry. */
+  read(dataId: object): Promise<unknown>;
   readonly tensorMap: { get(dataId: object): TensorData | undefined; has(dataId: object): boolean };
   readonly commandEncoder: GPUCommandEncoder | null;
   endComputePassEncoder(): void;
@@ -42,8 +44,8 @@ interface WebGPUBackendInternals {
  * Where a tensor's data is, as far as an in-place update cares:
  * - `gpu`: a GPUBuffer of the backend's, with its reference count (tensors sharing the data: a
  *   `clone`, `tf.variable(t)`, a `setWeights` that assigned another tensor), whether TF.js also
- *   keeps a CPU copy (`cached`: a `data()` / `dataSync()` read it), and whether the buffer is the
- *   app's (`external`: made with `zeroCopy`);
+ *   keeps a CPU copy (`cached`: a `data()` / `dataSync()` read it) or will (`reading`: a `data()` in
+ *   flight), and whether the buffer is the app's (`external`: made with `zeroCopy`);
  * - `cpu`: values on the CPU only (a fresh `tf.tensor`, an initializer TF.js ran on the CPU);
  * - `elsewhere`: the data belongs to another backend.
  */
@@ -54,6 +56,8 @@ export type TensorStorage =
     readonly refCount: number;
     readonly cached: boolean;
     readonly external: boolean;
+    /** A `data()` of it is in flight: when it resolves, TF.js caches what it read as the data's values. */
+    readonly reading: boolean;
   }
   | { readonly kind: 'cpu'; readonly values: Float32Array }
   | { readonly kind: 'elsewhere' };
@@ -80,11 +84,37 @@ export class BackendAccess {
   /** The backend's own device, which TF.js's buffers belong to. */
   readonly device: GPUDevice;
   readonly #internals: WebGPUBackendInternals;
+  /** Data ids with reads in flight, and how many (see {@link BackendAccess.watchReads}). */
+  readonly #reading = new Map<object, number>();
 
   constructor(backend: object, internals: WebGPUBackendInternals) {
     this.backend = backend;
     this.device = internals.device;
     this.#internals = internals;
+  }
+
+  /**
+   * Wraps the backend's `read` (what `tensor.data()` calls), once, to count the reads in flight per
+   * data id. TF.js 4.22 keeps no record of them: a read copies the buffer to a staging buffer, awaits
+   * the map, and then stores what it read as the data's CPU values, which every later `data()` and
+   * `dataSync()` returns. A step that wrote such a variable's buffer in place would leave that cache
+   * stale for good; with this count, the step gives the variable a new buffer instead (as `assign`
+   * in `tf.train.rmsprop` does), and the read in flight resolves or rejects as it would with TF.js's.
+   */
+  watchReads(): void {
+    const internals = this.#internals as { read: (dataId: object) => Promise<unknown> };
+    const read = internals.read;
+    const reading = this.#reading;
+    internals.read = async function watchedRead(this: unknown, dataId: object) {
+      reading.set(dataId, (reading.get(dataId) ?? 0) + 1);
+      try {
+        return await read.call(this, dataId);
+      } finally {
+        const n = reading.get(dataId)! - 1;
+        if (n === 0) reading.delete(dataId);
+        else reading.set(dataId, n);
+      }
+    };
   }
 
   /**
@@ -112,7 +142,10 @@ export class BackendAccess {
           'from tf.browser.fromPixels; tf.clone() it first).');
       }
       const cached = values !== null && values !== undefined;
-      return { kind: 'gpu', buffer: resource, refCount: count(refCount), cached, external: external === true };
+      return {
+        kind: 'gpu', buffer: resource, refCount: count(refCount), cached, external: external === true,
+        reading: this.#reading.has(tensor.dataId),
+      };
     }
     if (values instanceof Float32Array) return { kind: 'cpu', values };
     throw new TypeError(`tensor ${tensor.id} has neither a GPU buffer nor float32 values in TF.js's WebGPU backend ` +
@@ -156,6 +189,7 @@ export function webgpuBackend(tf: TfNamespace, where: string): BackendAccess {
   if (!('commandEncoder' in backend)) missing.push('commandEncoder');
   if (typeof b.endComputePassEncoder !== 'function') missing.push('endComputePassEncoder()');
   if (typeof b.submitQueue !== 'function') missing.push('submitQueue()');
+  if (typeof b.read !== 'function') missing.push('read()');
   if (missing.length > 0) {
     throw new TypeError(`${where}: this TF.js WebGPU backend lacks ${missing.join(', ')}, internals the WebGPU ` +
       'RMSProp reads (it is written against @tensorflow/tfjs-backend-webgpu 4.22, its peer range ^4.22). ' +
@@ -163,6 +197,7 @@ export function webgpuBackend(tf: TfNamespace, where: string): BackendAccess {
       "or pass `fallback: 'tfjs'` to use tf.train.rmsprop.");
   }
   const access = new BackendAccess(backend, backend as unknown as WebGPUBackendInternals);
+  access.watchReads();
   cache.set(backend, access);
   return access;
 }

@@ -10,7 +10,8 @@
  * in `tf.train.rmsprop`:
  * - the data is shared (reference count > 1: `tf.variable(t)`, `clone`, a `setWeights` that
  *   assigned another model's weights): the other tensors keep the old values;
- * - TF.js holds a CPU copy of it (`data()` / `dataSync()` read it): that copy would be stale;
+ * - TF.js holds a CPU copy of it (`data()` / `dataSync()` read it), or a `data()` of it is in flight
+ *   (TF.js caches what that read saw when it resolves): that copy would be stale, for good;
  * - it is on the CPU only (a fresh initializer) or on another backend: there is no buffer to write;
  * - it is the app's own buffer (`zeroCopy`), or lacks COPY_DST usage.
  * Copies from the old data are submitted before the variable lets go of it: TF.js may hand a
@@ -120,19 +121,24 @@ function checkVariable(variable: TF.Variable, name: string, where: string): void
  */
 export class Binding {
   readonly variables: readonly BoundVariable[];
-  readonly #byName: Map<string, BoundVariable>;
+  readonly #byVariable: Map<TF.Variable, BoundVariable>;
   /** The data id each variable had when the optimizer last wrote it (undefined: never). */
   readonly #written = new Map<BoundVariable, object>();
 
   constructor(variables: readonly BoundVariable[]) {
     this.variables = variables;
-    this.#byName = new Map(variables.map((v) => [v.name, v]));
+    this.#byVariable = new Map(variables.map((v) => [v.variable, v]));
+  }
+
+  /** Whether `variable` is one of these (by identity: a new variable under an old name is another). */
+  has(variable: TF.Variable): boolean {
+    return this.#byVariable.has(variable);
   }
 
   /**
-   * Checks a step's gradients against the variables of the first step and plans its copies.
-   * Throws, before any GPU work, for a variable that is new, disposed or replaced by another of the
-   * same name, and for a gradient of the wrong dtype or shape.
+   * Checks a step's gradients and plans its copies. Every variable named must be one of these
+   * (the optimizer rebuilds its binding first when the list grew). Throws, before any GPU work, for a
+   * gradient of the wrong dtype or shape.
    */
   plan(
     tf: TfNamespace, access: BackendAccess, engine: { tensors: number },
@@ -142,17 +148,8 @@ export class Binding {
     const present = new Array<boolean>(engine.tensors).fill(false);
     const steps: VariableStep[] = [];
     for (const [name, grad] of entries) {
-      const bound = this.#byName.get(name);
-      if (!bound) {
-        throw new RangeError(`${where}: variable '${name}' was not among the variables of the first step ` +
-          `(${this.variables.map((v) => v.name).join(', ')}): the variable list is fixed at the first step. ` +
-          'Create a new optimizer to train other variables.');
-      }
-      if (registered[name] !== bound.variable) {
-        throw new RangeError(`${where}: variable '${name}' is not the tf.Variable of that name the first step ` +
-          'trained ' +
-          '(it was disposed, and another one registered under its name): create a new optimizer for the new model.');
-      }
+      const bound = this.#byVariable.get(registered[name]!);
+      if (!bound) throw new Error(`${where}: variable '${name}' is not bound (an internal error: please report it).`);
       checkVariable(bound.variable, name, where);
       if (grad === undefined) continue; // no gradient: the engine keeps it and its state as they are, as TF.js
       checkGradient(grad, bound, where);
@@ -161,7 +158,8 @@ export class Binding {
       const bytes = bound.size * 4;
       const storage = access.storage(bound.variable);
       const changed = this.#written.get(bound) !== bound.variable.dataId;
-      const fresh = storage.kind !== 'gpu' || storage.refCount !== 1 || storage.cached || storage.external ||
+      const fresh = storage.kind !== 'gpu' || storage.refCount !== 1 || storage.cached || storage.reading ||
+        storage.external ||
         (storage.buffer.usage & USAGE_COPY_BOTH) !== USAGE_COPY_BOTH || storage.buffer.size < bytes;
       steps.push({
         bound,

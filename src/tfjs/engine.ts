@@ -17,7 +17,8 @@ export interface EngineTensor {
 }
 
 /**
- * The arena and the optimizer for a fixed list of variables.
+ * The arena and the optimizer for one list of variables (a new list is a new engine, which
+ * `carryFrom` the old one).
  *
  * @example
  * ```ts
@@ -73,6 +74,18 @@ export class Engine {
       keep.push(i);
     }
     this.#optimizer.step(encoder, keep.length > 0 ? { keep } : undefined);
+  }
+
+  /**
+   * Takes the state of tensors of `old` (an engine of the same options on the same device), and its
+   * step count and counters: `pairs` of [old tensor, this tensor]. The copies are submitted now,
+   * before any step of this engine; `old` may be destroyed right after. No dispatch: one copy per
+   * state slot of each pair (more where a chunk boundary splits a tensor), one for the counters.
+   */
+  carryFrom(old: Engine, pairs: readonly (readonly [number, number])[], label: string): void {
+    const encoder = this.device.createCommandEncoder({ label: `${label}.carryState` });
+    this.#optimizer.copyStateFrom(encoder, old.#optimizer, pairs);
+    this.device.queue.submit([encoder.finish()]);
   }
 
   /** The state of every tensor, in order, and the step count. */

@@ -5,7 +5,7 @@
  * `tf.serialization` as `'WebGPURMSProp'`, next to TF.js's `'RMSProp'`, never in its place.
  */
 import type * as TF from '@tensorflow/tfjs-core';
-import type { ResolvedOptions } from '../index.js';
+import { ParamArena, RMSProp, type ResolvedOptions } from '../index.js';
 import { webgpuBackend, type BackendAccess, type TfNamespace } from './backend-access.js';
 import { bindVariables, Binding, gradientEntries, type BoundVariable, type VariableGradients } from './binding.js';
 import {
@@ -46,6 +46,18 @@ export interface WebGPURMSProp extends TF.Optimizer {
   learningRate: number;
   /** The rule's options, in this library's names (`lr`, `alpha`, `eps`, ...): TF.js's preset and the extras. */
   readonly options: ResolvedOptions;
+  /**
+   * Resolves once the GPU pipelines are compiled (off the calling thread). They start compiling when
+   * the optimizer is made on TF.js's 'webgpu' backend; `await optimizer.ready()` before `fit` makes
+   * sure that the first step compiles nothing. Rejects if the device cannot compile them.
+   */
+  ready(): Promise<void>;
+  /**
+   * How the first step found the pipelines: `'warm'` (compiled ahead, by `ready()`), `'compiled'`
+   * (the step came first and compiled them itself, synchronously: the stall `ready()` avoids);
+   * undefined before the first step.
+   */
+  readonly firstStep: 'warm' | 'compiled' | undefined;
   /** With skipNonFinite: how many steps were skipped (read from the GPU). 0 before the first step. */
   skippedSteps(): Promise<number>;
   /** With clipGradNorm or skipNonFinite: the global gradient norm of the last step (read from the GPU). */
@@ -75,6 +87,30 @@ interface Model {
   readonly binding: Binding;
   /** Undefined when every variable is empty. */
   readonly engine: Engine | undefined;
+}
+
+/** The pipelines compiled ahead of the first step, and whether that finished. */
+interface WarmUp {
+  readonly promise: Promise<void>;
+  done: boolean;
+}
+
+/**
+ * Compiles the pipelines of `options` on `device` off the calling thread (`RMSProp.create` over a
+ * one-element arena, freed at once): they land in the core's per-device cache, where the engine the
+ * first step builds finds them. A failure is kept for `ready()` to report; the step then compiles.
+ */
+function warmUp(device: GPUDevice, options: ResolvedOptions): WarmUp {
+  const arena = new ParamArena(device, [{ name: 'warm-up', size: 1 }], 'WebGPURMSProp.warmUp');
+  const warm: WarmUp = {
+    done: false,
+    promise: RMSProp.create(device, arena.specs(), options).then((optimizer) => {
+      optimizer.destroy();
+      warm.done = true;
+    }).finally(() => arena.destroy()),
+  };
+  warm.promise.catch(() => undefined); // reported by ready(), not as an unhandled rejection
+  return warm;
 }
 
 /** One class per TF.js core (keyed by its `Optimizer`): registering twice would replace TF.js's map entry. */
@@ -179,11 +215,21 @@ function defineClass(tf: TfNamespace): WebGPURMSPropClass {
     /** What getWeights() returned, kept and updated in place, so that repeated saves leak nothing. */
     readonly #exported = new Map<string, TF.Variable>();
     #disposed = false;
+    /** The pipelines' warm-up, started when the optimizer is made on TF.js's 'webgpu' backend. */
+    #warm: WarmUp | undefined;
+    #firstStep: 'warm' | 'compiled' | undefined;
 
     constructor(config?: TfjsRMSPropConfig) {
       super();
       this.#config = resolveTfjsConfig(config ?? {});
       this.#lr = this.#config.options.lr;
+      if (tf.getBackend() === 'webgpu') {
+        try {
+          this.#warm = warmUp(webgpuBackend(tf, 'tfjsRMSProp').device, this.#config.options);
+        } catch {
+          // A backend this integration cannot use: the first step says so, naming the fix.
+        }
+      }
     }
 
     get learningRate(): number {
@@ -205,39 +251,78 @@ function defineClass(tf: TfNamespace): WebGPURMSPropClass {
       this.#checkUsable(where);
       const entries = gradientEntries(variableGradients as VariableGradients, where);
       const access = webgpuBackend(tf, where);
-      let model = this.#model;
+      const model = this.#model;
       if (model && model.access !== access) {
         throw new Error(`${where}: TF.js's WebGPU backend is not the one of the first step (it was removed and ` +
           "registered again?); the optimizer's state lives on the first one's device. Create a new optimizer " +
           '(and setWeights to carry the state over).');
       }
       // Everything is checked (variables, gradients, weights waiting to be loaded) before the first GPU object is made.
-      const fresh = model === undefined;
-      const bound = model?.binding.variables ?? this.#bind(entries.map(([name]) => name), where);
-      const binding = model?.binding ?? new Binding(bound);
-      const count = bound.filter((v) => v.tensor !== undefined).length;
-      const pending = fresh ? this.#pending : undefined;
-      const states = pending ? statesForVariables(pending, bound, this.#config.options) : undefined;
-      const plan = binding.plan(tf, access, { tensors: count }, entries, where);
-      if (!model) {
-        const nonEmpty = bound.filter((v) => v.tensor !== undefined);
-        const engine = nonEmpty.length > 0
-          ? new Engine(access.device, nonEmpty.map((v) => ({ name: v.name, size: v.size })),
-            { ...this.#config.options, lr: this.#lr }, 'WebGPURMSProp')
-          : undefined;
-        if (engine && states) {
-          engine.loadState(pending!.iterations, states.filter((_, i) => bound[i]!.tensor !== undefined));
-        }
-        this.#pending = undefined;
-        model = this.#model = { access, binding, engine };
+      const named = bindVariables(tf, entries.map(([name]) => name), where);
+      const current = model?.binding;
+      const joining = named.filter((v) => !current?.has(v.variable));
+      const leftForGood = current?.variables.some((v) => v.variable.isDisposed) ?? false;
+      if (model && joining.length > 0 && this.#config.options.biasCorrection) {
+        throw new RangeError(`${where}: variable '${joining[0]!.name}' joins the variables this optimizer trains, ` +
+          'and with biasCorrection its correction would start at the step count of the others, not at 1. ' +
+          'Create the optimizer once every variable it trains is known (unfreeze first), or leave out biasCorrection.');
       }
-      if (model.engine) binding.run(tf, access, model.engine, plan, 'WebGPURMSProp');
+      if (model && joining.length === 0 && !leftForGood) {
+        const plan = model.binding.plan(tf, access, { tensors: model.engine?.tensors.length ?? 0 }, entries, where);
+        if (model.engine) model.binding.run(tf, access, model.engine, plan, 'WebGPURMSProp');
+      } else {
+        this.#rebuild(access, model, joining, entries, where);
+      }
       this.incrementIterations();
     }
 
-    #bind(names: readonly string[], where: string): BoundVariable[] {
+    /**
+     * A new binding and engine for the variables of `model` still alive, then those `joining`
+     * (fresh state); each kept variable's state carried over on the GPU; then this step.
+     */
+    #rebuild(
+      access: BackendAccess, model: Model | undefined, joining: readonly Omit<BoundVariable, 'tensor'>[],
+      entries: readonly [string, TF.Tensor | undefined][], where: string,
+    ): void {
+      const kept = (model?.binding.variables ?? []).filter((v) => !v.variable.isDisposed);
       let next = 0;
-      return bindVariables(tf, names, where).map((v) => ({ ...v, tensor: v.size > 0 ? next++ : undefined }));
+      const bound: BoundVariable[] = [...kept, ...joining].map(({ name, variable, shape, size }) =>
+        ({ name, variable, shape, size, tensor: size > 0 ? next++ : undefined }));
+      const binding = new Binding(bound);
+      const plan = binding.plan(tf, access, { tensors: next }, entries, where);
+      const pending = model === undefined ? this.#pending : undefined;
+      const states = pending ? statesForVariables(pending, bound, this.#config.options) : undefined;
+      const nonEmpty = bound.filter((v) => v.tensor !== undefined);
+      if (!model) this.#firstStep = this.#warm?.done ? 'warm' : 'compiled';
+      const engine = nonEmpty.length > 0
+        ? new Engine(access.device, nonEmpty.map((v) => ({ name: v.name, size: v.size })),
+          { ...this.#config.options, lr: this.#lr }, 'WebGPURMSProp')
+        : undefined;
+      if (engine && model?.engine) {
+        const pairs = kept.flatMap((v, i) => (v.tensor === undefined ? [] : [[v.tensor, bound[i]!.tensor!] as const]));
+        engine.carryFrom(model.engine, pairs, 'WebGPURMSProp');
+      }
+      if (engine && states) {
+        engine.loadState(pending!.iterations, states.filter((_, i) => bound[i]!.tensor !== undefined));
+      }
+      model?.engine?.destroy(); // after the carry's copies were submitted
+      this.#pending = undefined;
+      this.#model = { access, binding, engine };
+      if (engine) binding.run(tf, access, engine, plan, 'WebGPURMSProp');
+    }
+
+    /**
+     * Resolves once the GPU pipelines for this optimizer's options are compiled on TF.js's device
+     * (`RMSProp.create`, off the calling thread): started when the optimizer is made on the 'webgpu'
+     * backend, or by this call. A first step after it compiles nothing (`firstStep === 'warm'`).
+     */
+    ready(): Promise<void> {
+      this.#checkUsable('WebGPURMSProp.ready');
+      return (this.#warm ??= warmUp(webgpuBackend(tf, 'WebGPURMSProp.ready').device, this.#config.options)).promise;
+    }
+
+    get firstStep(): 'warm' | 'compiled' | undefined {
+      return this.#firstStep;
     }
 
     override async getWeights(): Promise<NamedTensor[]> {

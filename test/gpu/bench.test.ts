@@ -138,9 +138,9 @@ describe('the benchmark on tiny shapes (Dawn, TF.js on the same device)', () => 
     for (const r of cost.roofline) expect(r.ms).toBeGreaterThan(0);
     expect(cost.plainOfSameBytes).toBeCloseTo(cost.roofline[1]!.ms / cost.roofline[2]!.ms, 9);
     expect(cost.clipOverPlain).toBeCloseTo(cost.roofline[6]!.ms / cost.roofline[2]!.ms, 9);
-    // Two sets x two layouts x two option sets; the arena's dispatches: 1 plain, 3 with the pre-pass.
+    // Two sets x two layouts x two option sets; the arena's dispatches: 2 plain (update, countStep), 4 with the pre-pass.
     expect(cost.host).toHaveLength(8);
-    expect(cost.host.filter((h) => h.layout === 'arena').map((h) => h.dispatches)).toEqual([1, 3, 1, 3]);
+    expect(cost.host.filter((h) => h.layout === 'arena').map((h) => h.dispatches)).toEqual([2, 4, 2, 4]);
     expect(cost.host.every((h) => h.passes === 1 && h.recordUs > 0 && h.submitUs > 0)).toBe(true);
     expect(cost.host.filter((h) => h.tfjsUs !== undefined)).toHaveLength(2);
     const text = formatStepCost(cost);

@@ -15,7 +15,8 @@ import {
 import { stepHyper } from '../../src/rule/reference.js';
 import { boundStep, zeroBounds } from '../../demo/check/bound.js';
 import {
-  attemptWatchingGpuWork, bits, gpuTest, MULTIPLY_ADD, NO_GPU_WORK, randomGrads, randomParams, rng, TOLERANCE, upload,
+  attemptWatchingGpuWork, bits, gpuTest, MULTIPLY_ADD, NO_GPU_WORK, randomGrads, REDUCE_PARTIALS, randomParams, rng,
+  TOLERANCE, upload,
   useDevice, withErrorScopes, write, type Placed,
 } from './harness.js';
 
@@ -34,7 +35,7 @@ function setup(device: GPUDevice, sizes: readonly number[], options: RMSPropConf
     upload(device, t.grad, { label: `test.blockwise8.grad[${i}]` }),
   ]);
   const opt = new RMSProp(device, placed.map(([p, g], i) => ({ name: `t${i}`, param: p!.binding, grad: g!.binding })), options);
-  const twin = new ReferenceRMSProp(cpu.map((t, i) => ({ name: `t${i}`, ...t })), options, { multiplyAdd: MULTIPLY_ADD });
+  const twin = new ReferenceRMSProp(cpu.map((t, i) => ({ name: `t${i}`, ...t })), options, { multiplyAdd: MULTIPLY_ADD, reducePartials: REDUCE_PARTIALS });
   const setGrads = (scale = 1) => cpu.forEach((t, i) => {
     t.grad.set(randomGrads(t.param.length, random).map((g) => g * scale));
     write(device, placed[i]![1]!.buffer, 0, t.grad);
@@ -162,10 +163,11 @@ describe('stateDtype int8-blockwise: layouts, checkpoints, refusals', () => {
     const cpu = sizes.map((n) => ({ param: randomParams(n, random), grad: new Float32Array(n) }));
     arena.tensors.forEach((t, i) => write(device, arena.params, t.offset, cpu[i]!.param));
     const opt = new RMSProp(device, arena.specs(), options);
-    const twin = new ReferenceRMSProp(cpu.map((t, i) => ({ name: `t${i}`, ...t })), options, { multiplyAdd: MULTIPLY_ADD });
+    const twin = new ReferenceRMSProp(cpu.map((t, i) => ({ name: `t${i}`, ...t })), options, { multiplyAdd: MULTIPLY_ADD, reducePartials: REDUCE_PARTIALS });
     try {
-      // [t0], t1 alone, [t2], t3 alone, [t4]: five segments, one dispatch each (no tails: t1, t3's are in their blocks).
-      expect(opt.dispatchesPerStep.dispatches).toBe(5);
+      // [t0], t1 alone, [t2], t3 alone, [t4]: five segments, one dispatch each (no tails: t1, t3's are in their
+      // blocks), and the ring's countStep.
+      expect(opt.dispatchesPerStep.dispatches).toBe(6);
       for (let k = 0; k < 4; k++) {
         arena.tensors.forEach((t, i) => {
           cpu[i]!.grad.set(randomGrads(t.size, random));
@@ -319,9 +321,9 @@ describe('stateDtype int8-blockwise through RMSProp.create', () => {
     const g = upload(device, cpu[0]!.grad, { label: 'test.blockwise8.create.grad' });
     const options: RMSPropConfig = { stateDtype: 'int8-blockwise', lr: 1e-3 };
     const opt = await RMSProp.create(device, [{ name: 'w', param: p.binding, grad: g.binding }], options);
-    const twin = new ReferenceRMSProp(cpu, options, { multiplyAdd: MULTIPLY_ADD });
+    const twin = new ReferenceRMSProp(cpu, options, { multiplyAdd: MULTIPLY_ADD, reducePartials: REDUCE_PARTIALS });
     try {
-      expect(opt.dispatchesPerStep.dispatches, 'body and tail in one dispatch').toBe(1);
+      expect(opt.dispatchesPerStep.dispatches, 'body and tail in one dispatch, and countStep').toBe(2);
       for (let k = 0; k < 3; k++) {
         cpu[0]!.grad.set(randomGrads(4099, random));
         write(device, g.buffer, 0, cpu[0]!.grad);

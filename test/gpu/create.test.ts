@@ -50,9 +50,9 @@ describe('RMSProp.create', () => {
         try {
           const options = { momentum: 0.9, clipGradNorm: 1, skipNonFinite: true };
           const created = await RMSProp.create(device, specs(device, [1031, 3], 3), options);
-          expect(async_).toHaveBeenCalledTimes(4); // body, tail, partialNorms, finish
+          expect(async_).toHaveBeenCalledTimes(5); // body, tail, countStep, partialNorms, finish
           expect(sync).not.toHaveBeenCalled();
-          expect(created.dispatchesPerStep.dispatches).toBe(2 + 1 + 1 + 2);
+          expect(created.dispatchesPerStep.dispatches).toBe(2 + 1 + 1 + 2 + 1);
           const constructed = new RMSProp(device, specs(device, [7], 4), options);
           expect(sync).not.toHaveBeenCalled(); // one cache for both paths
           // Another variant by the constructor compiles synchronously; create() of it then compiles nothing.
@@ -60,7 +60,7 @@ describe('RMSProp.create', () => {
           new RMSProp(device, specs(device, [5], 5), other).destroy();
           expect(sync).toHaveBeenCalledTimes(2);
           (await RMSProp.create(device, specs(device, [9], 6), other)).destroy();
-          expect(async_).toHaveBeenCalledTimes(4);
+          expect(async_).toHaveBeenCalledTimes(5);
           constructed.destroy();
           created.destroy();
         } finally {
@@ -102,7 +102,7 @@ describe('RMSProp.create', () => {
           [{ param: upload(device, t.param).buffer, grad: upload(device, t.grad).buffer }],
           options,
         )));
-        expect(async_).toHaveBeenCalledTimes(2); // one body and one tail for both
+        expect(async_).toHaveBeenCalledTimes(3); // one body, one tail and countStep for both
         for (const [i, t] of tensors.entries()) {
           const twin = cpuTwin([{ param: t.param.slice(), grad: t.grad }], options);
           made[i]!.step();

@@ -44,10 +44,11 @@ const SIZES = [1031, 3, 64, 5, 70_000, 1];
 
 describe('a ParamArena', () => {
   const cases: [string, RMSPropConfig, number][] = [
-    ['plain', {}, 1],
-    ['centered + momentum', { centered: true, momentum: 0.9 }, 1],
-    ['clipGradNorm + skipNonFinite', { clipGradNorm: 1, skipNonFinite: true, momentum: 0.9 }, 3],
-    ['skipNonFinite', { skipNonFinite: true }, 3],
+    // The update, then countStep (the step counted for the ring of per-step values); the pre-pass adds two.
+    ['plain', {}, 2],
+    ['centered + momentum', { centered: true, momentum: 0.9 }, 2],
+    ['clipGradNorm + skipNonFinite', { clipGradNorm: 1, skipNonFinite: true, momentum: 0.9 }, 4],
+    ['skipNonFinite', { skipNonFinite: true }, 4],
   ];
   for (const [name, options, expected] of cases) {
     gpuTest(
@@ -79,7 +80,7 @@ describe('separate buffers', () => {
   const bodies = SIZES.filter((n) => n >= 4).length, tails = SIZES.filter((n) => n % 4 !== 0).length;
 
   gpuTest(
-    `${SIZES.length} tensors: ${bodies} bodies then ${tails} tails, two pipelines set once each`,
+    `${SIZES.length} tensors: ${bodies} bodies then ${tails} tails, two pipelines set once each, then countStep`,
     gpu,
     async (device) => {
       const random = rng(5);
@@ -91,11 +92,13 @@ describe('separate buffers', () => {
       const counts = stepOnce(device, optimizer);
       expect(counts).toEqual({
         passes: 1,
-        dispatches: bodies + tails,
-        setPipeline: 2,
-        pipelines: ['RMSProp.pipeline[momentum].stepBody', 'RMSProp.pipeline[momentum].stepTail'],
+        dispatches: bodies + tails + 1,
+        setPipeline: 3,
+        pipelines: [
+          'RMSProp.pipeline[momentum].stepBody', 'RMSProp.pipeline[momentum].stepTail', 'RMSProp.pipeline.countStep',
+        ],
       });
-      expect(optimizer.dispatchesPerStep.dispatches).toBe(bodies + tails);
+      expect(optimizer.dispatchesPerStep.dispatches).toBe(bodies + tails + 1);
       optimizer.destroy();
       specs.forEach((s) => { s.param.destroy(); s.grad.destroy(); });
     },
@@ -116,11 +119,11 @@ describe('separate buffers', () => {
       ], { clipGradNorm: 1 });
       const counts = stepOnce(device, optimizer);
       expect(counts.passes).toBe(1);
-      expect(counts.dispatches).toBe(SIZES.length + 1 + bodies + tails);
+      expect(counts.dispatches).toBe(SIZES.length + 1 + bodies + tails + 1);
       expect(counts.pipelines).toEqual([
         'RMSProp.gradNorm.pipeline[f32].partialNorms', 'RMSProp.gradNorm.pipeline[f32].finish',
         'RMSProp.pipeline[clip].stepBody', 'RMSProp.pipeline[centered+clip].stepBody',
-        'RMSProp.pipeline[clip].stepTail', 'RMSProp.pipeline[centered+clip].stepTail',
+        'RMSProp.pipeline[clip].stepTail', 'RMSProp.pipeline[centered+clip].stepTail', 'RMSProp.pipeline.countStep',
       ]);
       optimizer.destroy();
       specs.forEach((s) => { s.param.destroy(); s.grad.destroy(); });

@@ -20,7 +20,9 @@
 import { afterAll, afterEach, beforeAll, expect, inject, test, vi, type MockInstance } from 'vitest';
 import { requestNodeDevice } from '../../demo/node/dawn.js';
 import {
+  REDUCE_TARGET_PARTIALS,
   detectMultiplyAdd,
+  reduceTargetPartials,
   type MultiplyAdd, type RMSPropConfig, type RMSPropState, type ReferenceHalfParamSpec, type ReferenceParamGroup, type ReferenceParamSpec,
 } from '../../src/index.js';
 import { mulberry32 } from '../../demo/problems/random.js';
@@ -50,6 +52,9 @@ export let TOLERANCE: Tolerance = toleranceFor('');
 
 /** How this run's adapter rounds WGSL's `fma` (set when the file's device is made); CPU twins round the same. */
 export let MULTIPLY_ADD: MultiplyAdd = 'fused';
+
+/** The gradient pre-pass's target partials on this run's adapter (its order of additions); CPU twins follow it. */
+export let REDUCE_PARTIALS: number = REDUCE_TARGET_PARTIALS.gpu;
 
 /** FLT_MIN, the smallest normal f32: below it a value counts as 0 (WGSL lets a GPU flush subnormals). */
 export const DEFAULT_FLOOR = FLT_MIN;
@@ -97,6 +102,7 @@ export function useDevice(): GpuFixture {
     // GPU_TOLERANCE=bound: compare with the WGSL bound even where 0 ULPs is measured (to exercise it).
     TOLERANCE = toleranceFor(description, { forceBound: process.env.GPU_TOLERANCE === 'bound' });
     MULTIPLY_ADD = await detectMultiplyAdd(device);
+    REDUCE_PARTIALS = reduceTargetPartials(device);
     device.addEventListener('uncapturederror', (event) => {
       uncaptured.push((event as GPUUncapturedErrorEvent).error.message);
     });
@@ -257,7 +263,7 @@ export function cpuTwin(
   const list = params as readonly (ReferenceParamSpec | ReferenceParamGroup)[];
   const elements = list.flatMap((p) => ('params' in p ? p.params : [p])).reduce((n, p) => n + p.param.length, 0);
   const track = TOLERANCE.kind === 'bound' || elements <= TRACK_ON_EXACT;
-  return new CheckedReference(params, options, { multiplyAdd: MULTIPLY_ADD, track });
+  return new CheckedReference(params, options, { multiplyAdd: MULTIPLY_ADD, track, reducePartials: REDUCE_PARTIALS });
 }
 
 const measured = new WorstSoFar();

@@ -29,17 +29,19 @@ describe('pipelines are cached per device and variant', () => {
     const calls = countCalls(device, ['createComputePipeline', 'createShaderModule']);
     try {
       const a = new RMSProp(device, [buffersOf(device, 1031, 1)], { momentum: 0.9, centered: true });
-      // First use of this variant in this file: the body and tail pipelines, from one shader module.
-      expect(calls.counts()).toEqual({ createComputePipeline: 2, createShaderModule: 1 });
+      // First use of this variant in this file: the body and tail pipelines, and the device's countStep
+      // (the step ring's counter), from one shader module.
+      expect(calls.counts()).toEqual({ createComputePipeline: 3, createShaderModule: 1 });
       // Same variant, other hyperparameters (they live in a uniform) and other sizes.
       const b = new RMSProp(device, [buffersOf(device, 5, 2), buffersOf(device, 64, 3)], { momentum: 0.5, centered: true, lr: 0.1, alpha: 0.9, eps: 1e-6 });
-      expect(calls.counts()).toEqual({ createComputePipeline: 2, createShaderModule: 1 });
+      expect(calls.counts()).toEqual({ createComputePipeline: 3, createShaderModule: 1 });
       // Another variant: its own two pipelines, the same module.
       const c = new RMSProp(device, [buffersOf(device, 7, 4)], { momentum: 0.9, centered: true, epsMode: 'inside' });
-      expect(calls.counts()).toEqual({ createComputePipeline: 4, createShaderModule: 1 });
+      expect(calls.counts()).toEqual({ createComputePipeline: 5, createShaderModule: 1 });
       const labels = calls.results('createComputePipeline').map((p) => (p as GPUComputePipeline).label);
       expect(labels).toEqual([
         'RMSProp.pipeline[centered+momentum].stepBody', 'RMSProp.pipeline[centered+momentum].stepTail',
+        'RMSProp.pipeline.countStep',
         'RMSProp.pipeline[centered+momentum+epsInside].stepBody', 'RMSProp.pipeline[centered+momentum+epsInside].stepTail',
       ]);
       for (const o of [a, b, c]) { o.step(); o.destroy(); }
@@ -55,7 +57,7 @@ describe('pipelines are cached per device and variant', () => {
         const calls = countCalls(other, ['createComputePipeline']);
         try {
           const twin = Twin.ofSizes(other, [1031], { momentum: 0.9, centered: true }, 3);
-          expect(calls.counts()).toEqual({ createComputePipeline: 2 });
+          expect(calls.counts()).toEqual({ createComputePipeline: 3 }); // body, tail, countStep
           await twin.run(2);
           twin.destroy();
         } finally {

@@ -88,21 +88,18 @@ describe('200 scheduled steps in 200 encoders, submitted at once', () => {
 });
 
 /**
- * A probe of the ring alone: each dispatch reads its step's group-0 values (lr = k + 1 and
- * decayFactor = a mark of k, for step k), writes the mark at `seen[k]`, and counts the step in the
- * ring's counters as shaders/rmsprop.wgsl does. A step that read another step's slot leaves its mark
- * missing.
+ * A probe of the ring alone: each dispatch reads its step's group-0 cell (lr = k + 1 and
+ * decayFactor = a mark of k, for step k) as shaders/rmsprop.wgsl binds it, and writes the mark at
+ * `seen[k]`; the ring's own `countStep` dispatch counts the step. A step that read another step's
+ * slot leaves its mark missing.
  */
 const PROBE = /* wgsl */ `
-struct StepGroup { lr: f32, decayFactor: f32, biasCorrection: f32, unused: f32 }
-struct StepValues { slot: vec4u, groups: array<StepGroup> }
+struct StepGroup { lr: f32, decayFactor: f32, biasCorrection: f32, slot: u32 }
 @group(0) @binding(0) var<storage, read_write> seen: array<f32>;
-@group(1) @binding(0) var<storage, read> steps: StepValues;
-@group(1) @binding(1) var<storage, read_write> ran: array<atomic<u32>>;
+@group(1) @binding(0) var<uniform> now: StepGroup;
 @compute @workgroup_size(1)
 fn main() {
-  atomicAdd(&ran[steps.slot.x], 1u);
-  seen[u32(steps.groups[0].lr) - 1u] = steps.groups[0].decayFactor;
+  seen[u32(now.lr) - 1u] = now.decayFactor;
 }`;
 
 const mark = (k: number) => 1000 + k;
@@ -133,8 +130,10 @@ function probe(device: GPUDevice, steps: number) {
       const pass = commands.beginComputePass();
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, group);
-      ring.bind(pass);
+      ring.beginPass();
+      ring.bind(pass, 0);
       pass.dispatchWorkgroups(1);
+      ring.encodeCount(pass);
       pass.end();
       if (!encoder) device.queue.submit([commands.finish()]);
     },

@@ -7,7 +7,7 @@
 import { describe, expect } from 'vitest';
 import { tfjsRMSProp } from '../../src/tfjs/index.js';
 import { gpuTest } from '../gpu/harness.js';
-import { compareFit, FIT_DRIFT, type RuleConfig } from './fit-comparison.js';
+import { compareFit, fitDrift, type RuleConfig } from './fit-comparison.js';
 import { tf, tfl, useTfjs } from './harness.js';
 
 const gpu = useTfjs();
@@ -30,11 +30,24 @@ describe.each(['mlp', 'conv'] as const)('%s', (kind) => {
         expect(r.sourceUnchanged, 'the model both copied their weights from').toBe(true);
         expect(r.lastLoss, 'it trains').toBeLessThan(r.firstLoss);
         for (const b of r.batches) {
-          expect(b.relative, `batch ${b.batch + 1}: ${b.tensor}`).toBeLessThanOrEqual(FIT_DRIFT);
-          expect(Math.abs(b.lossOurs - b.lossTheirs) / Math.abs(b.lossTheirs), `batch ${b.batch + 1}: loss`).toBeLessThanOrEqual(FIT_DRIFT);
+          expect(b.relative, `batch ${b.batch + 1}: ${b.tensor}`).toBeLessThanOrEqual(fitDrift(b.batch + 1));
+          const loss = Math.abs(b.lossOurs - b.lossTheirs) / Math.abs(b.lossTheirs);
+          expect(loss, `batch ${b.batch + 1}: loss`).toBeLessThanOrEqual(fitDrift(b.batch + 1));
         }
         expect(r.tensorsAfter, 'tensors').toBe(r.tensorsBefore);
       });
     });
+  });
+});
+
+// The bound's mutation check (issue 18): a broken variant, eps outside the root (PyTorch's placement, where
+// TF.js adds it inside), must exceed fitDrift. If it did not, the bound would be too loose to catch it.
+describe('a broken variant: eps outside the root', () => {
+  gpuTest('exceeds fitDrift', gpu, async () => {
+    const rule = RULES['plain']!;
+    const r = await compareFit(tf, tfl, () => tfjsRMSProp(tf, { ...rule, epsMode: 'outside' }), 'mlp', rule, { epochs: 3, batchSize: 8, samples: 24 });
+    const over = r.batches.filter((b) => b.relative > fitDrift(b.batch + 1));
+    console.log(`eps outside: per batch ${r.batches.map((b) => (b.relative / fitDrift(b.batch + 1)).toFixed(1)).join(' ')} x the bound`);
+    expect(over.length, 'batches over the bound').toBeGreaterThan(0);
   });
 });

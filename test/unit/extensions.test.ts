@@ -155,6 +155,35 @@ describe('gradNormStats (the twin of shaders/grad-norm.wgsl)', () => {
     expect(gradNormStats([new Float32Array([3.4e38, 3.4e38])], 0).nonFinite).toBe(false); // squares overflow; the values are finite
   });
 
+  it('a sum of squares at or past 2^126 saturates: norm +Infinity, factor exactly 0, skipped only when clipping', () => {
+    const justBelow = Math.fround(2 ** 62 * (1 - 2 ** -20)); // its square is below 2^124: summed
+    for (const grads of [
+      [new Float32Array([3.4e38, 1])], // one element whose square alone overflows
+      [new Float32Array([2 ** 62])], // flagged on its bits: |g| >= 2^62
+      [Float32Array.from({ length: 16 }, () => justBelow)], // each square finite, the sum past 2^126
+    ]) {
+      const clipped = gradNormStats(grads, 1);
+      expect(clipped).toEqual({ nonFinite: false, overflow: true, skip: true, norm: Infinity, scale: 0 });
+      const unclipped = gradNormStats(grads, 0);
+      expect(unclipped).toEqual({ nonFinite: false, overflow: true, skip: false, norm: Infinity, scale: 1 });
+    }
+    const fine = gradNormStats([new Float32Array([justBelow])], 1);
+    expect(fine.overflow).toBe(false);
+    expect(fine.norm).toBe(justBelow);
+    // The threshold follows the loss scale: the norm is of g / lossScale.
+    expect(gradNormStats([new Float32Array([2 ** 62])], 1, 'fused', 2 ** -10).overflow).toBe(false);
+    expect(gradNormStats([new Float32Array([2 ** 52])], 1, 'fused', 2 ** 10).overflow).toBe(true);
+  });
+
+  it('NaN wins over Infinity: a NaN norm and factor, as PyTorch\'s clip_grad_norm_ gives', () => {
+    const stats = gradNormStats([new Float32Array([Infinity, NaN, 1e30])], 1);
+    expect(stats.nonFinite && stats.skip).toBe(true);
+    expect(stats.norm).toBeNaN();
+    expect(stats.scale).toBeNaN();
+    const inf = gradNormStats([new Float32Array([-Infinity, 1])], 1);
+    expect([inf.norm, inf.scale]).toEqual([Infinity, 0]);
+  });
+
   it('ReferenceRMSProp with skipNonFinite leaves everything unchanged and counts the skip', async () => {
     const param = new Float32Array([1, 2, 3, 4, 5]), grad = new Float32Array([0.1, 0.2, 0.3, 0.4, NaN]);
     const opt = new ReferenceRMSProp([{ param, grad }], { skipNonFinite: true, momentum: 0.9 });

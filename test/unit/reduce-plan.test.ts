@@ -6,7 +6,8 @@ import {
   planReduce,
   reduceLaneVec4s,
   REDUCE_WORKGROUP_SIZE,
-  TARGET_PARTIALS,
+  REDUCE_TARGET_PARTIALS,
+  reduceTargetPartials,
   type ReducePlan,
 } from '../../src/gpu/reduce-plan.js';
 import { gradNormStats } from '../../src/rule/reference.js';
@@ -57,15 +58,31 @@ function checkPlan(plan: ReducePlan, sizes: readonly number[], bytes = 4): void 
 }
 
 describe('reduceLaneVec4s', () => {
-  it('is 1 up to TARGET_PARTIALS blocks of 1024 elements (256Ki elements), then grows with the model', () => {
-    const limit = TARGET_PARTIALS * REDUCE_WORKGROUP_SIZE * 4;
-    expect(limit).toBe(1 << 18);
-    expect(reduceLaneVec4s([1])).toBe(1);
-    expect(reduceLaneVec4s([limit])).toBe(1);
-    expect(reduceLaneVec4s([limit, 1])).toBe(2);
-    expect(reduceLaneVec4s([4_200_000])).toBe(17);
-    // Tensors count in vec4s each: 3 elements are one vec4.
-    expect(reduceLaneVec4s(Array.from({ length: 4 * TARGET_PARTIALS * REDUCE_WORKGROUP_SIZE }, () => 3))).toBe(4);
+  for (const [kind, target] of Object.entries(REDUCE_TARGET_PARTIALS)) {
+    it(`${kind}: 1 up to ${target} blocks of 1024 elements, then grows with the model`, () => {
+      const limit = target * REDUCE_WORKGROUP_SIZE * 4;
+      expect(reduceLaneVec4s([1], target)).toBe(1);
+      expect(reduceLaneVec4s([limit], target)).toBe(1);
+      expect(reduceLaneVec4s([limit, 1], target)).toBe(2);
+      expect(reduceLaneVec4s([4_200_000], target)).toBe(Math.ceil(1_050_000 / (256 * target)));
+      // Tensors count in vec4s each: 3 elements are one vec4.
+      expect(reduceLaneVec4s(Array.from({ length: 4 * target * REDUCE_WORKGROUP_SIZE }, () => 3), target)).toBe(4);
+    });
+  }
+  it('the twin\'s default is the GPU\'s target: 4.2M elements are 2 vec4s a lane on a GPU, 65 on a CPU adapter', () => {
+    expect(reduceLaneVec4s([4_200_000])).toBe(2);
+    expect(reduceLaneVec4s([4_200_000], REDUCE_TARGET_PARTIALS.cpu)).toBe(65);
+  });
+});
+
+describe('reduceTargetPartials', () => {
+  it('a CPU adapter (fallback, SwiftShader, llvmpipe) aims at fewer partials than a GPU', () => {
+    const info = (o: object) => ({ adapterInfo: { vendor: '', architecture: '', device: '', description: '', ...o } });
+    expect(reduceTargetPartials(info({ isFallbackAdapter: true }))).toBe(REDUCE_TARGET_PARTIALS.cpu);
+    expect(reduceTargetPartials(info({ architecture: 'swiftshader' }))).toBe(REDUCE_TARGET_PARTIALS.cpu);
+    expect(reduceTargetPartials(info({ description: 'llvmpipe (LLVM 15.0.6)' }))).toBe(REDUCE_TARGET_PARTIALS.cpu);
+    expect(reduceTargetPartials(info({ vendor: 'nvidia', architecture: 'hopper' }))).toBe(REDUCE_TARGET_PARTIALS.gpu);
+    expect(reduceTargetPartials({})).toBe(REDUCE_TARGET_PARTIALS.gpu);
   });
 });
 

@@ -8,6 +8,7 @@ import {
   createReferenceState,
   referenceStep,
   detectMultiplyAdd,
+  reduceTargetPartials,
   resolveOptions,
   type MultiplyAdd,
   type RMSPropOptions,
@@ -45,6 +46,8 @@ const USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.
 
 /** How the adapter's WGSL `fma` rounds (probed once the device exists); every CPU twin rounds the same. */
 let multiplyAdd: MultiplyAdd = 'fused';
+/** The pre-pass's target partials on this page's adapter (`reduceTargetPartials`): the twins' order of additions. */
+let reducePartials = 4096;
 
 /**
  * The adapter's tolerance (set once the adapter is known): 0 ULPs on SwiftShader, Chromium's
@@ -241,7 +244,7 @@ async function firstTensor(reference: CheckedReference): Promise<{ p: Float32Arr
 /** The reference's parameters, state and bound after `grads`, one step each (an optimizer of one tensor). */
 async function referenceRun(p0: Float32Array, grads: readonly Float32Array[], options: Partial<RMSPropOptions>): Promise<{ p: Float32Array; state: ReferenceState; bounds?: Bounds }> {
   const grad = new Float32Array(p0.length);
-  const reference = new CheckedReference([{ param: p0.slice(), grad, name: 'w' }], options, { multiplyAdd });
+  const reference = new CheckedReference([{ param: p0.slice(), grad, name: 'w' }], options, { multiplyAdd, reducePartials });
   for (const g of grads) {
     grad.set(g);
     reference.step();
@@ -420,7 +423,7 @@ async function lrCase(device: GPUDevice, c: LrCase): Promise<Outcome> {
   const options = { ...c.options, lr: 0.01 };
   const optimizer = new RMSProp(device, [{ param, grad, name: 'w' }], options);
   const refParam = p0.slice(), refGrad = new Float32Array(n);
-  const reference = new CheckedReference([{ param: refParam, grad: refGrad, name: 'w' }], options, { multiplyAdd });
+  const reference = new CheckedReference([{ param: refParam, grad: refGrad, name: 'w' }], options, { multiplyAdd, reducePartials });
   const problems: string[] = [];
   const lrs: number[] = [];
   const feed = (s: number) => {
@@ -515,7 +518,7 @@ async function stateDictCase(device: GPUDevice, c: StateDictCase): Promise<Outco
 
     // GPU -> CPU: the reference optimizer resumes from the same state, within tolerance of the GPU.
     const refParam = pSaved!.slice(), refGrad = new Float32Array(n);
-    const reference = new CheckedReference([{ param: refParam, grad: refGrad, name: 'w' }], c.options, { multiplyAdd });
+    const reference = new CheckedReference([{ param: refParam, grad: refGrad, name: 'w' }], c.options, { multiplyAdd, reducePartials });
     reference.loadStateDict(saved); // the same bits on both sides: the bound starts at 0
     for (const g of grads.slice(3)) {
       refGrad.set(g);
@@ -562,7 +565,7 @@ async function groupsCase(device: GPUDevice, c: GroupsCase): Promise<Outcome> {
   const reference = new CheckedReference(
     [{ params: [{ name: 'a', param: refParams[0]!, grad: refGrads[0]! }] }, { params: [{ name: 'b', param: refParams[1]!, grad: refGrads[1]! }], ...second }],
     base,
-    { multiplyAdd },
+    { multiplyAdd, reducePartials },
   );
   const problems: string[] = [];
   try {
@@ -636,6 +639,7 @@ async function run(): Promise<PageResults> {
   };
   const device = await adapter.requestDevice({ label: 'checks' });
   multiplyAdd = await detectMultiplyAdd(device);
+  reducePartials = reduceTargetPartials(device);
   const words = [info.vendor, info.architecture, info.device, info.description].join(' ');
   tolerance = toleranceFor(words, { forceBound: new URLSearchParams(location.search).get('tolerance') === 'bound' });
   console.log(`[checks] tolerance: ${tolerance.label} (${tolerance.why})`);

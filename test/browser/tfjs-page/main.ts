@@ -3,11 +3,16 @@
  * WebGPU backend, built by test/browser/tfjs.test.ts) on the page's device, `tfjsRMSProp` from the
  * source. The cases: model.fit of an MLP and a conv net beside tf.train.rmsprop, compared after
  * every batch (weights read through an op, and with data()); save and load with the optimizer;
- * data() before every step; 100 steps without a leak. Sets `window.__tfjs`.
+ * data() before every step; 100 steps without a leak; and issue 19's: a variable list that changes
+ * (against one tf.train.rmsprop per variable), fine-tuning with fit, a read in flight across a step,
+ * the first step's warm-up, the copies a step makes. Uses only `navigator.gpu` and web APIs (no
+ * Chromium-only flag or API): it runs in any browser with WebGPU. Sets `window.__tfjs`.
  */
+import { adapterWords } from '../../../demo/check/compare';
 import { tfjsRMSProp, type WebGPURMSProp } from '../../../src/tfjs/index';
 import { agreement, compareFit, type RuleConfig } from '../../tfjs/fit-comparison';
 import { lossOf, makeData, makeModel, readWeights, type ModelKind } from '../../tfjs/models';
+import { fineTuneScenario, readInFlightScenario, variableListScenario } from '../../tfjs/scenarios';
 import type { Counts, TfjsCase, TfjsPageResults } from './cases';
 
 type Bundle = typeof import('../../../bench/web/tfjs-entry');
@@ -25,8 +30,8 @@ async function run(): Promise<TfjsPageResults> {
   const device = await adapter.requestDevice({ label: 'webgpu-rmsprop tfjs page' });
   const gpuErrors: string[] = [];
   device.addEventListener('uncapturederror', (e) => gpuErrors.push(`uncaptured: ${(e as GPUUncapturedErrorEvent).error.message}`));
-  const { vendor, architecture, device: name, description } = adapter.info;
-  const words = [vendor, architecture, name, description].filter(Boolean).join(' ') || 'unknown adapter';
+  void device.lost.then((info) => gpuErrors.push(`device lost (${info.reason}): ${info.message}`));
+  const words = adapterWords(adapter.info);
   const { tf, tfl, WebGPUBackend } = (await import(/* @vite-ignore */ BUNDLE)) as Bundle;
   tf.env().set('IS_TEST', true);
   if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
@@ -111,6 +116,91 @@ async function run(): Promise<TfjsPageResults> {
     reference.dispose();
     tf.dispose([ours, theirs]);
     return { name: 'cached', worstUlps: worst, steps: 5, cachedBeforeEachStep: cached };
+  });
+
+  for (const rule of ['plain', 'momentum']) {
+    await guarded(`variable-list ${rule}`, async () => ({
+      name: 'variable-list', label: rule, result: await variableListScenario(tf, () => tfjsRMSProp(tf, RULES[rule]!), RULES[rule]!),
+    }));
+    await guarded(`fine-tune ${rule}`, async () => ({
+      name: 'fine-tune', label: rule, result: await fineTuneScenario(tf, tfl, () => tfjsRMSProp(tf, RULES[rule]!), RULES[rule]!),
+    }));
+  }
+
+  await guarded('read-in-flight', async () => {
+    // `?dataSync=1` where probe.html found the canvas readback TF.js's dataSync uses working (see probe.ts).
+    const dataSync = new URLSearchParams(location.search).get('dataSync') === '1';
+    const result = await readInFlightScenario(tf, tfl, () => tfjsRMSProp(tf, RULES['momentum']!), RULES['momentum']!, { dataSync });
+    return { name: 'read-in-flight', result, dataSync };
+  });
+
+  await guarded('first-step', async () => {
+    const labels: string[] = [];
+    const original = device.createComputePipelineAsync.bind(device);
+    device.createComputePipelineAsync = (d: GPUComputePipelineDescriptor) => { labels.push(d.label ?? ''); return original(d); };
+    let warm: WebGPURMSProp, cold: WebGPURMSProp;
+    try {
+      warm = tfjsRMSProp(tf, { learningRate: 0.01, momentum: 0.25, centered: true }); // variants no other case builds
+      cold = tfjsRMSProp(tf, { learningRate: 0.01, momentum: 0.75, centered: true, clipGradNorm: 1e30 });
+    } finally {
+      device.createComputePipelineAsync = original;
+    }
+    const constructorCompiles = labels.filter((l) => l.startsWith('RMSProp.pipeline')).length;
+    const start = tf.tidy(() => tf.add(tf.tensor([1, 2, 3]), tf.zerosLike(tf.tensor([0, 0, 0]))));
+    const a = tf.variable(start, true, 'page/warm-a'), b = tf.variable(start, true, 'page/warm-b');
+    start.dispose();
+    const g = tf.tensor([0.5, -1, 2]);
+    await warm.ready();
+    let t0 = performance.now();
+    warm.applyGradients({ [a.name]: g });
+    const warmMs = performance.now() - t0;
+    t0 = performance.now();
+    cold.applyGradients({ [b.name]: g });
+    const coldMs = performance.now() - t0;
+    const result: TfjsCase = { name: 'first-step', warm: warm.firstStep, cold: cold.firstStep, warmMs, coldMs, constructorCompiles };
+    await cold.ready();
+    warm.dispose();
+    cold.dispose();
+    tf.dispose([a, b, g]);
+    return result;
+  });
+
+  await guarded('copies', async () => {
+    let copies = 0;
+    const original = device.createCommandEncoder.bind(device);
+    device.createCommandEncoder = (d?: GPUCommandEncoderDescriptor) => {
+      const encoder = original(d);
+      if (d?.label?.startsWith('WebGPURMSProp.step')) {
+        const copy = encoder.copyBufferToBuffer.bind(encoder) as (...args: unknown[]) => void;
+        (encoder as { copyBufferToBuffer: unknown }).copyBufferToBuffer = (...args: unknown[]) => { copies++; copy(...args); };
+      }
+      return encoder;
+    };
+    const n = 5;
+    const onGpu = (x: number[]) => tf.tidy(() => { const t = tf.tensor(x); return tf.add(t, tf.zerosLike(t)); });
+    const vars = Array.from({ length: n }, (_, i) => {
+      const t = onGpu([i, i + 1, i + 2]);
+      const v = tf.variable(t, true, `page/copies-${i}`);
+      t.dispose();
+      return v;
+    });
+    const optimizer = tfjsRMSProp(tf, { learningRate: 0.01 });
+    try {
+      const step = () => {
+        const g = Object.fromEntries(vars.map((v) => [v.name, onGpu([0.1, 0.2, 0.3])]));
+        optimizer.applyGradients(g);
+        tf.dispose(Object.values(g));
+      };
+      step();
+      const firstStep = copies;
+      copies = 0;
+      for (let s = 0; s < 3; s++) step();
+      return { name: 'copies', variables: n, firstStep, perStep: copies / 3 };
+    } finally {
+      device.createCommandEncoder = original;
+      optimizer.dispose();
+      tf.dispose(vars);
+    }
   });
 
   await guarded('leaks', async () => {
