@@ -339,3 +339,48 @@ describe('stateDtype int8-blockwise through RMSProp.create', () => {
     }
   });
 });
+
+describe('stateDtype per param group', () => {
+  gpuTest('one group in 8 bits, one in f32, other options per group: the twin\'s results', gpu, async (device) => {
+    const random = rng(29);
+    const cpu = [4100, 5000, 4096].map((n, i) => ({ name: `t${i}`, param: randomParams(n, random), grad: new Float32Array(n) }));
+    const placed = cpu.map((t, i) => [
+      upload(device, t.param, { label: `test.blockwise8.groups.param[${i}]` }),
+      upload(device, t.grad, { label: `test.blockwise8.groups.grad[${i}]` }),
+    ] as const);
+    const spec = (i: number) => ({ name: `t${i}`, param: placed[i]![0].binding, grad: placed[i]![1].binding });
+    const opt = new RMSProp(device, [
+      { params: [spec(0), spec(1)], stateDtype: 'int8-blockwise', weightDecay: 0.01 },
+      { params: [spec(2)], momentum: 0.9, centered: true },
+    ], { lr: 1e-3 });
+    const twin = new ReferenceRMSProp([
+      { params: [cpu[0]!, cpu[1]!], stateDtype: 'int8-blockwise', weightDecay: 0.01 },
+      { params: [cpu[2]!], momentum: 0.9, centered: true },
+    ], { lr: 1e-3 }, { multiplyAdd: MULTIPLY_ADD });
+    try {
+      for (let k = 0; k < 3; k++) {
+        cpu.forEach((t, i) => {
+          t.grad.set(randomGrads(t.param.length, random));
+          write(device, placed[i]![1].buffer, 0, t.grad);
+        });
+        opt.step();
+        twin.step();
+      }
+      const state = await opt.stateDict();
+      expect(state.tensors.map((t) => t.codes !== undefined)).toEqual([true, true, false]);
+      expect(state.tensors[2]!.momentumBuffer?.length).toBe(4096);
+      if (TOLERANCE.kind === 'exact') {
+        const [gp, cp] = [await opt.readParams(), await twin.readParams()];
+        gp.forEach((p, i) => expectSame(bits(p), bits(cp[i]!), `groups: tensor ${i} parameters`));
+        const cs = await twin.stateDict();
+        state.tensors.forEach((t, i) => {
+          expectSame(t.codes ?? bits(t.squareAvg), cs.tensors[i]!.codes ?? bits(cs.tensors[i]!.squareAvg), `groups: tensor ${i} state`);
+        });
+        expectSame(bits(state.tensors[2]!.momentumBuffer!), bits(cs.tensors[2]!.momentumBuffer!), 'groups: momentum buffer');
+      }
+    } finally {
+      opt.destroy();
+      placed.flat().forEach((p) => p.buffer.destroy());
+    }
+  });
+});
