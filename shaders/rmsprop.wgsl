@@ -427,17 +427,25 @@ fn tailStep(g: vec4f) {
 // Blocks of 4 * BLOCK_VEC4S = 256 elements, BLOCKS_PER_WORKGROUP to a workgroup, one invocation per
 // 4 elements, body and tail in one dispatch: dequantize v = map[code] * absmax, the same `update` as
 // the f32 state, the block's new absmax = max |v| (an atomicMax in workgroup memory), then each
-// v / absmax stored as its nearest code (bitsandbytes' binary search, `quantizeCode`). The parameter
+// v / absmax stored as its nearest code (bitsandbytes' binary search's code, `quantizeCode`). The parameter
 // update uses the new v before it is quantized, as bitsandbytes' kernel does.
 //
 // Bindings: paramTail and gradTail hold the whole chunk here (as array<f32>, so that no body binding
 // aliases them); stateCodes holds the chunk's codes, 4 per u32 (element 4w + k in byte k of word w),
 // BLOCK_VEC4S words per block, then from word geo.slotStride one absmax per block (f32 bits);
-// dynamicMap the map's 256 values (src/rule/blockwise8.ts DYNAMIC_MAP, written by the host).
+// dynamicMap the map's 256 values and the quantizer's tables (written by the host).
 // ---------------------------------------------------------------------------------------------
 
 @group(0) @binding(13) var<storage, read_write> stateCodes: array<u32>;
-@group(0) @binding(14) var<uniform> dynamicMap: array<vec4f, 64>;
+// The quantizer's tables, written once by the host (src/gpu/update-pass.ts quantizerTables): the map's
+// 256 values, the 255 f32 midpoints (map[c] + map[c + 1]) * 0.5 (then the largest f32), and one code
+// per bucket of |x| (src/rule/blockwise8.ts BUCKET_CODES), 4 to a u32.
+struct DynamicMap {
+  values: array<vec4f, 64>,
+  midpoints: array<vec4f, 64>,
+  buckets: array<vec4u, BUCKET_VEC4S>,
+}
+@group(0) @binding(14) var<uniform> dynamicMap: DynamicMap;
 
 // vec4s per block of 8-bit state: 256 elements (src/rule/blockwise8.ts BLOCK_SIZE / 4, checked by
 // test/unit/blockwise8.test.ts).
@@ -446,36 +454,37 @@ const BLOCK_VEC4S: u32 = 64u;
 // BLOCKS_PER_WORKGROUP is the same (checked by the same test); it sizes a workgroup array.
 const BLOCKS_PER_WORKGROUP: u32 = 4u;
 const ZERO_CODE: u32 = 127u; // the code of 0: a block whose absmax is 0, and padding past the tensor
+// Buckets of |x|: its f32 bits >> 17 (exponent and 6 mantissa bits), clamped to [BUCKET_LOW, BUCKET_HIGH]
+// (2^-22, below the first midpoint above 0, to 1.0); src/rule/blockwise8.ts has the same (checked by
+// test/unit/blockwise8.test.ts).
+const BUCKET_LOW: u32 = 6720u;
+const BUCKET_HIGH: u32 = 8128u;
+const BUCKET_VEC4S: u32 = 89u; // (BUCKET_HIGH - BUCKET_LOW + 1) codes, 16 to a vec4u, rounded up
 
 // The block's largest |v| as u32 bits: for floats >= 0 (|v|, +0 included) the bits order as the
 // values do, so an atomicMax finds the max exactly, with one barrier. Zero at the workgroup's start.
 var<workgroup> blockMaxBits: array<atomic<u32>, BLOCKS_PER_WORKGROUP>;
 
 fn mapValue(code: u32) -> f32 {
-  return dynamicMap[code / 4u][code % 4u];
+  return dynamicMap.values[code / 4u][code % 4u];
 }
 
-// bitsandbytes' quantize_2D<1> without stochastic rounding: a binary search from code 127 in steps of
-// 64, 32, ..., 1, then the nearer of the last value and its neighbour by their f32 midpoint.
+// bitsandbytes' quantize_2D<1> without stochastic rounding (a binary search from code 127, then the
+// nearer of the last value and its neighbour by their f32 midpoint; the twin's quantizeCode), computed
+// without the search: the same code for every f32 (docs/blockwise8.md, "The shader's quantizer"; the
+// twin's quantizeCodeBuckets is this function, checked against the search for every f32 in [-1, 1]).
+// The code c0 of |x|'s bucket (each bucket holds at most one midpoint), plus one if |x| passes the
+// midpoint of c0 and c0 + 1: > it for even c0, >= for odd (the search lands on even codes only, so a
+// tie goes to the even code). Negative x: the mirror code 254 - c (the map and midpoints are
+// symmetric about 127), 0 for c = 255.
 fn quantizeCode(x: f32) -> u32 {
-  var pivot = 127u;
-  var upperPivot = 255u;
-  var lowerPivot = 0u;
-  var lower = -1.0;
-  var upper = 1.0;
-  var val = mapValue(pivot);
-  // Branch-free (selects), the same steps: lanes that go different ways do not diverge.
-  for (var step = 64u; step > 0u; step >>= 1u) {
-    let up = x > val;
-    lowerPivot = select(lowerPivot, pivot, up);
-    lower = select(lower, val, up);
-    upperPivot = select(pivot, upperPivot, up);
-    upper = select(val, upper, up);
-    pivot = select(pivot - step, pivot + step, up);
-    val = mapValue(pivot);
-  }
-  if (x > val) { return select(pivot, upperPivot, x > (upper + val) * 0.5); }
-  return select(pivot, lowerPivot, x < (lower + val) * 0.5);
+  let magnitude = bitcast<u32>(x) & 0x7fffffffu;
+  let bucket = clamp(magnitude >> 17u, BUCKET_LOW, BUCKET_HIGH) - BUCKET_LOW;
+  let c0 = (dynamicMap.buckets[bucket / 16u][(bucket / 4u) % 4u] >> (8u * (bucket % 4u))) & 0xffu;
+  let a = bitcast<f32>(magnitude);
+  let mid = dynamicMap.midpoints[c0 / 4u][c0 % 4u];
+  let c = min(c0 + select(u32(a > mid), u32(a >= mid), (c0 & 1u) == 1u), 255u); // 255: +inf
+  return select(c, max(254u, c) - c, (bitcast<u32>(x) >> 31u) == 1u);
 }
 
 @compute @workgroup_size(BLOCK_VEC4S * BLOCKS_PER_WORKGROUP)

@@ -8,7 +8,7 @@ import { dispatchSize, packedTail, type Chunk, type Segment, type SegmentPlan } 
 import { bindGroupLayoutOf, stepPipelines } from './pipelines.js';
 import type { Dispatch } from './dispatches.js';
 import type { StepValuesRing } from './step-values.js';
-import { blocksOf, DYNAMIC_MAP } from '../rule/blockwise8.js';
+import { blocksOf, BUCKET_CODES, DYNAMIC_MAP, DYNAMIC_MIDPOINTS } from '../rule/blockwise8.js';
 
 // GPUBufferUsage flags, spelled out so that importing this module needs no WebGPU globals.
 const UNIFORM = 0x40;
@@ -37,7 +37,7 @@ export class UpdatePass {
   readonly #plans: readonly SegmentPlan[];
   readonly #chunks: readonly (readonly ChunkBuffers[])[];
   readonly #options: readonly ResolvedOptions[];
-  /** 8-bit state: the map's 256 values (binding 14 of stepBlockwise8), written once; only if some segment has it. */
+  /** 8-bit state: the map and quantizer tables (binding 14 of stepBlockwise8), written once; only if some segment has it. */
   readonly #dynamicMap?: GPUBuffer;
 
   /**
@@ -66,10 +66,11 @@ export class UpdatePass {
     const bodies: GroupDispatch[] = [], tails: GroupDispatch[] = [];
     const maxPerDimension = device.limits.maxComputeWorkgroupsPerDimension;
     if (plans.some((p) => p.blockwise8)) {
+      const tables = quantizerTables();
       this.#dynamicMap = device.createBuffer({
-        label: 'RMSProp.dynamicMap', size: DYNAMIC_MAP.byteLength, usage: UNIFORM, mappedAtCreation: true,
+        label: 'RMSProp.dynamicMap', size: tables.byteLength, usage: UNIFORM, mappedAtCreation: true,
       });
-      new Float32Array(this.#dynamicMap.getMappedRange()).set(DYNAMIC_MAP);
+      new Uint32Array(this.#dynamicMap.getMappedRange()).set(tables);
       this.#dynamicMap.unmap();
     }
     let slot = 0;
@@ -311,4 +312,24 @@ function halfParamBindings(segment: Segment, chunk: Chunk): { body: GPUBindGroup
     body: { binding: 9, resource: { buffer: segment.param.buffer, offset: at, size: chunk.count4 * 8 } },
     tail: { binding: 10, resource: { buffer: segment.param.buffer, offset: at + tail.bindingOffset, size: tailSize } },
   };
+}
+
+/**
+ * The uniform `dynamicMap` of stepBlockwise8 (shaders/rmsprop.wgsl struct DynamicMap), as u32 words: the
+ * map's 256 values, the 256 midpoints, then the bucket codes 4 to a word, padded to whole vec4s.
+ *
+ * @example
+ * ```ts
+ * device.queue.writeBuffer(buffer, 0, quantizerTables());
+ * ```
+ */
+export function quantizerTables(): Uint32Array {
+  const bucketWords = Math.ceil(BUCKET_CODES.length / 16) * 4;
+  const words = new Uint32Array(512 + bucketWords);
+  words.set(new Uint32Array(DYNAMIC_MAP.buffer, DYNAMIC_MAP.byteOffset, 256), 0);
+  words.set(new Uint32Array(DYNAMIC_MIDPOINTS.buffer, DYNAMIC_MIDPOINTS.byteOffset, 256), 256);
+  const codes = new Uint8Array(bucketWords * 4);
+  codes.set(BUCKET_CODES);
+  words.set(new Uint32Array(codes.buffer), 512); // little-endian: code 4w + k in byte k of word w
+  return words;
 }

@@ -138,6 +138,67 @@ export function quantizeCode(x: number): number {
 }
 
 /**
+ * The f32 midpoints `(map[c] + map[c + 1]) * 0.5` the binary search's last step compares with, for
+ * c = 0..254; entry 255 is the largest f32 (no code above 255).
+ */
+export const DYNAMIC_MIDPOINTS: Float32Array = (() => {
+  const mids = new Float32Array(256);
+  for (let c = 0; c < 255; c++) mids[c] = f(f(DYNAMIC_MAP[c]! + DYNAMIC_MAP[c + 1]!) * 0.5);
+  mids[255] = 3.4028234663852886e38;
+  return mids;
+})();
+
+/** f32 bits >> BUCKET_SHIFT: a bucket is the exponent and the top 6 mantissa bits of |x|. */
+const BUCKET_SHIFT = 17;
+/** The first bucket: |x| below 2^-22 (under the first midpoint above 0, 2.77e-7) is all code 127. */
+export const BUCKET_LOW = (127 - 22) << 6;
+/** The last bucket: 1.0's (|x| >= 1 is all code 255). */
+export const BUCKET_HIGH = 127 << 6;
+
+/**
+ * Per bucket of |x| (f32 bits >> 17, from BUCKET_LOW to BUCKET_HIGH): the binary search's code of the
+ * bucket's smallest value, `quantizeCode(that value)`. Every bucket holds at most one midpoint, so the
+ * code of any |x| in it is this code or the next (test/fixtures/blockwise8-exhaustive.ts checks it).
+ */
+export const BUCKET_CODES: Uint8Array = (() => {
+  const codes = new Uint8Array(BUCKET_HIGH - BUCKET_LOW + 1);
+  const bits = new Uint32Array(1), value = new Float32Array(bits.buffer);
+  for (let b = 0; b < codes.length; b++) {
+    bits[0] = (BUCKET_LOW + b) << BUCKET_SHIFT;
+    codes[b] = quantizeCode(value[0]!);
+  }
+  return codes;
+})();
+
+/**
+ * The shader's `quantizeCode` (rmsprop.wgsl), a port: the same code as {@link quantizeCode} for every
+ * f32 in [-1, 1] (and beyond, to ±inf), without the search. The code c of |x| is the bucket's code c0
+ * plus one if |x| passes the midpoint of c0 and c0 + 1: `>` it when c0 is even, `>=` when odd (the
+ * search lands on even codes only, so a tie goes to the even one). A negative x takes the mirror
+ * code 254 - c (the map is symmetric about 127, the midpoints too, and even stays even), 0 for c = 255.
+ * `bits` is x's f32 bit pattern.
+ *
+ * @example
+ * ```ts
+ * quantizeCodeBuckets(new Uint32Array(new Float32Array([0.5]).buffer)[0]!); // quantizeCode(0.5)
+ * ```
+ */
+export function quantizeCodeBuckets(bits: number): number {
+  const magnitude = (bits & 0x7fffffff) >>> 0;
+  const bucket = Math.min(Math.max(magnitude >>> BUCKET_SHIFT, BUCKET_LOW), BUCKET_HIGH) - BUCKET_LOW;
+  const c0 = BUCKET_CODES[bucket]!;
+  const a = magnitudeValue(magnitude), mid = DYNAMIC_MIDPOINTS[c0]!;
+  const c = Math.min(c0 + ((c0 & 1) === 1 ? (a >= mid ? 1 : 0) : (a > mid ? 1 : 0)), 255); // 255: +inf
+  return bits >>> 31 === 1 ? Math.max(254 - c, 0) : c;
+}
+
+const scratchBits = new Uint32Array(1), scratchValue = new Float32Array(scratchBits.buffer);
+function magnitudeValue(bits: number): number {
+  scratchBits[0] = bits;
+  return scratchValue[0]!;
+}
+
+/**
  * One tensor's 8-bit state: `codes` (one per element, padded with {@link ZERO_CODE} to whole blocks)
  * and one `absmax` per block of {@link BLOCK_SIZE} elements.
  *

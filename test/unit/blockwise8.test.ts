@@ -6,12 +6,13 @@
 import { describe, expect, it } from 'vitest';
 import {
   BLOCK_SIZE, blockwise8Step, createBlockwise8State, dequantizeBlockwise, DYNAMIC_MAP, MIN_8BIT_SIZE, quantizeBlockwise,
-  quantizeCode, ZERO_CODE, type Blockwise8State,
+  quantizeCode, ZERO_CODE, type Blockwise8State, BUCKET_CODES, BUCKET_HIGH, BUCKET_LOW, DYNAMIC_MIDPOINTS,
+  quantizeCodeBuckets,
 } from '../../src/rule/blockwise8.js';
 import { createReferenceState, referenceStep, type ReferenceState } from '../../src/rule/reference.js';
 import { resolveOptions } from '../../src/rule/options.js';
 import { ReferenceRMSProp } from '../../src/rule/reference-optimizer.js';
-import { BLOCKS_PER_WORKGROUP } from '../../src/gpu/update-pass.js';
+import { BLOCKS_PER_WORKGROUP, quantizerTables } from '../../src/gpu/update-pass.js';
 import { convertStateDict } from '../../src/state/state-dict.js';
 import { safetensorsToParams, safetensorsToStateDict, stateDictToSafetensors } from '../../src/state/safetensors.js';
 import { spawnSync } from 'node:child_process';
@@ -106,6 +107,67 @@ describe.each(BLOCKWISE8_CASES)('fixture %s (PyTorch 1.13)', (name) => {
       });
     }
     expect(checked).toBeGreaterThan(0);
+  });
+});
+
+describe('the shader\'s quantizer (quantizeCodeBuckets) against the binary search', () => {
+  // test/fixtures/blockwise8-exhaustive.ts checks every f32 in [-1, 1]; these are the cases that matter.
+  const bits = new Uint32Array(1), value = new Float32Array(bits.buffer);
+  const agree = (b: number) => {
+    bits[0] = b >>> 0;
+    const x = value[0]!;
+    const expected = quantizeCode(x);
+    if (quantizeCodeBuckets(b >>> 0) !== expected) {
+      expect(quantizeCodeBuckets(b >>> 0), `x = ${x} (0x${(b >>> 0).toString(16)})`).toBe(expected);
+    }
+    return 1;
+  };
+
+  it('agrees at every map value and every midpoint, +-1 and +-2 ULP, both signs', () => {
+    let checked = 0;
+    const mapBits = new Uint32Array(DYNAMIC_MAP.buffer), midBits = new Uint32Array(DYNAMIC_MIDPOINTS.buffer);
+    for (let c = 0; c < 256; c++) {
+      for (const b of [mapBits[c]!, c < 255 ? midBits[c]! : 0x3f800000]) {
+        for (let d = -2; d <= 2; d++) {
+          if (b + d >= 0) checked += agree(b + d) + agree((b + d) | 0x80000000); // magnitude +-ULP, both signs
+        }
+      }
+    }
+    for (const x of [0, 0x80000000, 0x3f800000, 0xbf800000, 1, 0x80000001, 0x00800000, 0x7f800000, 0xff800000]) {
+      checked += agree(x);
+    }
+    expect(checked).toBe(256 * 2 * 5 * 2 - 2 * 2 + 9); // +0 - 1 and +0 - 2 ULP are not magnitudes
+  });
+
+  it('agrees at every bucket edge and on a dense random sample of [-1, 1]', () => {
+    let checked = 0;
+    for (let b = BUCKET_LOW; b <= BUCKET_HIGH + 1; b++) {
+      for (const d of [-1, 0, 1]) checked += agree((b << 17) + d) + agree(((b << 17) + d) | 0x80000000);
+    }
+    let seed = 12345;
+    const next = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0);
+    for (let i = 0; i < 2_000_000; i++) {
+      const b = next() % 0x3f800001; // any f32 bit pattern in [0, 1], then either sign
+      checked += agree(next() & 1 ? b | 0x80000000 : b);
+    }
+    expect(checked).toBe((BUCKET_HIGH - BUCKET_LOW + 2) * 6 + 2_000_000);
+  });
+
+  it('each bucket holds at most one midpoint, so its code or the next', () => {
+    for (let b = 0; b < BUCKET_CODES.length - 1; b++) {
+      expect(BUCKET_CODES[b + 1]! - BUCKET_CODES[b]!, `bucket ${b}`).toBeLessThanOrEqual(1);
+    }
+    expect(BUCKET_CODES[0]).toBe(ZERO_CODE);
+    expect(BUCKET_CODES[BUCKET_CODES.length - 1]).toBe(255);
+  });
+
+  it('the shader\'s bucket constants and table size are the twin\'s', () => {
+    const source = readFileSync(new URL('../../shaders/rmsprop.wgsl', import.meta.url), 'utf8');
+    expect(Number(/const BUCKET_LOW: u32 = (\d+)u;/.exec(source)?.[1])).toBe(BUCKET_LOW);
+    expect(Number(/const BUCKET_HIGH: u32 = (\d+)u;/.exec(source)?.[1])).toBe(BUCKET_HIGH);
+    const vec4s = Number(/const BUCKET_VEC4S: u32 = (\d+)u;/.exec(source)?.[1]);
+    expect(vec4s).toBe(Math.ceil(BUCKET_CODES.length / 16));
+    expect(quantizerTables().length).toBe((64 + 64 + vec4s) * 4);
   });
 });
 
