@@ -37,7 +37,7 @@ export class UpdatePass {
   readonly #plans: readonly SegmentPlan[];
   readonly #chunks: readonly (readonly ChunkBuffers[])[];
   readonly #options: readonly ResolvedOptions[];
-  /** 8-bit state: the map and quantizer tables (binding 14 of stepBlockwise8), written once; only if some segment has it. */
+  /** 8-bit state: the map and quantizer tables (binding 14 of stepBlockwise8), written once; if some segment has it. */
   readonly #dynamicMap?: GPUBuffer;
 
   /**

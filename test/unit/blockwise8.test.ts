@@ -6,8 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import {
   BLOCK_SIZE, blockwise8Step, createBlockwise8State, dequantizeBlockwise, DYNAMIC_MAP, MIN_8BIT_SIZE, quantizeBlockwise,
-  quantizeCode, ZERO_CODE, type Blockwise8State, BUCKET_CODES, BUCKET_HIGH, BUCKET_LOW, DYNAMIC_MIDPOINTS,
-  quantizeCodeBuckets,
+  quantizeCode, ZERO_CODE, type Blockwise8State, BUCKET_CODES, BUCKET_HIGH, BUCKET_LOW,
+  DYNAMIC_MIDPOINTS, quantizeCodeBuckets,
 } from '../../src/rule/blockwise8.js';
 import { createReferenceState, referenceStep, type ReferenceState } from '../../src/rule/reference.js';
 import { resolveOptions } from '../../src/rule/options.js';
