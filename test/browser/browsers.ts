@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import puppeteer, { type Browser } from 'puppeteer';
 import { adapterChoice, findIcd, INSTALL_HINT } from '../../demo/node/adapters';
-import { launchChromium } from './chromium';
+import { closeOnce, launchChromium } from './chromium';
 
 /** A browser engine the tests drive. */
 export type Engine = 'chromium' | 'firefox';
@@ -174,21 +174,19 @@ export async function launchBrowser(engine: Engine): Promise<LaunchedBrowser> {
     throw new Error(`Could not launch ${executablePath} (WebDriver BiDi, prefs ${JSON.stringify(FIREFOX_WEBGPU_PREFS)}): `
       + `${(error as Error).message}`, { cause: error });
   }
-  const version = await browser.version();
-  let closed = false;
+  const close = closeOnce(browser, removeProfile);
+  let version: string;
+  try {
+    version = await browser.version();
+  } catch (error) {
+    await close();
+    throw error;
+  }
   return {
     engine,
     browser,
     executablePath,
     description: `${version} (${executablePath}), WebGPU on ${vulkan.driver}`,
-    async close() {
-      if (closed) return;
-      closed = true;
-      try {
-        await browser.close();
-      } finally {
-        removeProfile();
-      }
-    },
+    close,
   };
 }

@@ -107,18 +107,22 @@ export async function launchChromium(options: { extraArgs?: readonly string[]; l
     removeProfile();
     throw new Error(`Could not launch ${executablePath} (flags: ${CHROMIUM_WEBGPU_FLAGS.join(' ')}): ${(error as Error).message}`, { cause: error });
   }
+  return { browser, executablePath, close: closeOnce(browser, removeProfile) };
+}
+
+/**
+ * A browser's `close()` for a launch with a temporary profile: closes the browser, then removes the
+ * profile (also when closing fails); a second call does nothing. Shared by every launcher here.
+ */
+export function closeOnce(browser: Browser, removeProfile: () => void): () => Promise<void> {
   let closed = false;
-  return {
-    browser,
-    executablePath,
-    async close() {
-      if (closed) return;
-      closed = true;
-      try {
-        await browser.close();
-      } finally {
-        removeProfile();
-      }
-    },
+  return async () => {
+    if (closed) return;
+    closed = true;
+    try {
+      await browser.close();
+    } finally {
+      removeProfile();
+    }
   };
 }
