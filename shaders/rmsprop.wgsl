@@ -424,35 +424,49 @@ fn tailStep(g: vec4f) {
 // 8-bit blockwise state (stateDtype 'int8-blockwise'): bitsandbytes' format. Its CPU twin is
 // src/rule/blockwise8.ts; docs/blockwise8.md says which bitsandbytes rule each part follows.
 //
-// Blocks of 4 * BLOCK_VEC4S = 256 elements, BLOCKS_PER_WORKGROUP to a workgroup, one invocation per
-// 4 elements, body and tail in one dispatch: dequantize v = map[code] * absmax, the same `update` as
-// the f32 state, the block's new absmax = max |v| (an atomicMax in workgroup memory), then each
-// v / absmax stored as its nearest code (bitsandbytes' binary search's code, `quantizeCode`). The parameter
-// update uses the new v before it is quantized, as bitsandbytes' kernel does.
+// Blocks of 4 * BLOCK_VEC4S = 256 elements; a chunk's body and tail in one dispatch. Each element:
+// dequantize v = map[code] * absmax, the same `update` as the f32 state, then the block's new
+// absmax = max |v| and each v / absmax stored as its nearest code (bitsandbytes' binary search's
+// code, `quantizeCode`). The parameter update uses the new v before it is quantized, as bitsandbytes'
+// kernel does. Two layouts of the same arithmetic, with the same results bit for bit; the host picks
+// one per adapter (src/gpu/blockwise8-layout.ts):
+// - 'workgroup' (a GPU): one invocation per 4 elements, BLOCKS_PER_WORKGROUP blocks a workgroup, the
+//   absmax by an atomicMax in workgroup memory and one barrier (stepBlockwise8, whose chunk is whole
+//   vec4s and loads them as vec4s; stepBlockwise8Scalar for any chunk);
+// - 'lanes' (a CPU adapter): one invocation per block, no barrier, the block's new v kept in the
+//   invocation between its two loops (stepBlockwise8Lanes). A CPU driver runs a workgroup's
+//   invocations as SIMD groups that it must switch between at every barrier: on SwiftShader and
+//   lavapipe this layout is 2-5x faster (docs/benchmarks.md, "8-bit state").
 //
-// Bindings: paramTail and gradTail hold the whole chunk here (as array<f32>, so that no body binding
-// aliases them); stateCodes holds the chunk's codes, 4 per u32 (element 4w + k in byte k of word w),
+// Bindings: stateCodes holds the chunk's codes, 4 per u32 (element 4w + k in byte k of word w),
 // BLOCK_VEC4S words per block, then from word geo.slotStride one absmax per block (f32 bits);
-// dynamicMap the map's 256 values and the quantizer's tables (written by the host).
+// dynamicMap the map's 256 values and the quantizer's tables (written by the host). param and grad
+// (stepBlockwise8) or paramTail and gradTail (the others, as array<f32>, so that a chunk whose count
+// is not a multiple of 4 needs no second binding that would alias them) bind the whole chunk.
 // ---------------------------------------------------------------------------------------------
 
 @group(0) @binding(13) var<storage, read_write> stateCodes: array<u32>;
 // The quantizer's tables, written once by the host (src/gpu/update-pass.ts quantizerTables): the map's
 // 256 values, the 255 f32 midpoints (map[c] + map[c + 1]) * 0.5 (then the largest f32), and one code
-// per bucket of |x| (src/rule/blockwise8.ts BUCKET_CODES), 4 to a u32.
+// per bucket of |x| (src/rule/blockwise8.ts BUCKET_CODES), 4 to a u32. Read-only storage, not a
+// uniform: each invocation indexes it by its own code, and a uniform read by a per-invocation index
+// cost SwiftShader 2-3x the whole step (docs/benchmarks.md); a GPU's constant cache serializes such
+// reads too, where storage goes through its ordinary cache.
 struct DynamicMap {
   values: array<vec4f, 64>,
   midpoints: array<vec4f, 64>,
   buckets: array<vec4u, BUCKET_VEC4S>,
 }
-@group(0) @binding(14) var<uniform> dynamicMap: DynamicMap;
+@group(0) @binding(14) var<storage, read> dynamicMap: DynamicMap;
 
 // vec4s per block of 8-bit state: 256 elements (src/rule/blockwise8.ts BLOCK_SIZE / 4, checked by
 // test/unit/blockwise8.test.ts).
 const BLOCK_VEC4S: u32 = 64u;
-// Blocks per workgroup: 256 invocations, as the f32 entry points have. src/gpu/update-pass.ts
-// BLOCKS_PER_WORKGROUP is the same (checked by the same test); it sizes a workgroup array.
+// Blocks per workgroup of the 'workgroup' layout: 256 invocations, as the f32 entry points have; and of
+// the 'lanes' layout, one an invocation. src/gpu/blockwise8-layout.ts has the same (checked by the same
+// test); the first sizes a workgroup array.
 const BLOCKS_PER_WORKGROUP: u32 = 4u;
+const LANE_BLOCKS_PER_WORKGROUP: u32 = 64u;
 const ZERO_CODE: u32 = 127u; // the code of 0: a block whose absmax is 0, and padding past the tensor
 // Buckets of |x|: its f32 bits >> 17 (exponent and 6 mantissa bits), clamped to [BUCKET_LOW, BUCKET_HIGH]
 // (2^-22, below the first midpoint above 0, to 1.0); src/rule/blockwise8.ts has the same (checked by
@@ -467,6 +481,36 @@ var<workgroup> blockMaxBits: array<atomic<u32>, BLOCKS_PER_WORKGROUP>;
 
 fn mapValue(code: u32) -> f32 {
   return dynamicMap.values[code / 4u][code % 4u];
+}
+
+// Four elements' v from their codes (one u32) and their block's absmax.
+fn dequantizeWord(word: u32, absmax: f32) -> vec4f {
+  let codes = (vec4u(word) >> vec4u(0u, 8u, 16u, 24u)) & vec4u(0xffu);
+  return vec4f(mapValue(codes.x), mapValue(codes.y), mapValue(codes.z), mapValue(codes.w)) * absmax;
+}
+
+// Four elements' v as codes in one u32, for their block's new absmax; ZERO_CODE where absmax is 0 and
+// for lanes that are not elements of the chunk (padding).
+fn quantizeWord(v: vec4f, absmax: f32, live: vec4<bool>) -> u32 {
+  var q = vec4u(ZERO_CODE);
+  if (absmax > 0.0) {
+    q = vec4u(quantizeCode(v.x / absmax), quantizeCode(v.y / absmax), quantizeCode(v.z / absmax),
+      quantizeCode(v.w / absmax));
+    q = select(vec4u(ZERO_CODE), q, live);
+  }
+  return q.x | (q.y << 8u) | (q.z << 16u) | (q.w << 24u);
+}
+
+// The largest of four |v| (lanes not live count as 0), as u32 bits: for floats >= 0 (+0 included) the
+// bits order as the values do, so a u32 max over them is the float max, and both layouts find it alike.
+fn largestMagnitudeBits(v: vec4f, live: vec4<bool>) -> u32 {
+  let a = select(vec4f(0.0), abs(v), live);
+  return bitcast<u32>(max(max(a.x, a.y), max(a.z, a.w)));
+}
+
+// Which lanes of vec4 i (elements 4i to 4i + 3) are elements of a chunk of `count`.
+fn liveLanes(i: u32, count: u32) -> vec4<bool> {
+  return vec4u(i * 4u) + vec4u(0u, 1u, 2u, 3u) < vec4u(count);
 }
 
 // bitsandbytes' quantize_2D<1> without stochastic rounding (a binary search from code 127, then the
@@ -487,65 +531,136 @@ fn quantizeCode(x: f32) -> u32 {
   return select(c, max(254u, c) - c, (bitcast<u32>(x) >> 31u) == 1u);
 }
 
-@compute @workgroup_size(BLOCK_VEC4S * BLOCKS_PER_WORKGROUP)
-fn stepBlockwise8(
-  @builtin(workgroup_id) wg: vec3u,
-  @builtin(num_workgroups) groups: vec3u,
-  @builtin(local_invocation_index) lane: u32,
-) {
-  let i = (wg.x + wg.y * groups.x) * BLOCK_VEC4S * BLOCKS_PER_WORKGROUP + lane; // elements 4i to 4i + 3
+// The invocation's block and vec4 (elements 4i to 4i + 3): a workgroup updates BLOCKS_PER_WORKGROUP
+// blocks, and a grid wider than maxComputeWorkgroupsPerDimension folds y into the index.
+fn blockwise8Index(wg: vec3u, groups: vec3u, lane: u32) -> u32 {
+  return (wg.x + wg.y * groups.x) * BLOCK_VEC4S * BLOCKS_PER_WORKGROUP + lane;
+}
+
+// Whether vec4 i's block holds elements of the chunk: a whole block is in or out.
+fn blockInRange(i: u32, count: u32) -> bool {
+  return i / BLOCK_VEC4S < (count + 4u * BLOCK_VEC4S - 1u) / (4u * BLOCK_VEC4S);
+}
+
+// What both entry points share: dequantize v, the update (e holds p, g the gradient), the block's new
+// absmax (one barrier), then v requantized into stateCodes. `live` marks the lanes that are elements of
+// the chunk; the caller stores e.p where they are. Called in uniform control flow (the barrier).
+fn blockwise8Update(e: ptr<function, Lanes>, g: vec4f, i: u32, lane: u32, live: vec4<bool>, inRange: bool) {
   let inGroup = lane / BLOCK_VEC4S; // this invocation's block within the workgroup
   let block = i / BLOCK_VEC4S;
-  // Uniform (the control buffer), so the barrier below stays in uniform control flow.
-  if (skipped()) { return; }
-  let count = geo.count4 * 4u + geo.tailCount;
-  let blocks = (count + 4u * BLOCK_VEC4S - 1u) / (4u * BLOCK_VEC4S);
-  let inRange = block < blocks; // a whole block is in or out
-  let at = i * 4u;
-  let live = vec4u(at) + vec4u(0u, 1u, 2u, 3u) < vec4u(count);
-  var e: Lanes;
-  var g = vec4f(0.0);
-  if (i < geo.count4) {
-    e.p = vec4f(paramTail[at], paramTail[at + 1u], paramTail[at + 2u], paramTail[at + 3u]);
-    g = vec4f(gradTail[at], gradTail[at + 1u], gradTail[at + 2u], gradTail[at + 3u]);
-  } else {
-    for (var k = 0u; k < 4u; k++) {
-      if (live[k]) {
-        e.p[k] = paramTail[at + k];
-        g[k] = gradTail[at + k];
-      }
-    }
-  }
   var word = ZERO_CODE * 0x01010101u;
   var scale = 0.0;
   if (inRange) {
     word = stateCodes[i];
     scale = bitcast<f32>(stateCodes[geo.slotStride + block]);
   }
-  let codes = (vec4u(word) >> vec4u(0u, 8u, 16u, 24u)) & vec4u(0xffu);
-  e.v = vec4f(mapValue(codes.x), mapValue(codes.y), mapValue(codes.z), mapValue(codes.w)) * scale;
-  update(&e, g);
-  let a = select(vec4f(0.0), abs(e.v), live);
-  atomicMax(&blockMaxBits[inGroup], bitcast<u32>(max(max(a.x, a.y), max(a.z, a.w))));
+  (*e).v = dequantizeWord(word, scale);
+  update(e, g);
+  atomicMax(&blockMaxBits[inGroup], largestMagnitudeBits((*e).v, live));
   workgroupBarrier();
   if (!inRange) { return; }
   let absmax = bitcast<f32>(atomicLoad(&blockMaxBits[inGroup]));
   if (lane % BLOCK_VEC4S == 0u) { stateCodes[geo.slotStride + block] = bitcast<u32>(absmax); }
-  var q = vec4u(ZERO_CODE);
-  if (absmax > 0.0) {
-    for (var k = 0u; k < 4u; k++) {
-      if (live[k]) { q[k] = quantizeCode(e.v[k] / absmax); }
+  stateCodes[i] = quantizeWord((*e).v, absmax, live);
+}
+
+// A chunk of whole vec4s (its count a multiple of 4, geo.tailCount 0): parameters and gradients as
+// vec4s (param, grad), one load and one store each.
+@compute @workgroup_size(BLOCK_VEC4S * BLOCKS_PER_WORKGROUP)
+fn stepBlockwise8(
+  @builtin(workgroup_id) wg: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+  @builtin(local_invocation_index) lane: u32,
+) {
+  // Uniform (the control buffer), so the barrier stays in uniform control flow.
+  if (skipped()) { return; }
+  let i = blockwise8Index(wg, groups, lane);
+  let inTensor = i < geo.count4;
+  var e: Lanes;
+  var g = vec4f(0.0);
+  if (inTensor) {
+    e.p = param[i];
+    g = grad[i];
+  }
+  blockwise8Update(&e, g, i, lane, vec4<bool>(inTensor), blockInRange(i, geo.count4 * 4u));
+  if (inTensor) { param[i] = e.p; }
+}
+
+// Any chunk (a count that is not a multiple of 4): parameters and gradients element by element
+// (paramTail, gradTail bind the whole chunk as f32s, so that no vec4 binding aliases them).
+@compute @workgroup_size(BLOCK_VEC4S * BLOCKS_PER_WORKGROUP)
+fn stepBlockwise8Scalar(
+  @builtin(workgroup_id) wg: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+  @builtin(local_invocation_index) lane: u32,
+) {
+  if (skipped()) { return; }
+  let i = blockwise8Index(wg, groups, lane);
+  let count = geo.count4 * 4u + geo.tailCount;
+  let at = i * 4u;
+  let live = liveLanes(i, count);
+  var e: Lanes;
+  var g = vec4f(0.0);
+  for (var k = 0u; k < 4u; k++) {
+    if (live[k]) {
+      e.p[k] = paramTail[at + k];
+      g[k] = gradTail[at + k];
     }
   }
-  stateCodes[i] = q.x | (q.y << 8u) | (q.z << 16u) | (q.w << 24u);
-  if (i < geo.count4) {
-    paramTail[at] = e.p.x;
-    paramTail[at + 1u] = e.p.y;
-    paramTail[at + 2u] = e.p.z;
-    paramTail[at + 3u] = e.p.w;
-  } else {
-    for (var k = 0u; k < 4u; k++) {
-      if (live[k]) { paramTail[at + k] = e.p[k]; }
+  blockwise8Update(&e, g, i, lane, live, blockInRange(i, count));
+  for (var k = 0u; k < 4u; k++) {
+    if (live[k]) { paramTail[at + k] = e.p[k]; }
+  }
+}
+
+// The 'lanes' layout (a CPU adapter), any chunk: invocation `block` updates its whole block in two
+// loops, the first updating parameters and v (kept in `v`) and finding the absmax, the second storing
+// the codes, so that no invocation waits for another.
+@compute @workgroup_size(LANE_BLOCKS_PER_WORKGROUP)
+fn stepBlockwise8Lanes(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  if (skipped()) { return; }
+  let block = id.x + id.y * groups.x * LANE_BLOCKS_PER_WORKGROUP;
+  let count = geo.count4 * 4u + geo.tailCount;
+  let first = block * BLOCK_VEC4S;
+  let end = min(first + BLOCK_VEC4S, (count + 3u) / 4u);
+  if (first >= end) { return; }
+  let scale = bitcast<f32>(stateCodes[geo.slotStride + block]);
+  var v: array<vec4f, BLOCK_VEC4S>;
+  var largest = 0u;
+  for (var i = first; i < end; i++) {
+    let at = i * 4u;
+    let live = liveLanes(i, count);
+    var e: Lanes;
+    var g = vec4f(0.0);
+    if (i < geo.count4) {
+      e.p = vec4f(paramTail[at], paramTail[at + 1u], paramTail[at + 2u], paramTail[at + 3u]);
+      g = vec4f(gradTail[at], gradTail[at + 1u], gradTail[at + 2u], gradTail[at + 3u]);
+    } else {
+      for (var k = 0u; k < 4u; k++) {
+        if (live[k]) {
+          e.p[k] = paramTail[at + k];
+          g[k] = gradTail[at + k];
+        }
+      }
     }
+    e.v = dequantizeWord(stateCodes[i], scale);
+    update(&e, g);
+    if (i < geo.count4) {
+      paramTail[at] = e.p.x;
+      paramTail[at + 1u] = e.p.y;
+      paramTail[at + 2u] = e.p.z;
+      paramTail[at + 3u] = e.p.w;
+    } else {
+      for (var k = 0u; k < 4u; k++) {
+        if (live[k]) { paramTail[at + k] = e.p[k]; }
+      }
+    }
+    v[i - first] = e.v;
+    largest = max(largest, largestMagnitudeBits(e.v, live));
+  }
+  stateCodes[geo.slotStride + block] = largest;
+  let absmax = bitcast<f32>(largest);
+  for (var i = first; i < end; i++) {
+    stateCodes[i] = quantizeWord(v[i - first], absmax, liveLanes(i, count));
   }
 }

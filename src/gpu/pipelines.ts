@@ -7,6 +7,7 @@
 import shaderSource from '../../shaders/rmsprop.wgsl?raw';
 import reduceSource from '../../shaders/grad-norm.wgsl?raw';
 import { REDUCE_WORKGROUP_SIZE, reduceTargetPartials, usesLanePartials } from './reduce-plan.js';
+import { blockwise8Layout } from './blockwise8-layout.js';
 import type { GradDtype, ResolvedOptions } from '../rule/options.js';
 import { hasMaster, WORKGROUP_SIZE } from './plan.js';
 
@@ -23,9 +24,19 @@ export interface StepPipelines {
   readonly tail: GPUComputePipeline;
   /** With a master copy (16-bit parameters, masterWeights): fill it from the caller's parameters, once. */
   readonly initMaster?: { readonly body: GPUComputePipeline; readonly tail: GPUComputePipeline };
-  /** stateDtype 'int8-blockwise': 8-bit state, four blocks a workgroup, body and tail (its tensors of 4096+). */
-  readonly blockwise8?: GPUComputePipeline;
+  /** stateDtype 'int8-blockwise' (its tensors of 4096+): 8-bit state, in the device's layout. */
+  readonly blockwise8?: Blockwise8Pipelines;
 }
+
+/**
+ * The 8-bit state's step, body and tail in one dispatch a chunk, in the layout of the device
+ * (src/gpu/blockwise8-layout.ts): `'workgroup'`, `vec4` for a chunk of whole vec4s (parameters and
+ * gradients bound as vec4s, bindings 1 and 2) and `scalar` for any chunk (bindings 4 and 5); `'lanes'`,
+ * one pipeline for any chunk (bindings 4 and 5).
+ */
+export type Blockwise8Pipelines =
+  | { readonly layout: 'workgroup'; readonly vec4: GPUComputePipeline; readonly scalar: GPUComputePipeline }
+  | { readonly layout: 'lanes'; readonly lanes: GPUComputePipeline };
 
 /** The override constants of shaders/rmsprop.wgsl for these options. */
 export function variantConstants(o: ResolvedOptions): Record<string, number> {
@@ -75,7 +86,7 @@ type BindingKind = 'uniform' | 'storage' | 'read-only-storage';
 /** Group 0's bindings (shaders/rmsprop.wgsl) and their kinds. */
 const BINDING_KINDS: Record<number, BindingKind> = {
   0: 'uniform', 1: 'storage', 2: 'storage', 3: 'storage', 4: 'storage', 5: 'storage',
-  6: 'uniform', 7: 'storage', 8: 'storage', 9: 'storage', 10: 'storage', 13: 'storage', 14: 'uniform',
+  6: 'uniform', 7: 'storage', 8: 'storage', 9: 'storage', 10: 'storage', 13: 'storage', 14: 'read-only-storage',
 };
 
 /** The group-0 bindings each entry point uses. */
@@ -90,7 +101,9 @@ const ENTRY_BINDINGS: Record<string, readonly number[]> = {
   stepTailHalfPacked: [0, 3, 6, 8, 10],
   initMasterBody: [0, 3, 9],
   initMasterTail: [0, 3, 10],
-  stepBlockwise8: [0, 4, 5, 6, 13, 14],
+  stepBlockwise8: [0, 1, 2, 6, 13, 14],
+  stepBlockwise8Scalar: [0, 4, 5, 6, 13, 14],
+  stepBlockwise8Lanes: [0, 4, 5, 6, 13, 14],
 };
 
 /** Entry points that read the step ring (group 1); initMaster* do not. */
@@ -278,19 +291,24 @@ function makeStep(device: GPUDevice, o: ResolvedOptions, create: Maker): StepPip
     return isThenable(made) ? made.then(remember) : remember(made);
   };
   const entry = stepEntryPoints(o);
+  const layout = o.stateDtype === 'int8-blockwise' ? blockwise8Layout(device) : undefined;
+  const blockwise8Entries = { workgroup: ['stepBlockwise8', 'stepBlockwise8Scalar'], lanes: ['stepBlockwise8Lanes'] };
   const parts = [
     make(entry.body),
     make(entry.tail),
     ...(entry.master ? [make('initMasterBody'), make('initMasterTail')] : []),
-    ...(o.stateDtype === 'int8-blockwise' ? [make('stepBlockwise8')] : []),
+    ...(layout ? blockwise8Entries[layout].map(make) : []),
   ];
   const assemble = (made: GPUComputePipeline[]): StepPipelines => {
     const [body, tail, ...rest] = made;
+    let blockwise8: Blockwise8Pipelines | undefined;
+    if (layout === 'workgroup') blockwise8 = { layout, vec4: rest[0]!, scalar: rest[1]! };
+    if (layout === 'lanes') blockwise8 = { layout, lanes: rest[0]! };
     return {
       body: body!,
       tail: tail!,
       ...(entry.master ? { initMaster: { body: rest[0]!, tail: rest[1]! } } : {}),
-      ...(o.stateDtype === 'int8-blockwise' ? { blockwise8: rest[0]! } : {}),
+      ...(blockwise8 ? { blockwise8 } : {}),
     };
   };
   return parts.some(isThenable) ? Promise.all(parts).then(assemble) : assemble(parts as GPUComputePipeline[]);
@@ -299,11 +317,17 @@ function makeStep(device: GPUDevice, o: ResolvedOptions, create: Maker): StepPip
 const stepCache = new PipelineCache<StepPipelines>();
 const countCache = new PipelineCache<GPUComputePipeline>();
 
+/** The cache key of `options`' update pipelines on `device`: the variant, and the 8-bit state's layout. */
+function stepKey(device: GPUDevice, options: ResolvedOptions): string {
+  const key = variantKey(options);
+  return options.stateDtype === 'int8-blockwise' ? `${key}.${blockwise8Layout(device)}` : key;
+}
+
 /** The update pipelines for `options`' variant on `device`, made on first use. */
 export function stepPipelines(device: GPUDevice, options: ResolvedOptions): StepPipelines {
   return stepCache.get(
     device,
-    variantKey(options),
+    stepKey(device, options),
     () => makeStep(device, options, (d) => device.createComputePipeline(d)) as StepPipelines,
   );
 }
@@ -312,7 +336,7 @@ export function stepPipelines(device: GPUDevice, options: ResolvedOptions): Step
 export function stepPipelinesAsync(device: GPUDevice, options: ResolvedOptions): Promise<StepPipelines> {
   return stepCache.getAsync(
     device,
-    variantKey(options),
+    stepKey(device, options),
     async () => makeStep(device, options, (d) => device.createComputePipelineAsync(d)),
   );
 }

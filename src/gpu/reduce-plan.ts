@@ -53,8 +53,8 @@ export function forceReduceTarget(device: object, target: number): void {
   forcedTargets.set(device, target);
 }
 
-/** What the pre-pass's plan is sized from: the adapter's info (`device.adapterInfo`), if any. */
-interface AdapterLike {
+/** What the pre-pass's plan (and the 8-bit step's layout) is chosen from: the adapter's info (`device.adapterInfo`), if any. */
+export interface AdapterLike {
   readonly adapterInfo?: {
     readonly vendor?: string;
     readonly architecture?: string;
@@ -77,11 +77,23 @@ interface AdapterLike {
 export function reduceTargetPartials(device: AdapterLike): number {
   const forced = forcedTargets.get(device);
   if (forced !== undefined) return forced;
+  return isCpuAdapter(device) ? REDUCE_TARGET_PARTIALS.cpu : REDUCE_TARGET_PARTIALS.gpu;
+}
+
+/**
+ * Whether `device` runs on a CPU adapter: a fallback adapter, or one whose info names SwiftShader,
+ * llvmpipe or lavapipe. Without adapter info (older browsers), a GPU.
+ *
+ * @example
+ * ```ts
+ * isCpuAdapter({ adapterInfo: { vendor: 'google', description: 'SwiftShader driver' } }); // true
+ * ```
+ */
+export function isCpuAdapter(device: AdapterLike): boolean {
   const info = device.adapterInfo;
-  if (!info) return REDUCE_TARGET_PARTIALS.gpu;
+  if (!info) return false;
   const names = [info.vendor, info.architecture, info.device, info.description].join(' ');
-  const cpu = info.isFallbackAdapter === true || /swiftshader|llvmpipe|lavapipe/i.test(names);
-  return cpu ? REDUCE_TARGET_PARTIALS.cpu : REDUCE_TARGET_PARTIALS.gpu;
+  return info.isFallbackAdapter === true || /swiftshader|llvmpipe|lavapipe/i.test(names);
 }
 
 /**

@@ -9,9 +9,11 @@ import { bindGroupLayoutOf, stepPipelines } from './pipelines.js';
 import type { Dispatch } from './dispatches.js';
 import type { StepValuesRing } from './step-values.js';
 import { blocksOf, BUCKET_CODES, DYNAMIC_MAP, DYNAMIC_MIDPOINTS } from '../rule/blockwise8.js';
+import { BLOCKS_PER_WORKGROUP } from './blockwise8-layout.js';
 
 // GPUBufferUsage flags, spelled out so that importing this module needs no WebGPU globals.
 const UNIFORM = 0x40;
+const STORAGE = 0x80;
 
 /** Bytes of `struct Geometry` in shaders/rmsprop.wgsl (5 u32, 6 f32), rounded up to 16. */
 const GEOMETRY_BYTES = 48;
@@ -37,7 +39,7 @@ export class UpdatePass {
   readonly #plans: readonly SegmentPlan[];
   readonly #chunks: readonly (readonly ChunkBuffers[])[];
   readonly #options: readonly ResolvedOptions[];
-  /** 8-bit state: the map and quantizer tables (binding 14 of stepBlockwise8), written once; if some segment has it. */
+  /** 8-bit state: the map and quantizer tables (binding 14 of the 8-bit step), written once; if some segment has it. */
   readonly #dynamicMap?: GPUBuffer;
 
   /**
@@ -68,7 +70,7 @@ export class UpdatePass {
     if (plans.some((p) => p.blockwise8)) {
       const tables = quantizerTables();
       this.#dynamicMap = device.createBuffer({
-        label: 'RMSProp.dynamicMap', size: tables.byteLength, usage: UNIFORM, mappedAtCreation: true,
+        label: 'RMSProp.dynamicMap', size: tables.byteLength, usage: STORAGE, mappedAtCreation: true,
       });
       new Uint32Array(this.#dynamicMap.getMappedRange()).set(tables);
       this.#dynamicMap.unmap();
@@ -80,21 +82,25 @@ export class UpdatePass {
       const many = chunks[s]!.length > 1;
       for (const { chunk, state } of chunks[s]!) {
         if (blockwise8) {
-          // One dispatch a chunk, four blocks a workgroup, body and tail together (rmsprop.wgsl stepBlockwise8).
+          // One dispatch a chunk, body and tail together (rmsprop.wgsl, 8-bit blockwise state), in the
+          // device's layout; a 'workgroup' chunk of whole vec4s binds its parameters and gradients as vec4s.
           const at = slot++;
-          const pipeline = pipelines.blockwise8!;
+          const kernels = pipelines.blockwise8!;
+          const vec4 = kernels.layout === 'workgroup' && chunk.tailCount === 0;
+          const pipeline = kernels.layout === 'lanes' ? kernels.lanes : vec4 ? kernels.vec4 : kernels.scalar;
           const from = { offset: chunk.first * 4, size: chunk.count * 4 };
           const label = `RMSProp.bindGroup[${s}]${many ? `.chunk[${chunk.first}]` : ''}.blockwise8`;
           const { param, grad } = segment;
           const bindGroup = this.#bindGroup(label, pipeline, [
             { binding: 0, resource: { buffer: this.#geometry, offset: at * this.#stride, size: GEOMETRY_BYTES } },
-            { binding: 4, resource: { buffer: param.buffer, offset: param.offset + from.offset, size: from.size } },
-            { binding: 5, resource: { buffer: grad.buffer, offset: grad.offset + from.offset, size: from.size } },
+            { binding: vec4 ? 1 : 4, resource: { buffer: param.buffer, offset: param.offset + from.offset, size: from.size } },
+            { binding: vec4 ? 2 : 5, resource: { buffer: grad.buffer, offset: grad.offset + from.offset, size: from.size } },
             { binding: 6, resource: { buffer: control } },
             { binding: 13, resource: { buffer: state } },
             { binding: 14, resource: { buffer: this.#dynamicMap! } },
           ]);
-          const [x, y] = blockGrid(Math.ceil(blocksOf(chunk.count) / BLOCKS_PER_WORKGROUP), maxPerDimension);
+          const perWorkgroup = BLOCKS_PER_WORKGROUP[kernels.layout];
+          const [x, y] = blockGrid(Math.ceil(blocksOf(chunk.count) / perWorkgroup), maxPerDimension);
           bodies.push({ pipeline, bindGroup, x, y, group: segment.group });
           continue;
         }
@@ -229,11 +235,8 @@ export class UpdatePass {
   }
 }
 
-/** Blocks of 8-bit state per workgroup of stepBlockwise8 (shaders/rmsprop.wgsl BLOCKS_PER_WORKGROUP). */
-export const BLOCKS_PER_WORKGROUP = 4;
-
 /**
- * A grid of `workgroups` workgroups of stepBlockwise8: 1-D while it fits, else 2-D (the shader folds y
+ * A grid of `workgroups` workgroups of the 8-bit step: 1-D while it fits, else 2-D (the shader folds y
  * into its index and leaves the excess blocks alone).
  */
 export function blockGrid(workgroups: number, maxPerDimension: number): [number, number] {
@@ -315,7 +318,7 @@ function halfParamBindings(segment: Segment, chunk: Chunk): { body: GPUBindGroup
 }
 
 /**
- * The uniform `dynamicMap` of stepBlockwise8 (shaders/rmsprop.wgsl struct DynamicMap), as u32 words: the
+ * The read-only storage `dynamicMap` of the 8-bit step (shaders/rmsprop.wgsl struct DynamicMap), as u32 words: the
  * map's 256 values, the 256 midpoints, then the bucket codes 4 to a word, padded to whole vec4s.
  *
  * @example

@@ -12,7 +12,8 @@ import {
 import { createReferenceState, referenceStep, type ReferenceState } from '../../src/rule/reference.js';
 import { resolveOptions } from '../../src/rule/options.js';
 import { ReferenceRMSProp } from '../../src/rule/reference-optimizer.js';
-import { BLOCKS_PER_WORKGROUP, quantizerTables } from '../../src/gpu/update-pass.js';
+import { quantizerTables } from '../../src/gpu/update-pass.js';
+import { BLOCKS_PER_WORKGROUP, blockwise8Layout, forceBlockwise8Layout } from '../../src/gpu/blockwise8-layout.js';
 import { convertStateDict } from '../../src/state/state-dict.js';
 import { safetensorsToParams, safetensorsToStateDict, stateDictToSafetensors } from '../../src/state/safetensors.js';
 import { spawnSync } from 'node:child_process';
@@ -172,11 +173,37 @@ describe('the shader\'s quantizer (quantizeCodeBuckets) against the binary searc
 });
 
 describe('one block size', () => {
-  it('the shader\'s BLOCK_VEC4S is BLOCK_SIZE / 4; ZERO_CODE and BLOCKS_PER_WORKGROUP the same', () => {
+  it('the shader\'s BLOCK_VEC4S is BLOCK_SIZE / 4; ZERO_CODE and the blocks per workgroup the same', () => {
     const source = readFileSync(new URL('../../shaders/rmsprop.wgsl', import.meta.url), 'utf8');
     expect(Number(/const BLOCK_VEC4S: u32 = (\d+)u;/.exec(source)?.[1])).toBe(BLOCK_SIZE / 4);
     expect(Number(/const ZERO_CODE: u32 = (\d+)u;/.exec(source)?.[1])).toBe(ZERO_CODE);
-    expect(Number(/const BLOCKS_PER_WORKGROUP: u32 = (\d+)u;/.exec(source)?.[1])).toBe(BLOCKS_PER_WORKGROUP);
+    expect(Number(/const BLOCKS_PER_WORKGROUP: u32 = (\d+)u;/.exec(source)?.[1])).toBe(BLOCKS_PER_WORKGROUP.workgroup);
+    expect(Number(/const LANE_BLOCKS_PER_WORKGROUP: u32 = (\d+)u;/.exec(source)?.[1])).toBe(BLOCKS_PER_WORKGROUP.lanes);
+    // 'workgroup': 64 invocations a block; 'lanes': one.
+    expect(Number(/@compute @workgroup_size\(BLOCK_VEC4S \* BLOCKS_PER_WORKGROUP\)\nfn stepBlockwise8\(/.test(source))).toBe(1);
+    expect(Number(/@compute @workgroup_size\(LANE_BLOCKS_PER_WORKGROUP\)\nfn stepBlockwise8Lanes\(/.test(source))).toBe(1);
+  });
+});
+
+describe('the 8-bit step\'s layout per adapter', () => {
+  const adapter = (info: GPUAdapterInfo | Record<string, unknown>) => ({ adapterInfo: info as GPUAdapterInfo });
+  it.each([
+    [{ vendor: 'google', architecture: 'swiftshader', description: 'SwiftShader driver' }, 'lanes'],
+    [{ vendor: 'mesa', architecture: '', description: 'llvmpipe (LLVM 15.0.6, 256 bits)' }, 'lanes'],
+    [{ vendor: '', architecture: '', description: '', isFallbackAdapter: true }, 'lanes'],
+    [{ vendor: 'nvidia', architecture: 'hopper', description: 'NVIDIA H100 80GB HBM3' }, 'workgroup'],
+    [{ vendor: '', architecture: '', description: '' }, 'workgroup'], // Firefox names no adapter
+  ])('%j: %s', (info, layout) => {
+    expect(blockwise8Layout(adapter(info))).toBe(layout);
+  });
+  it('no adapter info: a GPU\'s; forced for one device, then back', () => {
+    const device = {};
+    expect(blockwise8Layout(device)).toBe('workgroup');
+    forceBlockwise8Layout(device, 'lanes');
+    expect(blockwise8Layout(device)).toBe('lanes');
+    expect(blockwise8Layout({})).toBe('workgroup');
+    forceBlockwise8Layout(device, undefined);
+    expect(blockwise8Layout(device)).toBe('workgroup');
   });
 });
 
