@@ -226,10 +226,19 @@ describe('model.compile with stateDtype int8-blockwise', () => {
         ...names.map((n, i) => `${n}/momentum:float32:${model.weights[i]!.shape.join('x')}`),
         `${kernel}/rms/codes:int32:1296`, `${kernel}/rms/absmax:float32:21`,
       ]);
+      const saved = await Promise.all((await optimizer.getWeights()).map(async (w) => ({ dtype: w.tensor.dtype, data: await w.tensor.data() })));
       loaded = await tfl.loadLayersModel(tf.io.fromMemory(artifacts!));
       const restored = loaded.optimizer as WebGPURMSProp;
       expect(restored.options).toEqual(optimizer.options);
       expect(restored.iterations).toBe(3);
+      // Before its first step the loaded optimizer gives back what it was given, codes and absmax included.
+      const given = await restored.getWeights();
+      expect(given.length).toBe(saved.length);
+      for (const [i, w] of given.entries()) {
+        expect(w.tensor.dtype, w.name).toBe(saved[i]!.dtype);
+        const [x, y] = [await w.tensor.data(), saved[i]!.data];
+        expectSame(x instanceof Float32Array ? bits(x) : x, y instanceof Float32Array ? bits(y) : y, `loaded ${w.name}`);
+      }
       for (let s = 0; s < 2; s++) {
         await model.trainOnBatch(data.x, data.y);
         await loaded.trainOnBatch(data.x, data.y);
