@@ -266,7 +266,7 @@ describe('model.compile with stateDtype int8-blockwise', () => {
 });
 
 describe('the variable list changes (fine-tuning): the 8-bit state is carried over on the GPU', () => {
-  gpuTest('a variable joins, then one is disposed: each variable steps as with an optimizer of its own', gpu, async () => {
+  gpuTest('a variable joins, one is disposed, one leaves the list: each variable steps as with an optimizer of its own', gpu, async () => {
     const random = rng(12);
     const SIZES = [5000, 4500, 100, 4099];
     const variables = makeVariables(SIZES, random);
@@ -308,11 +308,44 @@ describe('the variable list changes (fine-tuning): the 8-bit state is carried ov
       variables[0]!.dispose(); // leaves for good: a new engine again, the others' state carried over
       for (let s = 0; s < 2; s++) step([3, 1, 2]);
       await check([1, 2, 3], 'after v0 was disposed');
-      expect(optimizer.iterations).toBe(7);
+      for (let s = 0; s < 2; s++) step([2, 1]); // v3 leaves the list: kept, its codes and absmax as they were
+      await check([1, 2, 3], 'v3 left the list');
+      expect(optimizer.iterations).toBe(9);
     } finally {
       optimizer.dispose();
       lones.forEach((x) => x.dispose());
       tf.dispose([...variables.filter((v) => !v.isDisposed), ...lone]);
+    }
+  }, 120_000);
+
+  gpuTest('model.fit fine-tuning: freeze the 8-bit kernel, fit, unfreeze, compile again, fit', gpu, async () => {
+    const data = makeData(tf, 'mlp', 32);
+    const model = model8(8);
+    const optimizer = tfjsRMSProp(tf, { learningRate: 0.003, ...EIGHT_BIT });
+    // (model.weights lists trainable weights first: a frozen kernel moves to the end.)
+    const kernel = () => model.layers[1]!.weights[0]!.read() as tf.Variable;
+    try {
+      model.layers[1]!.trainable = false;
+      model.compile({ optimizer, loss: 'meanSquaredError' });
+      const frozen = await readThroughOp(kernel());
+      const first = await model.fit(data.x, data.y, { batchSize: 16, epochs: 3, shuffle: false, verbose: 0 });
+      expectSame(bits(await readThroughOp(kernel())), bits(frozen), 'the frozen kernel');
+      const before = await weightStates(optimizer);
+      expect(before.has(kernel().name), 'no state for the frozen kernel yet').toBe(false);
+      model.layers[1]!.trainable = true;
+      model.compile({ optimizer, loss: 'meanSquaredError' });
+      const second = await model.fit(data.x, data.y, { batchSize: 16, epochs: 3, shuffle: false, verbose: 0 });
+      expect(optimizer.iterations).toBe(12);
+      const after = await weightStates(optimizer);
+      const k = after.get(kernel().name)!;
+      expect(k.codes, 'the joined kernel keeps 8-bit state').toBeDefined();
+      expect(k.absmax!.every((m) => m > 0), 'and has stepped').toBe(true);
+      const losses = [...(first.history['loss'] as number[]), ...(second.history['loss'] as number[])];
+      expect(losses[losses.length - 1]!, `losses ${losses.map((l) => l.toFixed(4)).join(' ')}`).toBeLessThan(losses[0]!);
+    } finally {
+      tf.dispose([data.x, data.y]);
+      model.dispose();
+      optimizer.dispose();
     }
   }, 120_000);
 
