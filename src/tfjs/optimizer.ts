@@ -494,7 +494,9 @@ export async function convertTfjsWeights(
 ): Promise<NamedTensor[]> {
   checkNamespace(tf);
   const where = 'convertTfjsWeights';
-  if (!Array.isArray(weights)) throw new TypeError(`${where}: pass what getWeights() returned, a list of { name, tensor }.`);
+  if (!Array.isArray(weights)) {
+    throw new TypeError(`${where}: pass what getWeights() returned, a list of { name, tensor }.`);
+  }
   const converted = convertWeightValues(await readWeightValues(weights, where), stateDtype, where);
   return converted.map((w, i) => ({
     name: w.name,

@@ -12,7 +12,9 @@
  * codes and absmax exactly and checks that `<var>/rms` is still their value.
  */
 import type { ResolvedOptions, StateDtype, TensorState } from '../index.js';
-import { blocksOf, dequantizeBlockwise, quantizeBlockwise, usesBlockwise8, BLOCK_SIZE, ZERO_CODE } from '../rule/blockwise8.js';
+import {
+  blocksOf, dequantizeBlockwise, quantizeBlockwise, usesBlockwise8, BLOCK_SIZE, ZERO_CODE,
+} from '../rule/blockwise8.js';
 
 /** One state slot of one variable, by TF.js's name: float32, or int32 for 8-bit codes (`/rms/codes`). */
 export interface NamedValues {
@@ -200,7 +202,8 @@ function parseEightBit(
     if (i < 0) throw new RangeError(`${where}: '${codes.name}' belongs to no '${base}' among these weights.`);
     if (out[i]) throw new RangeError(`${where}: '${codes.name}' is given twice.`);
     if (!(codes.values instanceof Int32Array)) {
-      throw new TypeError(`${where}: '${codes.name}' must be int32 (four 8-bit codes a word), as getWeights() returns.`);
+      throw new TypeError(
+        `${where}: '${codes.name}' must be int32 (four 8-bit codes a word), as getWeights() returns.`);
     }
     if (!(absmax.values instanceof Float32Array)) throw new TypeError(`${where}: '${absmax.name}' must be float32.`);
     out[i] = { codes, absmax };
@@ -297,7 +300,9 @@ function eightBitState(
  * `'f32'` the codes and absmax are dropped (`/rms` holds their exact values). Other weights are kept.
  * Throws a RangeError for centered weights (with `/mg`) to 8 bits, which 8-bit state does not support.
  */
-export function convertWeightValues(weights: readonly NamedValues[], stateDtype: StateDtype, where: string): NamedValues[] {
+export function convertWeightValues(
+  weights: readonly NamedValues[], stateDtype: StateDtype, where: string,
+): NamedValues[] {
   if (stateDtype !== 'f32' && stateDtype !== 'int8-blockwise') {
     throw new TypeError(`${where}: stateDtype must be 'f32' or 'int8-blockwise', got ${String(stateDtype)}.`);
   }
