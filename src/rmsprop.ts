@@ -10,6 +10,7 @@ import { scheduledLr, type LrSchedule } from './rule/schedules.js';
 import { resolveParams, type ParamGroup, type ParamSpec, type ResolvedGroup } from './gpu/params.js';
 import { hasMaster, planUpdate, stateSlots } from './gpu/plan.js';
 import { copyStateSpans } from './state/carry.js';
+import { usesBlockwise8 } from './rule/blockwise8.js';
 import { countStepPipelineAsync, reducePipelinesAsync, stepPipelinesAsync } from './gpu/pipelines.js';
 import { biasCorrectionFactor, decayFactorOf } from './rule/reference.js';
 import { deviceLostError, watchDeviceLoss, type DeviceLossWatch } from './state/readback.js';
@@ -380,8 +381,10 @@ export class RMSProp {
   /**
    * Records into `encoder` copies of tensors' state from `source` (an optimizer on the same device
    * with the same options), and its step count and counters (skipped steps, last norm): `pairs` of
-   * [source tensor, this tensor], of equal sizes. For webgpu-rmsprop/tfjs, which rebuilds its arena
-   * when the variable list changes; an optimizer's tensors are fixed otherwise. No dispatch.
+   * [source tensor, this tensor], of equal sizes and state layouts (all checked before the first copy
+   * is recorded: a RangeError otherwise); 8-bit state copies its codes and absmax. For
+   * webgpu-rmsprop/tfjs, which rebuilds its arena when the variable list changes; an optimizer's
+   * tensors are fixed otherwise. No dispatch.
    *
    * @internal
    * @example
@@ -394,10 +397,33 @@ export class RMSProp {
   copyStateFrom(encoder: GPUCommandEncoder, source: RMSProp, pairs: readonly (readonly [number, number])[]): void {
     this.#checkUsable('copyStateFrom()');
     source.#checkUsable('copyStateFrom()');
-    for (const [from, to] of pairs) {
-      const slots = stateSlots(this.#groups[0]!.options);
-      copyStateSpans(encoder, source.#store.tensorStateSpans(from), this.#store.tensorStateSpans(to), slots);
-    }
+    // Every pair is checked before the first copy is recorded.
+    const where = 'RMSProp.copyStateFrom()';
+    const theirs = source.#groups.flatMap((g) => g.params), mine = this.#groups.flatMap((g) => g.params);
+    const taken = new Set<number>();
+    const copies = pairs.map(([from, to]) => {
+      const a = Number.isInteger(from) ? theirs[from] : undefined, b = Number.isInteger(to) ? mine[to] : undefined;
+      if (!a || !b) {
+        throw new RangeError(`${where}: pair [${from}, ${to}] names no tensor (the source has ${theirs.length}, ` +
+          `this optimizer ${mine.length}).`);
+      }
+      if (taken.has(to)) throw new RangeError(`${where}: tensor ${to} is the target of two pairs.`);
+      taken.add(to);
+      const oa = source.#groups[a.group]!.options, ob = this.#groups[b.group]!.options;
+      const slots = stateSlots(ob), eightBit = usesBlockwise8(ob, b.size);
+      if (a.size !== b.size || stateSlots(oa) !== slots || usesBlockwise8(oa, a.size) !== eightBit) {
+        throw new RangeError(`${where}: pair [${from}, ${to}]: tensors of ${a.size} and ${b.size} elements, ` +
+          `stateDtype '${oa.stateDtype}' and '${ob.stateDtype}': the state of one does not fit the other.`);
+      }
+      const spansA = source.#store.tensorStateSpans(from), spansB = this.#store.tensorStateSpans(to);
+      // 8-bit state is copied buffer by buffer (codes, then absmax): the chunks must be laid out alike.
+      const sizes = (spans: readonly { size: number }[]) => spans.map((x) => x.size).join();
+      if (eightBit && sizes(spansA) !== sizes(spansB)) {
+        throw new RangeError(`${where}: pair [${from}, ${to}]: the 8-bit state is split in chunks differently.`);
+      }
+      return { spansA, spansB, slots };
+    });
+    for (const { spansA, spansB, slots } of copies) copyStateSpans(encoder, spansA, spansB, slots);
     encoder.copyBufferToBuffer(source.#store.control, 0, this.#store.control, 0, this.#store.control.size);
     this.#step = source.#step;
   }

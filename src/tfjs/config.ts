@@ -9,7 +9,8 @@ import { presets, resolveOptions, type RMSPropOptions, type ResolvedOptions } fr
  * This library's options that the TF.js optimizer takes as they are, under this library's names
  * (the README's options table). TF.js's own five (`learningRate`, `decay`, `momentum`, `epsilon`,
  * `centered`) are given by their TF.js names instead; the 16-bit dtypes do not apply (TF.js
- * variables are float32).
+ * variables are float32). `stateDtype: 'int8-blockwise'` keeps the mean square of each variable of
+ * 4096 elements or more in 8 bits on the GPU (docs/blockwise8.md; not with momentum or centered).
  *
  * @example
  * ```ts
@@ -19,7 +20,7 @@ import { presets, resolveOptions, type RMSPropOptions, type ResolvedOptions } fr
  */
 export type TfjsExtras = Partial<Pick<RMSPropOptions,
   | 'epsMode' | 'lrInMomentum' | 'weightDecay' | 'weightDecayMode' | 'maximize' | 'initialScale' | 'nesterov'
-  | 'biasCorrection' | 'skipNonFinite' | 'clipGradNorm' | 'lossScale'>>;
+  | 'biasCorrection' | 'skipNonFinite' | 'clipGradNorm' | 'lossScale' | 'stateDtype'>>;
 
 /**
  * What `tfjsRMSProp(tf, config)` takes: `tf.train.rmsprop`'s options by their TF.js names, with
@@ -56,7 +57,7 @@ const TFJS_NAMES = ['learningRate', 'decay', 'momentum', 'epsilon', 'centered'] 
 
 const EXTRA_NAMES: readonly (keyof TfjsExtras)[] = [
   'epsMode', 'lrInMomentum', 'weightDecay', 'weightDecayMode', 'maximize', 'initialScale', 'nesterov',
-  'biasCorrection', 'skipNonFinite', 'clipGradNorm', 'lossScale',
+  'biasCorrection', 'skipNonFinite', 'clipGradNorm', 'lossScale', 'stateDtype',
 ];
 
 /** This library's names that the TF.js config spells otherwise, or that do not apply to TF.js variables. */

@@ -9,6 +9,7 @@
 export {
   tfjsRMSProp,
   registerWebGPURMSProp,
+  convertTfjsWeights,
   WEBGPU_RMSPROP_CLASS_NAME,
   type WebGPURMSProp,
   type WebGPURMSPropClass,

@@ -13,7 +13,11 @@ import {
   type ResolvedTfjsConfig, type TfjsRMSPropConfig,
 } from './config.js';
 import { Engine } from './engine.js';
-import { parseTfjsWeights, statesForVariables, tfjsSlots, type NamedValues, type ParsedWeights } from './weights.js';
+import {
+  convertWeightValues, parseTfjsWeights, statesForVariables, tfjsSlots,
+  type NamedValues, type ParsedWeights,
+} from './weights.js';
+import type { StateDtype } from '../index.js';
 
 /** A tensor with a name, as TF.js's optimizers take and give their weights (tfjs-core's `NamedTensor`). */
 type NamedTensor = { name: string; tensor: TF.Tensor };
@@ -345,7 +349,8 @@ function defineClass(tf: TfNamespace): WebGPURMSPropClass {
     #export(iterations: number, slots: readonly NamedValues[]): NamedTensor[] {
       const out: NamedTensor[] = [{ name: 'iter', tensor: this.#keep('iter', tf.scalar(iterations, 'int32')) }];
       for (const s of slots) {
-        out.push({ name: s.name, tensor: this.#keep(s.name, tf.tensor(s.values, [...s.shape], 'float32')) });
+        const dtype = s.values instanceof Int32Array ? 'int32' : 'float32';
+        out.push({ name: s.name, tensor: this.#keep(s.name, tf.tensor(s.values, [...s.shape], dtype)) });
       }
       const names = new Set(out.map((w) => w.name));
       for (const [name, v] of this.#exported) {
@@ -379,15 +384,7 @@ function defineClass(tf: TfNamespace): WebGPURMSPropClass {
       if (!Array.isArray(weightValues)) {
         throw new TypeError(`${where}: pass what getWeights() returned, a list of { name, tensor }.`);
       }
-      const named = await Promise.all(weightValues.map(async (w, i): Promise<NamedValues> => {
-        if (typeof w?.name !== 'string' || typeof w.tensor?.data !== 'function') {
-          throw new TypeError(`${where}: entry ${i} must be { name, tensor }.`);
-        }
-        if (i > 0 && w.tensor.dtype !== 'float32') {
-          throw new TypeError(`${where}: '${w.name}' is ${w.tensor.dtype}; state slots are float32.`);
-        }
-        return { name: w.name, shape: [...w.tensor.shape], values: Float32Array.from(await w.tensor.data()) };
-      }));
+      const named = await readWeightValues(weightValues, where);
       this.#checkUsable(where); // still usable after the reads
       const parsed = parseTfjsWeights(named, this.#config.options.centered, where);
       const model = this.#model;
@@ -447,8 +444,64 @@ function defineClass(tf: TfNamespace): WebGPURMSPropClass {
   return WebGPURMSPropOptimizer as unknown as WebGPURMSPropClass;
 }
 
-/** Weights waiting to be loaded, in TF.js's order (every rms, every momentum, every mg). */
+/** Weights waiting to be loaded, in TF.js's order (every rms, every momentum, every mg; then 8-bit state). */
 function pendingSlots(pending: ParsedWeights): NamedValues[] {
   const v = pending.variables;
-  return [...v.map((x) => x.rms), ...v.map((x) => x.momentum), ...v.flatMap((x) => (x.mg ? [x.mg] : []))];
+  return [
+    ...v.map((x) => x.rms), ...v.map((x) => x.momentum), ...v.flatMap((x) => (x.mg ? [x.mg] : [])),
+    ...v.flatMap((x) => (x.codes && x.absmax ? [x.codes, x.absmax] : [])),
+  ];
+}
+
+/**
+ * Reads `{ name, tensor }` weights to the CPU: the iteration count (any dtype), float32 slots, and
+ * int32 8-bit codes (`<var>/rms/codes`, read as the int32 words they are).
+ */
+async function readWeightValues(weightValues: readonly NamedTensor[], where: string): Promise<NamedValues[]> {
+  return Promise.all(weightValues.map(async (w, i): Promise<NamedValues> => {
+    if (typeof w?.name !== 'string' || typeof w.tensor?.data !== 'function') {
+      throw new TypeError(`${where}: entry ${i} must be { name, tensor }.`);
+    }
+    const codes = i > 0 && w.name.endsWith('/rms/codes');
+    const dtype = codes ? 'int32' : 'float32';
+    if (i > 0 && w.tensor.dtype !== dtype) {
+      throw new TypeError(`${where}: '${w.name}' is ${w.tensor.dtype}; ` +
+        (codes ? '8-bit codes are int32 (four a word), as getWeights() returns them.' : 'state slots are float32.'));
+    }
+    const data = await w.tensor.data();
+    const values = codes ? Int32Array.from(data as Int32Array) : Float32Array.from(data);
+    return { name: w.name, shape: [...w.tensor.shape], values };
+  }));
+}
+
+/**
+ * Converts an RMSProp's TF.js-form weights (what `getWeights()` returned, of this optimizer or of
+ * `tf.train.rmsprop`) to the state dtype of the optimizer they will be loaded into, explicitly:
+ * `'int8-blockwise'` quantizes the mean square (`/rms`) of each variable of 4096 elements or more as
+ * an 8-bit step would store it, adding its `/rms/codes` and `/rms/absmax`; `'f32'` drops those (the
+ * `/rms` values are their exact values). Returns new tensors (the caller disposes them); the given
+ * weights are not changed. Throws a RangeError for a centered optimizer's weights to 8 bits.
+ *
+ * @example
+ * ```ts
+ * const saved = await f32Optimizer.getWeights();
+ * const eightBit = tfjsRMSProp(tf, { stateDtype: 'int8-blockwise' });
+ * await eightBit.setWeights(await convertTfjsWeights(tf, saved, 'int8-blockwise'));
+ * ```
+ */
+export async function convertTfjsWeights(
+  tf: TfNamespace, weights: readonly NamedTensor[], stateDtype: StateDtype,
+): Promise<NamedTensor[]> {
+  checkNamespace(tf);
+  const where = 'convertTfjsWeights';
+  if (!Array.isArray(weights)) {
+    throw new TypeError(`${where}: pass what getWeights() returned, a list of { name, tensor }.`);
+  }
+  const converted = convertWeightValues(await readWeightValues(weights, where), stateDtype, where);
+  return converted.map((w, i) => ({
+    name: w.name,
+    tensor: i === 0
+      ? tf.tensor(w.values, [...w.shape], weights[0]!.tensor.dtype as 'int32' | 'float32')
+      : tf.tensor(w.values, [...w.shape], w.values instanceof Int32Array ? 'int32' : 'float32'),
+  }));
 }

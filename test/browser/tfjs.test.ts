@@ -93,7 +93,7 @@ function suiteIn(engine: Engine): void {
       const r = page();
       expect(r.fatal, 'the page stopped').toBeUndefined();
       expect(r.cases.filter((c) => c.name === 'error'), 'cases that threw').toEqual([]);
-      expect(r.cases).toHaveLength(14);
+      expect(r.cases).toHaveLength(15);
       expect(pageErrors).toEqual([]);
       expect(r.gpuErrors).toEqual([]);
     });
@@ -118,6 +118,14 @@ function suiteIn(engine: Engine): void {
       const c = found('save-load');
       expect(c.className).toBe('WebGPURMSProp');
       expect(c.iterations).toBe(4);
+      expect(c.bitIdentical).toBe(true);
+    });
+
+    it("stateDtype 'int8-blockwise': saved with its codes and absmax, the loaded model steps bit for bit as the original", () => {
+      const c = found('save-load-8bit');
+      expect(c.stateDtype).toBe('int8-blockwise');
+      expect(c.eightBitSpecs).toEqual(['codes:int32', 'absmax:float32']);
+      expect(c.iterations).toBe(5);
       expect(c.bitIdentical).toBe(true);
     });
 

@@ -6,6 +6,15 @@ import type { FineTuneResult, ReadInFlightResult, VariableListResult } from '../
 export type TfjsCase =
   | { readonly name: 'fit'; readonly label: string; readonly result: FitComparison }
   | { readonly name: 'save-load'; readonly bitIdentical: boolean; readonly className: string; readonly iterations: number }
+  | {
+    /** Issue 20: stateDtype 'int8-blockwise' through model.save / loadLayersModel. */
+    readonly name: 'save-load-8bit';
+    readonly bitIdentical: boolean;
+    readonly stateDtype: string;
+    /** The optimizer's weight specs of 8-bit state, as `name:dtype`. */
+    readonly eightBitSpecs: readonly string[];
+    readonly iterations: number;
+  }
   | { readonly name: 'cached'; readonly worstUlps: number; readonly steps: number; readonly cachedBeforeEachStep: boolean }
   | { readonly name: 'leaks'; readonly before: Counts; readonly after: Counts; readonly labelledAfterDispose: number; readonly labelledWhileTraining: number }
   | { readonly name: 'variable-list'; readonly label: string; readonly result: VariableListResult }

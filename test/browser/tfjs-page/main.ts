@@ -3,7 +3,7 @@
  * WebGPU backend, built by test/browser/tfjs.test.ts) on the page's device, `tfjsRMSProp` from the
  * source. The cases: model.fit of an MLP and a conv net beside tf.train.rmsprop, compared after
  * every batch (weights read through an op, and with data()); save and load with the optimizer;
- * data() before every step; 100 steps without a leak; and issue 19's: a variable list that changes
+ * data() before every step; 100 steps without a leak; 8-bit state (issue 20) saved and loaded; and issue 19's: a variable list that changes
  * (against one tf.train.rmsprop per variable), fine-tuning with fit, a read in flight across a step,
  * the first step's warm-up, the copies a step makes. Uses only `navigator.gpu` and web APIs (no
  * Chromium-only flag or API): it runs in any browser with WebGPU. Sets `window.__tfjs`.
@@ -79,6 +79,53 @@ async function run(): Promise<TfjsPageResults> {
     const [a, b] = [await readWeights(tf, model), await readWeights(tf, loaded)];
     const bitIdentical = a.every((w, i) => w.length === b[i]!.length && w.every((x, j) => Object.is(x, b[i]![j])));
     const result: TfjsCase = { name: 'save-load', bitIdentical, className: loadedOptimizer.getClassName(), iterations: loadedOptimizer.iterations };
+    loadedOptimizer.dispose();
+    loaded.dispose();
+    optimizer.dispose();
+    model.dispose();
+    tf.dispose([data.x, data.y]);
+    return result;
+  });
+
+  // Issue 20: 8-bit state (its 72 x 72 kernel, 5184 elements, in 8 bits) saved and loaded with the model.
+  await guarded('save-load-8bit', async () => {
+    const make = () => {
+      const m = tfl.sequential({ layers: [
+        tfl.layers.dense({ units: 72, activation: 'tanh', inputShape: [8] }),
+        tfl.layers.dense({ units: 72, activation: 'tanh' }),
+        tfl.layers.dense({ units: 1 }),
+      ] });
+      let seed = 7;
+      const random = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+      const values = m.weights.map((w) => tf.tensor(Float32Array.from({ length: w.shape.reduce((a, b) => a! * b!, 1)! }, () => random() * 0.2), w.shape as number[]));
+      m.setWeights(values);
+      tf.dispose(values);
+      return m;
+    };
+    const model = make();
+    const data = makeData(tf, 'mlp', 16);
+    const optimizer = tfjsRMSProp(tf, { learningRate: 0.01, stateDtype: 'int8-blockwise' });
+    model.compile({ optimizer, loss: 'meanSquaredError' });
+    for (let s = 0; s < 3; s++) await model.trainOnBatch(data.x, data.y);
+    let artifacts: import('@tensorflow/tfjs-core').io.ModelArtifacts | undefined;
+    await model.save(tf.io.withSaveHandler(async (a) => {
+      artifacts = a;
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }), { includeOptimizer: true });
+    const eightBitSpecs = artifacts!.weightSpecs!.filter((s) => s.group === 'optimizer' && /\/rms\/(codes|absmax)$/.test(s.name))
+      .map((s) => `${s.name.replace(/^.*\/rms\//, '')}:${s.dtype}`);
+    const loaded = await tfl.loadLayersModel(tf.io.fromMemory(artifacts!));
+    const loadedOptimizer = loaded.optimizer as WebGPURMSProp;
+    for (let s = 0; s < 2; s++) {
+      await model.trainOnBatch(data.x, data.y);
+      await loaded.trainOnBatch(data.x, data.y);
+    }
+    const [a, b] = [await readWeights(tf, model), await readWeights(tf, loaded)];
+    const bitIdentical = a.every((w, i) => w.length === b[i]!.length && w.every((x, j) => Object.is(x, b[i]![j])));
+    const result: TfjsCase = {
+      name: 'save-load-8bit', bitIdentical, stateDtype: loadedOptimizer.options.stateDtype, eightBitSpecs,
+      iterations: loadedOptimizer.iterations,
+    };
     loadedOptimizer.dispose();
     loaded.dispose();
     optimizer.dispose();
