@@ -11,7 +11,7 @@ import type { Page } from 'puppeteer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VerifyReport } from '../../demo/check/verify';
 import { EXTENSIONS, VARIANTS } from '../../demo/check/variants';
-import { HALF_VARIANTS } from '../../demo/check/verify';
+import { BLOCKWISE8_VARIANTS, HALF_VARIANTS } from '../../demo/check/verify';
 import { browserEngines, ENGINE_NAMES, launchBrowser, type Engine, type LaunchedBrowser } from './browsers';
 import { REPO_ROOT, startViteServer, type TestServer } from './vite-server';
 
@@ -63,7 +63,8 @@ function suiteIn(engine: Engine): void {
   describe('the page', () => {
     it('shows one row per variant, every one passing at the adapter\'s tolerance, and the verdict', async () => {
       expect(pageErrors, 'uncaught errors in the page').toEqual([]);
-      const expected = [...VARIANTS, ...EXTENSIONS, ...HALF_VARIANTS].map((v) => v.name);
+      const expected = [...VARIANTS, ...EXTENSIONS, ...HALF_VARIANTS, ...BLOCKWISE8_VARIANTS].map((v) => v.name);
+      expect(expected.length).toBe(90); // 68 of the base rule and TF1, 13 extensions, 4 16-bit, 5 8-bit state
       expect(rows.map((r) => r.cells[0])).toEqual(expected);
       for (const r of rows) {
         expect(r.className, `${r.cells[0]}: ${r.cells[4]}`).toBe('pass');
