@@ -15,7 +15,7 @@ import {
   detectMultiplyAdd, encodeHalves, presets, reduceTargetPartials, RMSProp, type MultiplyAdd, type RMSPropOptions,
 } from '../../src/index.js';
 import { mulberry32 } from '../problems/random.js';
-import { CheckedReference } from './checked-reference.js';
+import { CheckedReference, compareAll } from './checked-reference.js';
 import { adapterWords, toleranceFor, WorstSoFar, type Tolerance } from './compare.js';
 import { MIN_8BIT_SIZE } from '../../src/rule/blockwise8.js';
 import { EXTENSIONS, VARIANT_SIZES, VARIANT_STEPS, VARIANTS, type Variant } from './variants.js';
@@ -210,14 +210,19 @@ async function checkVariant(
       gpu.step();
       twin.step();
       const last = s === VARIANT_STEPS - 1;
-      const r = await twin.compareWith(gpu, tolerance, { state: last || blockwise8, allowNonFinite: false });
-      for (const { what, result } of r.tensors) worst.add(result, `step ${s + 1}, ${what}`);
-      if (blockwise8) {
-        // The next step from a state both hold (CheckedReference: an 8-bit step is bounded from a shared state).
-        const params = await gpu.readParams();
-        tensors.forEach((t, i) => (t.cpuParam as Float32Array).set(params[i]!));
-        twin.loadStateDict(await gpu.stateDict());
+      if (!blockwise8) {
+        const r = await twin.compareWith(gpu, tolerance, { state: last, allowNonFinite: false });
+        for (const { what, result } of r.tensors) worst.add(result, `step ${s + 1}, ${what}`);
+        continue;
       }
+      // 8-bit state: parameters, codes and absmax after every step; then the next step from a state
+      // both hold (CheckedReference bounds an 8-bit step from a shared state only).
+      const [gpuParams, gpuState] = [await gpu.readParams(), await gpu.stateDict()];
+      const [cpuParams, cpuState, bounds] = [await twin.readParams(), await twin.stateDict(), await twin.bounds()];
+      const r = compareAll(gpuParams, cpuParams, gpuState, cpuState, bounds, tolerance, { allowNonFinite: false });
+      for (const { what, result } of r.tensors) worst.add(result, `step ${s + 1}, ${what}`);
+      tensors.forEach((t, i) => (t.cpuParam as Float32Array).set(gpuParams[i]!));
+      twin.loadStateDict(gpuState);
     }
     if (v.nonFiniteStep !== undefined) {
       const [onGpu, onCpu] = [await gpu.skippedSteps(), await twin.skippedSteps()];
