@@ -38,7 +38,9 @@ import { REDUCE_TARGET_PARTIALS } from '../../src/gpu/reduce-plan.js';
 import {
   blockwise8Bounds, boundStep, dequantizeBounds, normBound, zeroBounds, type Blockwise8Bounds, type TensorBounds,
 } from './bound.js';
-import { compareCodes, compareTensor, WorstSoFar, type CompareOptions, type TensorComparison, type Tolerance } from './compare.js';
+import {
+  compareCodes, compareTensor, WorstSoFar, type CompareOptions, type TensorComparison, type Tolerance,
+} from './compare.js';
 
 type Spec = ReferenceParamSpec | ReferenceHalfParamSpec;
 
@@ -51,7 +53,7 @@ export interface ReferenceBounds {
     readonly gradAvg?: Float64Array;
     readonly momentumBuffer?: Float64Array;
     readonly master?: Float64Array;
-    /** 8-bit state after a step from a shared state: its absmax and quotient bounds (`squareAvg` then bounds the unquantized v). */
+    /** 8-bit state after a step from a shared state: absmax and quotient bounds (`squareAvg`: the unquantized v's). */
     readonly blockwise8?: Blockwise8Bounds;
   }[];
   /** The bound on the last bounded step's gradient norm (0 before any with the pre-pass). */
@@ -378,7 +380,8 @@ export function compareAll(
         worst.add(codes, `'${t.name}'.codes`);
         tensors.push({ what: `'${t.name}'.codes`, result: codes });
         // Without a step's bound (none since the state was shared) the absmax must be equal: a bound of 0.
-        add(`'${t.name}'.absmax`, g.absmax!, t.absmax, b8?.absmax ?? (bounds ? new Float64Array(t.absmax.length) : undefined));
+        const absmaxBound = b8?.absmax ?? (bounds ? new Float64Array(t.absmax.length) : undefined);
+        add(`'${t.name}'.absmax`, g.absmax!, t.absmax, absmaxBound);
       }
     });
   }

@@ -226,7 +226,9 @@ async function checkVariant(
     }
     if (v.nonFiniteStep !== undefined) {
       const [onGpu, onCpu] = [await gpu.skippedSteps(), await twin.skippedSteps()];
-      if (onGpu !== 1 || onCpu !== 1) worst.failures.push(`skipped steps: ${onGpu} on the GPU, ${onCpu} on the CPU, 1 meant`);
+      if (onGpu !== 1 || onCpu !== 1) {
+        worst.failures.push(`skipped steps: ${onGpu} on the GPU, ${onCpu} on the CPU, 1 meant`);
+      }
     }
   } finally {
     gpu.destroy();

@@ -48,7 +48,8 @@ function looseGpu(
   const step = looseStep(random);
   const o = state.groups[0]!.options;
   const small = state.tensors.map((t) => (t.codes ? undefined : t.squareAvg.slice()));
-  const q8: (Loose8 | undefined)[] = state.tensors.map((t) => (t.codes ? { codes: t.codes.slice(), absmax: t.absmax!.slice() } : undefined));
+  const q8: (Loose8 | undefined)[] = state.tensors.map((t) =>
+    (t.codes ? { codes: t.codes.slice(), absmax: t.absmax!.slice() } : undefined));
   let steps = state.step, skipped = state.skippedSteps ?? 0;
   return {
     step(grads: Float32Array[]) {
@@ -61,7 +62,9 @@ function looseGpu(
         if (!s) { step(p, grads[i]!, { size: p.length, squareAvg: small[i]! }, o, hyper); return; }
         for (let b = 0; b < s.absmax.length; b++) {
           const from = b * BLOCK_SIZE, to = Math.min(from + BLOCK_SIZE, p.length);
-          const v = Float32Array.from({ length: to - from }, (_, k) => arithmetic.mul(DYNAMIC_MAP[s.codes[from + k]!]!, s.absmax[b]!));
+          const v = Float32Array.from(
+            { length: to - from }, (_, k) => arithmetic.mul(DYNAMIC_MAP[s.codes[from + k]!]!, s.absmax[b]!),
+          );
           step(p.subarray(from, to), grads[i]!.subarray(from, to), { size: to - from, squareAvg: v }, o, hyper);
           const absmax = absmaxOf(v);
           s.absmax[b] = absmax;
@@ -76,7 +79,9 @@ function looseGpu(
         tensors: state.tensors.map((t, i) => {
           const s = q8[i];
           if (!s) return { ...t, squareAvg: small[i]!.slice() };
-          const squareAvg = Float32Array.from({ length: t.size }, (_, k) => f(DYNAMIC_MAP[s.codes[k]!]! * s.absmax[Math.floor(k / BLOCK_SIZE)]!));
+          const squareAvg = Float32Array.from(
+            { length: t.size }, (_, k) => f(DYNAMIC_MAP[s.codes[k]!]! * s.absmax[Math.floor(k / BLOCK_SIZE)]!),
+          );
           return { ...t, codes: s.codes.slice(), absmax: s.absmax.slice(), squareAvg };
         }),
       };
@@ -85,6 +90,10 @@ function looseGpu(
 }
 
 interface Run { worstUsed: number; where: string; flips: number; codesUsed: number; failures: string[] }
+
+/** A run's figures in one line (ULP_REPORT=1). */
+const describeRun = (r: Run) => `${r.flips} code flips (their quotients at most ${(100 * r.codesUsed).toFixed(1)}% ` +
+  `of the bound from the midpoint), at most ${(100 * r.worstUsed).toFixed(1)}% of the bound (${r.where})`;
 
 /**
  * Gradients whose first step (from a zero state) puts the twin's quotients v / absmax within a few
@@ -134,7 +143,8 @@ async function simulate(
           if (result.boundUsed > run.worstUsed) { run.worstUsed = result.boundUsed; run.where = at; }
           if (what.endsWith('.codes')) {
             if (result.boundUsed > run.codesUsed) run.codesUsed = result.boundUsed;
-            const t = gs.tensors.find((x) => what.startsWith(`'${x.name}'`))!, c = cs.tensors.find((x) => x.name === t.name)!;
+            const t = gs.tensors.find((x) => what.startsWith(`'${x.name}'`))!;
+            const c = cs.tensors.find((x) => x.name === t.name)!;
             run.flips += t.codes!.reduce((n, x, k) => n + (x !== c.codes![k] ? 1 : 0), 0);
           }
         }
@@ -149,7 +159,7 @@ async function simulate(
 describe('8-bit state at the WGSL bound: a simulation of WGSL\'s loosest rounding', () => {
   test('passes after every step of every 8-bit variant: parameters, codes and absmax', async () => {
     const run = await simulate();
-    if (process.env.ULP_REPORT) console.info(`8-bit, WGSL-loose: ${run.flips} code flips (their quotients at most ${(100 * run.codesUsed).toFixed(1)}% of the bound from the midpoint), at most ${(100 * run.worstUsed).toFixed(1)}% of the bound (${run.where})`);
+    if (process.env.ULP_REPORT) console.info(`8-bit, WGSL-loose: ${describeRun(run)}`);
     expect(run.failures).toEqual([]);
     expect(run.worstUsed, run.where).toBeLessThanOrEqual(1);
     expect(run.worstUsed, 'not vacuous: parameters do differ').toBeGreaterThan(0);
@@ -159,7 +169,7 @@ describe('8-bit state at the WGSL bound: a simulation of WGSL\'s loosest roundin
     const run = await simulate(undefined, undefined, {
       variants: BLOCKWISE8_VARIANTS.slice(0, 1), grads: onMidpoints, steps: 1, seeds: [1, 2, 3, 4, 5, 6, 7, 8],
     });
-    if (process.env.ULP_REPORT) console.info(`8-bit on midpoints: ${run.flips} code flips (their quotients at most ${(100 * run.codesUsed).toFixed(1)}% of the bound from the midpoint), at most ${(100 * run.worstUsed).toFixed(1)}% of the bound (${run.where})`);
+    if (process.env.ULP_REPORT) console.info(`8-bit on midpoints: ${describeRun(run)}`);
     expect(run.failures).toEqual([]);
     expect(run.flips, 'the simulation lands on the other side of a midpoint').toBeGreaterThan(0);
     expect(run.worstUsed, run.where).toBeLessThanOrEqual(1);
@@ -180,34 +190,36 @@ describe('8-bit state at the WGSL bound: a simulation of WGSL\'s loosest roundin
 });
 
 describe('compareCodes', () => {
-  const bounds = (quotient: number[], bound: number[]) => ({ quotient: new Float32Array(quotient), quotientBound: bound });
+  const bounds = (quotient: number[], bound: number[]) =>
+    ({ quotient: new Float32Array(quotient), quotientBound: bound });
+  const codes = (gpu: number[], cpu: number[], b: ReturnType<typeof bounds> | undefined, kind: 'exact' | 'bound') =>
+    compareCodes(new Uint8Array(gpu), new Uint8Array(cpu), b, DYNAMIC_MIDPOINTS, kind);
   const mid = DYNAMIC_MIDPOINTS[200]!;
   const near = f(mid * (1 + 2 ** -22)), far = DYNAMIC_MAP[200]!;
 
   test('exact: any code that differs fails; equal codes pass', () => {
-    expect(compareCodes(new Uint8Array([1, 2]), new Uint8Array([1, 2]), undefined, DYNAMIC_MIDPOINTS, 'exact').pass).toBe(true);
-    const r = compareCodes(new Uint8Array([1, 201]), new Uint8Array([1, 200]), bounds([0, near], [0, 1]), DYNAMIC_MIDPOINTS, 'exact');
+    expect(codes([1, 2], [1, 2], undefined, 'exact').pass).toBe(true);
+    const r = codes([1, 201], [1, 200], bounds([0, near], [0, 1]), 'exact');
     expect([r.pass, r.worstUlps, r.index, r.gpu, r.cpu]).toEqual([false, 1, 1, 201, 200]);
   });
 
   test('bound: a neighbour passes only where the twin\'s quotient is within its bound of their midpoint', () => {
     const u = 2 ** -23;
-    const pass = compareCodes(new Uint8Array([201]), new Uint8Array([200]), bounds([near], [4 * u]), DYNAMIC_MIDPOINTS, 'bound');
+    const pass = codes([201], [200], bounds([near], [4 * u]), 'bound');
     expect(pass.pass).toBe(true);
     expect(pass.boundUsed).toBeGreaterThan(0);
     expect(pass.boundUsed).toBeLessThanOrEqual(1);
     // The same neighbour with the quotient on the map value itself, far from the midpoint.
-    const off = compareCodes(new Uint8Array([201]), new Uint8Array([200]), bounds([far], [4 * u]), DYNAMIC_MIDPOINTS, 'bound');
+    const off = codes([201], [200], bounds([far], [4 * u]), 'bound');
     expect(off.pass).toBe(false);
     expect(off.boundUsed).toBeGreaterThan(1000);
     // Two codes apart: never, however close to a midpoint.
-    const two = compareCodes(new Uint8Array([202]), new Uint8Array([200]), bounds([near], [4 * u]), DYNAMIC_MIDPOINTS, 'bound');
+    const two = codes([202], [200], bounds([near], [4 * u]), 'bound');
     expect([two.pass, two.worstUlps]).toEqual([false, 2]);
     // No bound (no step since the state was shared): equal codes only, whichever the tolerance.
-    expect(compareCodes(new Uint8Array([201]), new Uint8Array([200]), undefined, DYNAMIC_MIDPOINTS, 'bound').pass).toBe(false);
+    expect(codes([201], [200], undefined, 'bound').pass).toBe(false);
     // An infinite bound allows any code (as compareTensor's).
-    expect(compareCodes(new Uint8Array([9]), new Uint8Array([200]), bounds([near], [Infinity]), DYNAMIC_MIDPOINTS, 'bound').pass)
-      .toBe(true);
+    expect(codes([9], [200], bounds([near], [Infinity]), 'bound').pass).toBe(true);
   });
 });
 

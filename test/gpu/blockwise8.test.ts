@@ -35,7 +35,8 @@ function setup(device: GPUDevice, sizes: readonly number[], options: RMSPropConf
     upload(device, t.grad, { label: `test.blockwise8.grad[${i}]` }),
   ]);
   const opt = new RMSProp(device, placed.map(([p, g], i) => ({ name: `t${i}`, param: p!.binding, grad: g!.binding })), options);
-  const twin = new CheckedReference(cpu.map((t, i) => ({ name: `t${i}`, ...t })), options, { multiplyAdd: MULTIPLY_ADD, reducePartials: REDUCE_PARTIALS });
+  const specs = cpu.map((t, i) => ({ name: `t${i}`, ...t }));
+  const twin = new CheckedReference(specs, options, { multiplyAdd: MULTIPLY_ADD, reducePartials: REDUCE_PARTIALS });
   const setGrads = (scale = 1) => cpu.forEach((t, i) => {
     t.grad.set(randomGrads(t.param.length, random).map((g) => g * scale));
     write(device, placed[i]![1]!.buffer, 0, t.grad);

@@ -6,7 +6,9 @@
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { requestNodeAdapter } from '../../demo/node/dawn.js';
-import { BLOCKWISE8_VARIANTS, formatReport, HALF_VARIANTS, requestCheckDevice, verifyDevice } from '../../demo/check/verify.js';
+import {
+  BLOCKWISE8_VARIANTS, formatReport, HALF_VARIANTS, requestCheckDevice, verifyDevice,
+} from '../../demo/check/verify.js';
 import { EXTENSIONS, VARIANTS } from '../../demo/check/variants.js';
 import { withErrorScopes } from './harness.js';
 
