@@ -332,3 +332,75 @@ export function boundSgdStep(param: Float32Array, grad: Float32Array, lr: number
     errors[i] = add(input(param[i]!, errors[i]!), neg(mul(rate, input(grad[i]!, 0)))).e;
   }
 }
+
+/**
+ * The bound on the GPU's dequantized 8-bit state (`map[code] * absmax`, one WGSL multiplication in
+ * shaders/rmsprop.wgsl `stepBlockwise8`) when both sides hold the same codes and absmax: the GPU's
+ * product within 1 ULP of the exact one (either neighbour), the CPU's within 0.5 (round to nearest),
+ * and a flush to zero. `values` are the CPU's dequantized values (`dequantizeBlockwise`). A product
+ * the rule reassociates (`alpha * (map * absmax)`) keeps the same relative bound (see the header).
+ *
+ * @example
+ * ```ts
+ * const start = dequantizeBounds(twinState.tensors[0].squareAvg); // the squareAvg bound before the step
+ * ```
+ */
+export function dequantizeBounds(values: Float32Array): Float64Array {
+  return Float64Array.from(values, (v) => mul(exact(v), exact(1)).e);
+}
+
+/** How far a conformant GPU's 8-bit state may be from the twin's after one step from a state both hold. */
+export interface Blockwise8Bounds {
+  /** Per block: |gpu absmax - cpu absmax| at most this (the max over the block of the bound on |v|). */
+  readonly absmax: Float64Array;
+  /** Per element: the twin's quotient x = f32(v / absmax), the value its quantizer coded. */
+  readonly quotient: Float32Array;
+  /** Per element: |the GPU's quotient - x| at most this (Infinity where the division is not bounded). */
+  readonly quotientBound: Float64Array;
+}
+
+/**
+ * The 8-bit state's bounds after one step, from the twin's new, unquantized mean square `v` (what the
+ * step computed before requantizing), its bound `vBound` (from {@link boundStep}) and the twin's new
+ * absmax per block of `blockSize`. The absmax is max |v| over the block on both sides (no rounding),
+ * so it is within the block's largest bound on v. The quotient v / absmax is a WGSL division of two
+ * inexact operands ({@link div}: what their errors do, 2.5 ULPs on the GPU, 0.5 on the CPU). The
+ * shader's quantizer and the twin's give the same code for every f32 quotient (docs/blockwise8.md,
+ * "The shader's quantizer") against the same f32 midpoints, so a GPU code may differ from the twin's
+ * only where the quotients fall on either side of a midpoint: by one code, with the twin's quotient
+ * within `quotientBound` of that midpoint (demo/check/compare.ts `compareCodes` checks exactly that).
+ *
+ * @example
+ * ```ts
+ * const b = blockwise8Bounds(out.squareAvg, bounds.squareAvg, after.absmax, BLOCK_SIZE);
+ * ```
+ */
+export function blockwise8Bounds(
+  v: Float32Array,
+  vBound: ArrayLike<number>,
+  absmax: Float32Array,
+  blockSize: number,
+): Blockwise8Bounds {
+  const absmaxBound = new Float64Array(absmax.length);
+  const quotient = new Float32Array(v.length), quotientBound = new Float64Array(v.length);
+  for (let b = 0; b < absmax.length; b++) {
+    const from = b * blockSize, to = Math.min(from + blockSize, v.length);
+    let e = 0;
+    for (let k = from; k < to; k++) e = Math.max(e, vBound[k]!);
+    absmaxBound[b] = e;
+    const scale: B = { x: absmax[b]!, e };
+    for (let k = from; k < to; k++) {
+      // The twin codes nothing in a block whose absmax is 0 (all zero codes); the GPU may not agree
+      // there unless its absmax is exactly 0 too, which e = 0 says.
+      if (absmax[b] === 0) {
+        quotient[k] = 0;
+        quotientBound[k] = e === 0 ? 0 : Infinity;
+        continue;
+      }
+      const x = div({ x: v[k]!, e: vBound[k]! }, scale);
+      quotient[k] = x.x;
+      quotientBound[k] = x.e;
+    }
+  }
+  return { absmax: absmaxBound, quotient, quotientBound };
+}

@@ -8,6 +8,14 @@
  * The bound is computed lazily: `step()` keeps copies of the values before the step and the
  * gradients, and `bounds()` walks the steps not yet bounded. Each bounded step also recomputes the
  * reference's own results and checks them bit for bit, so the bound cannot drift from the rule.
+ *
+ * 8-bit state (stateDtype 'int8-blockwise'): a step's bound holds from codes and absmax both sides
+ * hold. A GPU within the bound may legitimately store a code's neighbour (its quotient on the other
+ * side of a midpoint), after which the two runs differ by a whole code step, which no rounding bound
+ * covers: so an 8-bit tensor's step is bounded only from a shared state (after `loadStateDict` or
+ * `resetBounds`), and bounding a second step without one throws. Compare after every step and load
+ * the GPU's state into the twin (demo/check/verify.ts does); on an exact adapter that load changes
+ * nothing, since the comparison has just found every bit equal.
  */
 import {
   ReferenceRMSProp,
@@ -25,9 +33,14 @@ import {
   type StepOptions,
 } from '../../src/index.js';
 import { stepHyper } from '../../src/rule/reference.js';
+import { BLOCK_SIZE, DYNAMIC_MIDPOINTS, quantizeBlockwise } from '../../src/rule/blockwise8.js';
 import { REDUCE_TARGET_PARTIALS } from '../../src/gpu/reduce-plan.js';
-import { boundStep, normBound, zeroBounds, type TensorBounds } from './bound.js';
-import { compareTensor, WorstSoFar, type CompareOptions, type TensorComparison, type Tolerance } from './compare.js';
+import {
+  blockwise8Bounds, boundStep, dequantizeBounds, normBound, zeroBounds, type Blockwise8Bounds, type TensorBounds,
+} from './bound.js';
+import {
+  compareCodes, compareTensor, WorstSoFar, type CompareOptions, type TensorComparison, type Tolerance,
+} from './compare.js';
 
 type Spec = ReferenceParamSpec | ReferenceHalfParamSpec;
 
@@ -40,6 +53,8 @@ export interface ReferenceBounds {
     readonly gradAvg?: Float64Array;
     readonly momentumBuffer?: Float64Array;
     readonly master?: Float64Array;
+    /** 8-bit state after a step from a shared state: absmax and quotient bounds (`squareAvg`: the unquantized v's). */
+    readonly blockwise8?: Blockwise8Bounds;
   }[];
   /** The bound on the last bounded step's gradient norm (0 before any with the pre-pass). */
   readonly norm: number;
@@ -95,6 +110,10 @@ export class CheckedReference {
   readonly #groupOf: number[];
   readonly #pending: (PendingStep | PendingReset)[] = [];
   #bounds: TensorBounds[] | undefined;
+  /** Per 8-bit tensor, the bounds of its last step (undefined: none since the state was shared). */
+  #blockwise8: (Blockwise8Bounds | undefined)[] = [];
+  /** Per tensor: whether GPU and twin hold the same state (no step bounded since the last reset). */
+  #shared: boolean[] = [];
   #normError = 0;
 
   constructor(
@@ -195,7 +214,11 @@ export class CheckedReference {
     const options = shape.groups.map((g) => g.options);
     const groupOf: number[] = [];
     shape.groups.forEach((g, k) => g.params.forEach((p) => { groupOf[p] = k; }));
-    const fresh = () => shape.tensors.map((t, i) => zeroBounds(t.size, options[groupOf[i]!]!));
+    const fresh = () => {
+      this.#blockwise8 = [];
+      this.#shared = shape.tensors.map(() => true);
+      return shape.tensors.map((t, i) => zeroBounds(t.size, options[groupOf[i]!]!));
+    };
     this.#bounds ??= fresh();
     while (this.#pending.length > 0) {
       const next = this.#pending.shift()!;
@@ -215,6 +238,8 @@ export class CheckedReference {
         ...(b.gradAvg ? { gradAvg: b.gradAvg.slice() } : {}),
         ...(b.momentumBuffer ? { momentumBuffer: b.momentumBuffer.slice() } : {}),
         ...(shape.tensors[i]!.master ? { master: b.param.slice() } : {}),
+        // Made anew by each step: not changed later.
+        ...(this.#blockwise8[i] ? { blockwise8: this.#blockwise8[i] } : {}),
       })),
       norm: this.#normError,
     };
@@ -238,6 +263,17 @@ export class CheckedReference {
     before.tensors.forEach((t, i) => {
       if (p.keep.includes(i)) return; // copied back bit for bit on the GPU: its bound stays as it was
       const o = groups[groupOf[i]!]!;
+      const blockwise8 = t.codes !== undefined;
+      if (blockwise8) {
+        if (!this.#shared[i]) {
+          throw new Error(`CheckedReference: '${t.name}' keeps 8-bit state, whose bound holds for one step from ` +
+            'codes and absmax both sides hold (a GPU may store a neighbouring code, and the steps after that are ' +
+            'not bounded): load the GPU\'s parameters and state into the twin after each compared step ' +
+            '(loadStateDict), as demo/check/verify.ts does.');
+        }
+        // The GPU dequantizes the shared codes and absmax with one multiplication of its own.
+        this.#bounds![i]!.squareAvg.set(dequantizeBounds(t.squareAvg));
+      }
       const hyper = stepHyper(o, { step: p.step + 1, gradScale });
       const param = t.master ?? paramsBefore[i]!;
       const pre = { param, squareAvg: t.squareAvg, gradAvg: t.gradAvg, momentumBuffer: t.momentumBuffer };
@@ -246,8 +282,12 @@ export class CheckedReference {
       const a = after.tensors[i]!;
       const half = o.paramDtype === 'f32' ? undefined : o.paramDtype;
       const written = half ? roundTo16(out.param, half) : out.param;
+      // 8-bit state: the unquantized v requantized must be the twin's codes and absmax.
+      const q = blockwise8 ? quantizeBlockwise(out.squareAvg) : undefined;
+      const codes = q ? Float32Array.from(q.codes.subarray(0, t.size)) : undefined;
       const checks: [Float32Array | undefined, Float32Array | undefined, string][] = [
-        [written, paramsAfter[i]!, 'param'], [out.squareAvg, a.squareAvg, 'squareAvg'],
+        [written, paramsAfter[i]!, 'param'], [blockwise8 ? undefined : out.squareAvg, a.squareAvg, 'squareAvg'],
+        [codes, a.codes && Float32Array.from(a.codes), 'codes'], [q?.absmax, a.absmax, 'absmax'],
         [out.gradAvg, a.gradAvg, 'gradAvg'], [out.momentumBuffer, a.momentumBuffer, 'momentumBuffer'],
         [a.master ? out.param : undefined, a.master, 'master'],
       ];
@@ -259,6 +299,10 @@ export class CheckedReference {
             `'${t.name}'.${slot}: ` +
             `${r.worstUlps} ULPs at [${r.index}]): keep boundStep line for line with src/rule/reference.ts stepResolved.`);
         }
+      }
+      if (blockwise8) {
+        this.#blockwise8[i] = blockwise8Bounds(out.squareAvg, this.#bounds![i]!.squareAvg, a.absmax!, BLOCK_SIZE);
+        this.#shared[i] = false;
       }
     });
   }
@@ -323,7 +367,21 @@ export function compareAll(
         if ((g[slot] === undefined) !== (t[slot] === undefined)) {
           throw new Error(`'${t.name}'.${slot} is present on one side only`);
         }
+        // 8-bit state: squareAvg is the codes' value; within the bound a code may be its neighbour.
+        if (slot === 'squareAvg' && t.codes && tolerance.kind === 'bound') continue;
         if (t[slot]) add(`'${t.name}'.${slot}`, g[slot]!, t[slot], bounds?.state[i]?.[slot]);
+      }
+      if ((g.codes === undefined) !== (t.codes === undefined)) {
+        throw new Error(`'${t.name}' has 8-bit state (codes, absmax) on one side only`);
+      }
+      if (t.codes && t.absmax) {
+        const b8 = bounds?.state[i]?.blockwise8;
+        const codes = compareCodes(g.codes!, t.codes, b8, DYNAMIC_MIDPOINTS, tolerance.kind);
+        worst.add(codes, `'${t.name}'.codes`);
+        tensors.push({ what: `'${t.name}'.codes`, result: codes });
+        // Without a step's bound (none since the state was shared) the absmax must be equal: a bound of 0.
+        const absmaxBound = b8?.absmax ?? (bounds ? new Float64Array(t.absmax.length) : undefined);
+        add(`'${t.name}'.absmax`, g.absmax!, t.absmax, absmaxBound);
       }
     });
   }

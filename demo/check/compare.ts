@@ -237,6 +237,55 @@ export function compareTensor(
 }
 
 /**
+ * One tensor's 8-bit state codes (stateDtype 'int8-blockwise') from the GPU against the twin's.
+ * exact: every code equal. bound: every code equal, or the neighbour of the twin's code (one code
+ * apart), and then only where the twin's quotient x = v / absmax lies within `quotientBound` of
+ * `midpoints[lower code]`, the f32 midpoint both quantizers compare with: the one place a GPU whose
+ * quotient is within its bound of the twin's may land on the other side (demo/check/bound.ts
+ * `blockwise8Bounds`). Anything else (two codes apart, or a neighbour far from the midpoint) fails.
+ * In the result a code is its own unit: `worstUlps` counts codes apart, `boundUsed` is the largest
+ * |x - midpoint| / bound over the neighbours. Without a bound (`bounds` undefined: no step since both
+ * sides shared the state) the codes must be equal whichever the tolerance.
+ *
+ * @example
+ * ```ts
+ * compareCodes(gpuCodes, cpuCodes, undefined, DYNAMIC_MIDPOINTS, 'exact').pass;
+ * ```
+ */
+export function compareCodes(
+  gpu: Uint8Array,
+  cpu: Uint8Array,
+  bounds: { readonly quotient: Float32Array; readonly quotientBound: ArrayLike<number> } | undefined,
+  midpoints: ArrayLike<number>,
+  kind: Tolerance['kind'],
+): TensorComparison {
+  if (gpu.length !== cpu.length) {
+    throw new RangeError(`compareCodes: ${gpu.length} GPU codes against ${cpu.length} CPU codes.`);
+  }
+  if (bounds && bounds.quotient.length !== cpu.length) {
+    throw new RangeError('compareCodes: the bound tolerance needs a quotient and a bound per code.');
+  }
+  let worstUlps = 0, index = -1, boundUsed = 0, boundIndex = -1, pass = true;
+  for (let i = 0; i < gpu.length; i++) {
+    const g = gpu[i]!, c = cpu[i]!;
+    if (g === c) continue;
+    const apart = Math.abs(g - c);
+    if (apart > worstUlps) { worstUlps = apart; index = i; }
+    if (kind === 'exact' || !bounds) { pass = false; continue; }
+    const b = bounds.quotientBound[i]!;
+    if (!(b < Infinity)) continue; // the bound allows any code here (compareTensor's rule for an infinite bound)
+    const used = apart === 1 ? Math.abs(bounds.quotient[i]! - midpoints[Math.min(g, c)]!) / b : Infinity;
+    if (!(used <= 1)) pass = false;
+    if (!(used <= boundUsed)) { boundUsed = used; boundIndex = i; }
+  }
+  return {
+    count: gpu.length, worstUlps, index,
+    gpu: index >= 0 ? gpu[index]! : NaN, cpu: index >= 0 ? cpu[index]! : NaN,
+    boundUlps: NaN, boundUsed: bounds ? boundUsed : NaN, boundIndex, pass, cpuNonFinite: -1,
+  };
+}
+
+/**
  * One line about a comparison, naming the worst element.
  *
  * @example

@@ -12,6 +12,10 @@ export interface Variant {
   readonly options: Partial<RMSPropOptions>;
   /** Multiply the random gradients by this (1 unless the variant needs smaller ones; see EXTENSIONS). */
   readonly gradScale?: number;
+  /** Tensor sizes, where not VARIANT_SIZES (8-bit state needs 4096 elements or more). */
+  readonly sizes?: readonly number[];
+  /** A step (1-based) whose gradients get one NaN: with skipNonFinite, skipped on both sides. */
+  readonly nonFiniteStep?: number;
 }
 
 /**

@@ -4,13 +4,20 @@
  * at the adapter's tolerance, and the step's memory bandwidth beside a device copy. The same code
  * runs in Node (`npm run verify`, demo/node/verify.ts) and in the demo page (demo/web/check.ts);
  * both print the report as a table a user can paste into an issue.
+ *
+ * 8-bit state (BLOCKWISE8_VARIANTS) is compared after every step, parameters, codes and absmax:
+ * bit for bit on an exact adapter; elsewhere parameters and absmax within the WGSL bound, and a code
+ * equal to the twin's or its neighbour only where the twin's v / absmax lies within its bound of the
+ * midpoint between them (demo/check/compare.ts `compareCodes`, docs/tolerance.md). Then the twin
+ * takes the GPU's parameters and state, so that each step is judged from a state both hold.
  */
 import {
-  detectMultiplyAdd, encodeHalves, reduceTargetPartials, RMSProp, type MultiplyAdd, type RMSPropOptions,
+  detectMultiplyAdd, encodeHalves, presets, reduceTargetPartials, RMSProp, type MultiplyAdd, type RMSPropOptions,
 } from '../../src/index.js';
 import { mulberry32 } from '../problems/random.js';
-import { CheckedReference } from './checked-reference.js';
+import { CheckedReference, compareAll } from './checked-reference.js';
 import { adapterWords, toleranceFor, WorstSoFar, type Tolerance } from './compare.js';
+import { MIN_8BIT_SIZE } from '../../src/rule/blockwise8.js';
 import { EXTENSIONS, VARIANT_SIZES, VARIANT_STEPS, VARIANTS, type Variant } from './variants.js';
 
 /** The 16-bit variants: gradients and parameters in f16 / bf16, with and without the master copy. */
@@ -27,6 +34,36 @@ export const HALF_VARIANTS: readonly Variant[] = [
   {
     name: 'bf16 parameters and gradients, no master copy',
     options: { paramDtype: 'bf16', gradDtype: 'bf16', masterWeights: false },
+  },
+];
+
+/**
+ * The 8-bit state variants (stateDtype 'int8-blockwise', docs/blockwise8.md): tensors of 4096
+ * elements or more keep uint8 codes and an absmax per 256; each variant runs VARIANT_STEPS steps, so
+ * every step requantizes a state the previous one quantized.
+ */
+export const BLOCKWISE8_VARIANTS: readonly Variant[] = [
+  { name: '8-bit state, PyTorch defaults (8192 elements)', options: { stateDtype: 'int8-blockwise' }, sizes: [8192] },
+  {
+    name: '8-bit state, L2 weightDecay 0.01, maximize, eps inside, alpha 0.9',
+    options: { stateDtype: 'int8-blockwise', weightDecay: 0.01, maximize: true, epsMode: 'inside', alpha: 0.9 },
+    sizes: [8192],
+  },
+  {
+    name: '8-bit state, decoupled weightDecay 0.1, biasCorrection',
+    options: { stateDtype: 'int8-blockwise', weightDecay: 0.1, weightDecayMode: 'decoupled', biasCorrection: true },
+    sizes: [8192],
+  },
+  {
+    name: '8-bit state, clipGradNorm 1, skipNonFinite (a NaN at step 4, skipped)',
+    options: { stateDtype: 'int8-blockwise', clipGradNorm: 1, skipNonFinite: true },
+    sizes: [8192],
+    nonFiniteStep: 4,
+  },
+  {
+    name: '8-bit state, 4099 elements (a last block of 3) beside 1031 (f32 state), TF1 preset',
+    options: { ...presets.tf1, stateDtype: 'int8-blockwise' },
+    sizes: [4099, 1031],
   },
 ];
 
@@ -134,7 +171,12 @@ async function checkVariant(
   const random = mulberry32(seed);
   const o: Partial<RMSPropOptions> = v.options;
   const paramDtype = o.paramDtype ?? 'f32', gradDtype = o.gradDtype ?? 'f32';
-  const tensors = VARIANT_SIZES.map((n, i) => {
+  const blockwise8 = o.stateDtype === 'int8-blockwise';
+  const sizes = v.sizes ?? VARIANT_SIZES;
+  if (blockwise8 && !sizes.some((n) => n >= MIN_8BIT_SIZE)) {
+    throw new RangeError(`${v.name}: no tensor of ${MIN_8BIT_SIZE} elements or more keeps 8-bit state.`);
+  }
+  const tensors = sizes.map((n, i) => {
     const values = Float32Array.from({ length: n }, () => random() * 2 - 1);
     const cpuParam = paramDtype === 'f32' ? values : encodeHalves(values, paramDtype);
     const cpuGrad = gradDtype === 'f32' ? new Float32Array(n) : new Uint16Array(n);
@@ -157,6 +199,7 @@ async function checkVariant(
     for (let s = 0; s < VARIANT_STEPS; s++) {
       for (const t of tensors) {
         const g = gradients(t.n, random, v.gradScale);
+        if (s + 1 === v.nonFiniteStep && t === tensors[0]) g[t.n >> 1] = NaN;
         const bits = gradDtype === 'f32' ? g : encodeHalves(g, gradDtype);
         t.cpuGrad.set(bits);
         // Whole u32 words (an odd count of 16-bit values padded with a zero half-word).
@@ -167,8 +210,25 @@ async function checkVariant(
       gpu.step();
       twin.step();
       const last = s === VARIANT_STEPS - 1;
-      const r = await twin.compareWith(gpu, tolerance, { state: last, allowNonFinite: false });
+      if (!blockwise8) {
+        const r = await twin.compareWith(gpu, tolerance, { state: last, allowNonFinite: false });
+        for (const { what, result } of r.tensors) worst.add(result, `step ${s + 1}, ${what}`);
+        continue;
+      }
+      // 8-bit state: parameters, codes and absmax after every step; then the next step from a state
+      // both hold (CheckedReference bounds an 8-bit step from a shared state only).
+      const [gpuParams, gpuState] = [await gpu.readParams(), await gpu.stateDict()];
+      const [cpuParams, cpuState, bounds] = [await twin.readParams(), await twin.stateDict(), await twin.bounds()];
+      const r = compareAll(gpuParams, cpuParams, gpuState, cpuState, bounds, tolerance, { allowNonFinite: false });
       for (const { what, result } of r.tensors) worst.add(result, `step ${s + 1}, ${what}`);
+      tensors.forEach((t, i) => (t.cpuParam as Float32Array).set(gpuParams[i]!));
+      twin.loadStateDict(gpuState);
+    }
+    if (v.nonFiniteStep !== undefined) {
+      const [onGpu, onCpu] = [await gpu.skippedSteps(), await twin.skippedSteps()];
+      if (onGpu !== 1 || onCpu !== 1) {
+        worst.failures.push(`skipped steps: ${onGpu} on the GPU, ${onCpu} on the CPU, 1 meant`);
+      }
     }
   } finally {
     gpu.destroy();
@@ -274,6 +334,8 @@ export interface VerifyOptions {
   readonly log?: (line: string) => void;
   /** Measure the step's bandwidth beside a copy (default true). */
   readonly bandwidth?: boolean;
+  /** Compare at the WGSL bound even on an adapter measured exact (to exercise the bound; GPU_TOLERANCE=bound). */
+  readonly forceBound?: boolean;
 }
 
 /**
@@ -284,19 +346,19 @@ export interface VerifyOptions {
 export async function verifyDevice(
   device: GPUDevice,
   adapter: GPUAdapter,
-  { environment, now, log = () => {}, bandwidth: measure = true }: VerifyOptions,
+  { environment, now, log = () => {}, bandwidth: measure = true, forceBound = false }: VerifyOptions,
 ): Promise<VerifyReport> {
   const started = now();
   const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
   const words = adapterWords(info);
-  const tolerance = toleranceFor(words);
+  const tolerance = toleranceFor(words, { forceBound });
   const multiplyAdd = await detectMultiplyAdd(device);
   const errors: string[] = [];
   const onError = (e: Event) => errors.push(`uncaptured: ${(e as GPUUncapturedErrorEvent).error.message}`);
   device.addEventListener('uncapturederror', onError);
   log(`adapter: ${words}; fma ${multiplyAdd}; tolerance ${tolerance.label} (${tolerance.why})`);
   const rows: VerifyRow[] = [];
-  const all = [...VARIANTS, ...EXTENSIONS, ...HALF_VARIANTS];
+  const all = [...VARIANTS, ...EXTENSIONS, ...HALF_VARIANTS, ...BLOCKWISE8_VARIANTS];
   let report: Bandwidth | undefined;
   try {
     for (const [i, v] of all.entries()) {

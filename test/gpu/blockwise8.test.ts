@@ -3,17 +3,17 @@
  * CPU twin (ReferenceRMSProp over src/rule/blockwise8.ts), rounding as this adapter's fma does:
  * parameters, codes and absmax after every step, bit for bit on the adapters measured exact
  * (SwiftShader, lavapipe). Elsewhere (and with GPU_TOLERANCE=bound) each step is checked from a state
- * both sides share, within the stated bound: parameters and each block's absmax within the WGSL bound
- * of the f32 rule (demo/check/bound.ts), each code equal to the twin's, or its neighbour where the
- * twin's v / absmax lies within that bound (relative to absmax) of the midpoint between them.
+ * both sides share, through the check page's comparison (CheckedReference): parameters and each
+ * block's absmax within the WGSL bound of the f32 rule (demo/check/bound.ts), each code equal to the
+ * twin's, or its neighbour where the twin's v / absmax lies within its bound of the midpoint between
+ * them (demo/check/compare.ts compareCodes; docs/tolerance.md, "8-bit state").
  */
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import {
-  BLOCK_SIZE, DYNAMIC_MAP, ParamArena, RMSProp, ReferenceRMSProp, convertStateDict, resolveOptions,
+  ParamArena, RMSProp, ReferenceRMSProp, convertStateDict,
   type RMSPropConfig, type RMSPropState,
 } from '../../src/index.js';
-import { stepHyper } from '../../src/rule/reference.js';
-import { boundStep, zeroBounds } from '../../demo/check/bound.js';
+import { CheckedReference } from '../../demo/check/checked-reference.js';
 import { forceBlockwise8Layout } from '../../src/gpu/blockwise8-layout.js';
 import {
   attemptWatchingGpuWork, bits, gpuTest, MULTIPLY_ADD, NO_GPU_WORK, randomGrads, REDUCE_PARTIALS, randomParams, rng,
@@ -36,7 +36,8 @@ function setup(device: GPUDevice, sizes: readonly number[], options: RMSPropConf
     upload(device, t.grad, { label: `test.blockwise8.grad[${i}]` }),
   ]);
   const opt = new RMSProp(device, placed.map(([p, g], i) => ({ name: `t${i}`, param: p!.binding, grad: g!.binding })), options);
-  const twin = new ReferenceRMSProp(cpu.map((t, i) => ({ name: `t${i}`, ...t })), options, { multiplyAdd: MULTIPLY_ADD, reducePartials: REDUCE_PARTIALS });
+  const specs = cpu.map((t, i) => ({ name: `t${i}`, ...t }));
+  const twin = new CheckedReference(specs, options, { multiplyAdd: MULTIPLY_ADD, reducePartials: REDUCE_PARTIALS });
   const setGrads = (scale = 1) => cpu.forEach((t, i) => {
     t.grad.set(randomGrads(t.param.length, random).map((g) => g * scale));
     write(device, placed[i]![1]!.buffer, 0, t.grad);
@@ -55,7 +56,9 @@ function expectSame(a: Uint8Array | Uint32Array | undefined, b: Uint8Array | Uin
 }
 
 /** Parameters, codes, absmax and f32 state of a GPU optimizer and its twin, bit for bit. */
-async function expectSameBits(opt: RMSProp, twin: ReferenceRMSProp, what: string): Promise<void> {
+async function expectSameBits(
+  opt: RMSProp, twin: { readParams(): Promise<Float32Array[]>; stateDict(): Promise<RMSPropState> }, what: string,
+): Promise<void> {
   const [gp, cp, gs, cs] = [await opt.readParams(), await twin.readParams(), await opt.stateDict(), await twin.stateDict()];
   gp.forEach((p, i) => expectSame(bits(p), bits(cp[i]!), `${what}: tensor ${i} parameters`));
   gs.tensors.forEach((t, i) => {
@@ -71,61 +74,26 @@ async function expectSameBits(opt: RMSProp, twin: ReferenceRMSProp, what: string
 }
 
 /**
- * One step from a state both sides hold, within the stated bound (for adapters not measured exact).
- * `before`: the twin's parameters and state before the step; `grads`: the step's gradients.
+ * One step from a state both sides hold, at the WGSL bound (adapters not measured exact): the check
+ * page's own comparison (demo/check/checked-reference.ts `compareWith`): parameters and each block's
+ * absmax within the bound, each code the twin's or its neighbour where the twin's v / absmax lies
+ * within its bound of their midpoint (docs/tolerance.md, "8-bit state").
  */
-async function expectWithinBound(
-  opt: RMSProp, twin: ReferenceRMSProp, before: [Float32Array[], RMSPropState], grads: Float32Array[], what: string,
-): Promise<void> {
-  const [gp, cp, gs, cs] = [await opt.readParams(), await twin.readParams(), await opt.stateDict(), await twin.stateDict()];
-  const [paramsBefore, stateBefore] = before;
-  cs.tensors.forEach((c, i) => {
-    const o = resolveOptions({ ...twin.groupOptions[0]!, lr: twin.groupOptions[0]!.lr });
-    const bounds = zeroBounds(c.size, o);
-    const pre = { param: paramsBefore[i]!, squareAvg: stateBefore.tensors[i]!.squareAvg };
-    const out = boundStep(pre, grads[i]!, o, stepHyper(o, { step: twin.stepCount }), MULTIPLY_ADD, 0, bounds);
-    for (let k = 0; k < c.size; k++) {
-      expect(Math.abs(gp[i]![k]! - cp[i]![k]!), `${what}: tensor ${i} param[${k}]`).toBeLessThanOrEqual(bounds.param[k]!);
-    }
-    const g = gs.tensors[i]!;
-    if (!c.codes) {
-      for (let k = 0; k < c.size; k++) {
-        expect(Math.abs(g.squareAvg[k]! - c.squareAvg[k]!), `${what}: tensor ${i} v[${k}]`).toBeLessThanOrEqual(bounds.squareAvg[k]!);
-      }
-      return;
-    }
-    for (let b = 0; b < c.absmax!.length; b++) {
-      const from = b * BLOCK_SIZE, to = Math.min(from + BLOCK_SIZE, c.size);
-      let vBound = 0;
-      for (let k = from; k < to; k++) vBound = Math.max(vBound, bounds.squareAvg[k]!);
-      const absmax = c.absmax![b]!;
-      expect(Math.abs(g.absmax![b]! - absmax), `${what}: tensor ${i} absmax[${b}]`).toBeLessThanOrEqual(vBound);
-      for (let k = from; k < to; k++) {
-        const [gc, cc] = [g.codes![k]!, c.codes![k]!];
-        if (gc === cc) continue;
-        // A neighbour, where the twin's x = v / absmax is within the bound of their midpoint (x's own
-        // error: v's bound and absmax's, relative, and WGSL's 2.5 ULPs of division).
-        expect(Math.abs(gc - cc), `${what}: tensor ${i} code[${k}]`).toBe(1);
-        const x = out.squareAvg[k]! / absmax;
-        const mid = (DYNAMIC_MAP[Math.min(gc, cc)]! + DYNAMIC_MAP[Math.max(gc, cc)]!) / 2;
-        const xBound = (bounds.squareAvg[k]! + vBound) / absmax + 4 * 2 ** -23;
-        expect(Math.abs(x - mid), `${what}: tensor ${i} code[${k}] off a midpoint`).toBeLessThanOrEqual(xBound);
-      }
-    }
-  });
+async function expectWithinBound(opt: RMSProp, twin: CheckedReference, what: string): Promise<void> {
+  const r = await twin.compareWith(opt, TOLERANCE, { allowNonFinite: false });
+  expect(r.worst.failures, what).toEqual([]);
 }
 
 /** Steps GPU and twin together with fresh gradients, comparing after each at the adapter's tolerance. */
 async function stepAndCompare(s: ReturnType<typeof setup>, steps: number, what: string, scale = 1): Promise<void> {
   for (let k = 0; k < steps; k++) {
-    const before: [Float32Array[], RMSPropState] = [await s.twin.readParams(), await s.twin.stateDict()];
     s.setGrads(scale);
     s.opt.step();
     s.twin.step();
     if (TOLERANCE.kind === 'exact') {
       await expectSameBits(s.opt, s.twin, `${what}, step ${k + 1}`);
     } else {
-      await expectWithinBound(s.opt, s.twin, before, s.cpu.map((t) => t.grad.slice()), `${what}, step ${k + 1}`);
+      await expectWithinBound(s.opt, s.twin, `${what}, step ${k + 1}`);
       // The next step starts from the same state on both sides.
       s.twin.loadStateDict(await s.opt.stateDict());
       const params = await s.opt.readParams();
