@@ -435,8 +435,8 @@ fn tailStep(g: vec4f) {
 //   vec4s and loads them as vec4s; stepBlockwise8Scalar for any chunk);
 // - 'lanes' (a CPU adapter): one invocation per block, no barrier, the block's new v kept in the
 //   invocation between its two loops (stepBlockwise8Lanes). A CPU driver runs a workgroup's
-//   invocations as SIMD groups that it must switch between at every barrier: on SwiftShader and
-//   lavapipe this layout is 2-5x faster (docs/benchmarks.md, "8-bit state").
+//   invocations as SIMD groups that it must switch between at every barrier: this layout made the
+//   step 2.5-4x faster on SwiftShader, 1.2-1.5x on lavapipe (docs/benchmarks.md, "8-bit state").
 //
 // Bindings: stateCodes holds the chunk's codes, 4 per u32 (element 4w + k in byte k of word w),
 // BLOCK_VEC4S words per block, then from word geo.slotStride one absmax per block (f32 bits);
@@ -453,9 +453,9 @@ fn tailStep(g: vec4f) {
 // cost SwiftShader 2-3x the whole step (docs/benchmarks.md); a GPU's constant cache serializes such
 // reads too, where storage goes through its ordinary cache.
 struct DynamicMap {
-  values: array<vec4f, 64>,
-  midpoints: array<vec4f, 64>,
-  buckets: array<vec4u, BUCKET_VEC4S>,
+  values: array<f32, 256>,
+  midpoints: array<f32, 256>,
+  buckets: array<u32, BUCKET_WORDS>,
 }
 @group(0) @binding(14) var<storage, read> dynamicMap: DynamicMap;
 
@@ -473,14 +473,14 @@ const ZERO_CODE: u32 = 127u; // the code of 0: a block whose absmax is 0, and pa
 // test/unit/blockwise8.test.ts).
 const BUCKET_LOW: u32 = 6720u;
 const BUCKET_HIGH: u32 = 8128u;
-const BUCKET_VEC4S: u32 = 89u; // (BUCKET_HIGH - BUCKET_LOW + 1) codes, 16 to a vec4u, rounded up
+const BUCKET_WORDS: u32 = 353u; // (BUCKET_HIGH - BUCKET_LOW + 1) codes, 4 to a u32, rounded up
 
 // The block's largest |v| as u32 bits: for floats >= 0 (|v|, +0 included) the bits order as the
 // values do, so an atomicMax finds the max exactly, with one barrier. Zero at the workgroup's start.
 var<workgroup> blockMaxBits: array<atomic<u32>, BLOCKS_PER_WORKGROUP>;
 
 fn mapValue(code: u32) -> f32 {
-  return dynamicMap.values[code / 4u][code % 4u];
+  return dynamicMap.values[code];
 }
 
 // Four elements' v from their codes (one u32) and their block's absmax.
@@ -524,9 +524,9 @@ fn liveLanes(i: u32, count: u32) -> vec4<bool> {
 fn quantizeCode(x: f32) -> u32 {
   let magnitude = bitcast<u32>(x) & 0x7fffffffu;
   let bucket = clamp(magnitude >> 17u, BUCKET_LOW, BUCKET_HIGH) - BUCKET_LOW;
-  let c0 = (dynamicMap.buckets[bucket / 16u][(bucket / 4u) % 4u] >> (8u * (bucket % 4u))) & 0xffu;
+  let c0 = (dynamicMap.buckets[bucket / 4u] >> (8u * (bucket % 4u))) & 0xffu;
   let a = bitcast<f32>(magnitude);
-  let mid = dynamicMap.midpoints[c0 / 4u][c0 % 4u];
+  let mid = dynamicMap.midpoints[c0];
   let c = min(c0 + select(u32(a > mid), u32(a >= mid), (c0 & 1u) == 1u), 255u); // 255: +inf
   return select(c, max(254u, c) - c, (bitcast<u32>(x) >> 31u) == 1u);
 }
@@ -615,7 +615,9 @@ fn stepBlockwise8Scalar(
 
 // The 'lanes' layout (a CPU adapter), any chunk: invocation `block` updates its whole block in two
 // loops, the first updating parameters and v (kept in `v`) and finding the absmax, the second storing
-// the codes, so that no invocation waits for another.
+// the codes, so that no invocation waits for another. The loops count j from 0, the same in every
+// invocation, so that a CPU driver indexes `v` alike in all its SIMD lanes. Recomputing v in the
+// second loop instead of keeping it was no faster on either driver.
 @compute @workgroup_size(LANE_BLOCKS_PER_WORKGROUP)
 fn stepBlockwise8Lanes(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
   if (skipped()) { return; }
@@ -627,7 +629,8 @@ fn stepBlockwise8Lanes(@builtin(global_invocation_id) id: vec3u, @builtin(num_wo
   let scale = bitcast<f32>(stateCodes[geo.slotStride + block]);
   var v: array<vec4f, BLOCK_VEC4S>;
   var largest = 0u;
-  for (var i = first; i < end; i++) {
+  for (var j = 0u; j < end - first; j++) {
+    let i = first + j;
     let at = i * 4u;
     let live = liveLanes(i, count);
     var e: Lanes;
@@ -655,12 +658,12 @@ fn stepBlockwise8Lanes(@builtin(global_invocation_id) id: vec3u, @builtin(num_wo
         if (live[k]) { paramTail[at + k] = e.p[k]; }
       }
     }
-    v[i - first] = e.v;
+    v[j] = e.v;
     largest = max(largest, largestMagnitudeBits(e.v, live));
   }
   stateCodes[geo.slotStride + block] = largest;
   let absmax = bitcast<f32>(largest);
-  for (var i = first; i < end; i++) {
-    stateCodes[i] = quantizeWord(v[i - first], absmax, liveLanes(i, count));
+  for (var j = 0u; j < end - first; j++) {
+    stateCodes[first + j] = quantizeWord(v[j], absmax, liveLanes(first + j, count));
   }
 }

@@ -318,8 +318,8 @@ function halfParamBindings(segment: Segment, chunk: Chunk): { body: GPUBindGroup
 }
 
 /**
- * The read-only storage `dynamicMap` of the 8-bit step (shaders/rmsprop.wgsl struct DynamicMap), as u32 words: the
- * map's 256 values, the 256 midpoints, then the bucket codes 4 to a word, padded to whole vec4s.
+ * The read-only storage `dynamicMap` of the 8-bit step (shaders/rmsprop.wgsl struct DynamicMap), as u32
+ * words: the map's 256 values, the 256 midpoints, then the bucket codes 4 to a word (the last word padded).
  *
  * @example
  * ```ts
@@ -327,7 +327,7 @@ function halfParamBindings(segment: Segment, chunk: Chunk): { body: GPUBindGroup
  * ```
  */
 export function quantizerTables(): Uint32Array {
-  const bucketWords = Math.ceil(BUCKET_CODES.length / 16) * 4;
+  const bucketWords = Math.ceil(BUCKET_CODES.length / 4);
   const words = new Uint32Array(512 + bucketWords);
   words.set(new Uint32Array(DYNAMIC_MAP.buffer, DYNAMIC_MAP.byteOffset, 256), 0);
   words.set(new Uint32Array(DYNAMIC_MIDPOINTS.buffer, DYNAMIC_MIDPOINTS.byteOffset, 256), 256);
