@@ -447,15 +447,15 @@ fn tailStep(g: vec4f) {
 
 @group(0) @binding(13) var<storage, read_write> stateCodes: array<u32>;
 // The quantizer's tables, written once by the host (src/gpu/update-pass.ts quantizerTables): the map's
-// 256 values, the 255 f32 midpoints (map[c] + map[c + 1]) * 0.5 (then the largest f32), and one code
-// per bucket of |x| (src/rule/blockwise8.ts BUCKET_CODES), 4 to a u32. Read-only storage, not a
+// 256 values, and per bucket of |x| its code c0 (src/rule/blockwise8.ts BUCKET_CODES) and, as f32 bits,
+// the threshold above which |x| takes c0 + 1 (BUCKET_THRESHOLD_BITS: the midpoint (map[c0] + map[c0 + 1]) * 0.5,
+// or the f32 below it where a tie goes to c0 + 1), so that one look-up gives both. Read-only storage, not a
 // uniform: each invocation indexes it by its own code, and a uniform read by a per-invocation index
 // cost SwiftShader 2-3x the whole step (docs/benchmarks.md); a GPU's constant cache serializes such
 // reads too, where storage goes through its ordinary cache.
 struct DynamicMap {
   values: array<f32, 256>,
-  midpoints: array<f32, 256>,
-  buckets: array<u32, BUCKET_WORDS>,
+  buckets: array<vec2u, BUCKETS>,
 }
 @group(0) @binding(14) var<storage, read> dynamicMap: DynamicMap;
 
@@ -473,7 +473,7 @@ const ZERO_CODE: u32 = 127u; // the code of 0: a block whose absmax is 0, and pa
 // test/unit/blockwise8.test.ts).
 const BUCKET_LOW: u32 = 6720u;
 const BUCKET_HIGH: u32 = 8128u;
-const BUCKET_WORDS: u32 = 353u; // (BUCKET_HIGH - BUCKET_LOW + 1) codes, 4 to a u32, rounded up
+const BUCKETS: u32 = 1409u; // BUCKET_HIGH - BUCKET_LOW + 1
 
 // The block's largest |v| as u32 bits: for floats >= 0 (|v|, +0 included) the bits order as the
 // values do, so an atomicMax finds the max exactly, with one barrier. Zero at the workgroup's start.
@@ -517,17 +517,15 @@ fn liveLanes(i: u32, count: u32) -> vec4<bool> {
 // nearer of the last value and its neighbour by their f32 midpoint; the twin's quantizeCode), computed
 // without the search: the same code for every f32 (docs/blockwise8.md, "The shader's quantizer"; the
 // twin's quantizeCodeBuckets is this function, checked against the search for every f32 in [-1, 1]).
-// The code c0 of |x|'s bucket (each bucket holds at most one midpoint), plus one if |x| passes the
-// midpoint of c0 and c0 + 1: > it for even c0, >= for odd (the search lands on even codes only, so a
-// tie goes to the even code). Negative x: the mirror code 254 - c (the map and midpoints are
-// symmetric about 127), 0 for c = 255.
+// The code c0 of |x|'s bucket (each bucket holds at most one midpoint), plus one if |x| is above the
+// bucket's threshold: the midpoint of c0 and c0 + 1, ties to the even code (the search lands on even
+// codes only). Negative x: the mirror code 254 - c (the map and midpoints are symmetric about 127),
+// 0 for c = 255.
 fn quantizeCode(x: f32) -> u32 {
   let magnitude = bitcast<u32>(x) & 0x7fffffffu;
   let bucket = clamp(magnitude >> 17u, BUCKET_LOW, BUCKET_HIGH) - BUCKET_LOW;
-  let c0 = (dynamicMap.buckets[bucket / 4u] >> (8u * (bucket % 4u))) & 0xffu;
-  let a = bitcast<f32>(magnitude);
-  let mid = dynamicMap.midpoints[c0];
-  let c = min(c0 + select(u32(a > mid), u32(a >= mid), (c0 & 1u) == 1u), 255u); // 255: +inf
+  let entry = dynamicMap.buckets[bucket]; // its code c0, its threshold's bits
+  let c = min(entry.x + u32(magnitude > entry.y), 255u); // as bits: floats >= 0 order so; 255: +inf
   return select(c, max(254u, c) - c, (bitcast<u32>(x) >> 31u) == 1u);
 }
 

@@ -8,7 +8,7 @@ import { dispatchSize, packedTail, type Chunk, type Segment, type SegmentPlan } 
 import { bindGroupLayoutOf, stepPipelines } from './pipelines.js';
 import type { Dispatch } from './dispatches.js';
 import type { StepValuesRing } from './step-values.js';
-import { blocksOf, BUCKET_CODES, DYNAMIC_MAP, DYNAMIC_MIDPOINTS } from '../rule/blockwise8.js';
+import { blocksOf, BUCKET_CODES, BUCKET_THRESHOLD_BITS, DYNAMIC_MAP } from '../rule/blockwise8.js';
 import { BLOCKS_PER_WORKGROUP } from './blockwise8-layout.js';
 
 // GPUBufferUsage flags, spelled out so that importing this module needs no WebGPU globals.
@@ -319,7 +319,8 @@ function halfParamBindings(segment: Segment, chunk: Chunk): { body: GPUBindGroup
 
 /**
  * The read-only storage `dynamicMap` of the 8-bit step (shaders/rmsprop.wgsl struct DynamicMap), as u32
- * words: the map's 256 values, the 256 midpoints, then the bucket codes 4 to a word (the last word padded).
+ * words: the map's 256 values, then per bucket of |x| its code and its threshold's f32 bits
+ * (src/rule/blockwise8.ts BUCKET_CODES, BUCKET_THRESHOLD_BITS): one look-up gives both.
  *
  * @example
  * ```ts
@@ -327,12 +328,11 @@ function halfParamBindings(segment: Segment, chunk: Chunk): { body: GPUBindGroup
  * ```
  */
 export function quantizerTables(): Uint32Array {
-  const bucketWords = Math.ceil(BUCKET_CODES.length / 4);
-  const words = new Uint32Array(512 + bucketWords);
+  const words = new Uint32Array(256 + 2 * BUCKET_CODES.length);
   words.set(new Uint32Array(DYNAMIC_MAP.buffer, DYNAMIC_MAP.byteOffset, 256), 0);
-  words.set(new Uint32Array(DYNAMIC_MIDPOINTS.buffer, DYNAMIC_MIDPOINTS.byteOffset, 256), 256);
-  const codes = new Uint8Array(bucketWords * 4);
-  codes.set(BUCKET_CODES);
-  words.set(new Uint32Array(codes.buffer), 512); // little-endian: code 4w + k in byte k of word w
+  BUCKET_CODES.forEach((c0, b) => {
+    words[256 + 2 * b] = c0;
+    words[256 + 2 * b + 1] = BUCKET_THRESHOLD_BITS[b]!;
+  });
   return words;
 }

@@ -171,12 +171,28 @@ export const BUCKET_CODES: Uint8Array = (() => {
 })();
 
 /**
+ * Per bucket of |x| (as BUCKET_CODES): the f32 bits of the threshold above which |x| takes the bucket's
+ * code c0 plus one. It is the midpoint of c0 and c0 + 1 when c0 is even, and the f32 just below it when
+ * c0 is odd: the search lands on even codes only, so a tie goes to the even code, and `|x| > the f32
+ * below m` is `|x| >= m`. These midpoints are positive and finite, so the one below is bits - 1, and
+ * for floats >= 0 the bits order as the values do: |x|'s bits are compared as integers (NaN's, above
+ * every threshold, fall in the last bucket, whose code is already 255).
+ */
+export const BUCKET_THRESHOLD_BITS: Uint32Array = (() => {
+  const thresholds = new Uint32Array(BUCKET_CODES.length);
+  const mids = new Uint32Array(DYNAMIC_MIDPOINTS.buffer, DYNAMIC_MIDPOINTS.byteOffset, 256);
+  BUCKET_CODES.forEach((c0, b) => {
+    thresholds[b] = (c0 & 1) === 1 ? mids[c0]! - 1 : mids[c0]!;
+  });
+  return thresholds;
+})();
+
+/**
  * The shader's `quantizeCode` (rmsprop.wgsl), a port: the same code as {@link quantizeCode} for every
  * f32 in [-1, 1] (and beyond, to ±inf), without the search. The code c of |x| is the bucket's code c0
- * plus one if |x| passes the midpoint of c0 and c0 + 1: `>` it when c0 is even, `>=` when odd (the
- * search lands on even codes only, so a tie goes to the even one). A negative x takes the mirror
- * code 254 - c (the map is symmetric about 127, the midpoints too, and even stays even), 0 for c = 255.
- * `bits` is x's f32 bit pattern.
+ * plus one if |x| is above the bucket's threshold (BUCKET_THRESHOLD_BITS: the midpoint of c0 and c0 + 1,
+ * ties to the even code, compared as bits). A negative x takes the mirror code 254 - c (the map is symmetric about 127,
+ * the midpoints too, and even stays even), 0 for c = 255. `bits` is x's f32 bit pattern.
  *
  * @example
  * ```ts
@@ -186,16 +202,8 @@ export const BUCKET_CODES: Uint8Array = (() => {
 export function quantizeCodeBuckets(bits: number): number {
   const magnitude = (bits & 0x7fffffff) >>> 0;
   const bucket = Math.min(Math.max(magnitude >>> BUCKET_SHIFT, BUCKET_LOW), BUCKET_HIGH) - BUCKET_LOW;
-  const c0 = BUCKET_CODES[bucket]!;
-  const a = magnitudeValue(magnitude), mid = DYNAMIC_MIDPOINTS[c0]!;
-  const c = Math.min(c0 + ((c0 & 1) === 1 ? (a >= mid ? 1 : 0) : (a > mid ? 1 : 0)), 255); // 255: +inf
+  const c = Math.min(BUCKET_CODES[bucket]! + (magnitude > BUCKET_THRESHOLD_BITS[bucket]! ? 1 : 0), 255); // as bits; 255: +inf
   return bits >>> 31 === 1 ? Math.max(254 - c, 0) : c;
-}
-
-const scratchBits = new Uint32Array(1), scratchValue = new Float32Array(scratchBits.buffer);
-function magnitudeValue(bits: number): number {
-  scratchBits[0] = bits;
-  return scratchValue[0]!;
 }
 
 /**

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import {
   BLOCK_SIZE, blockwise8Step, createBlockwise8State, dequantizeBlockwise, DYNAMIC_MAP, MIN_8BIT_SIZE, quantizeBlockwise,
   quantizeCode, ZERO_CODE, type Blockwise8State, BUCKET_CODES, BUCKET_HIGH, BUCKET_LOW,
-  DYNAMIC_MIDPOINTS, quantizeCodeBuckets,
+  BUCKET_THRESHOLD_BITS, DYNAMIC_MIDPOINTS, quantizeCodeBuckets,
 } from '../../src/rule/blockwise8.js';
 import { createReferenceState, referenceStep, type ReferenceState } from '../../src/rule/reference.js';
 import { resolveOptions } from '../../src/rule/options.js';
@@ -166,9 +166,33 @@ describe('the shader\'s quantizer (quantizeCodeBuckets) against the binary searc
     const source = readFileSync(new URL('../../shaders/rmsprop.wgsl', import.meta.url), 'utf8');
     expect(Number(/const BUCKET_LOW: u32 = (\d+)u;/.exec(source)?.[1])).toBe(BUCKET_LOW);
     expect(Number(/const BUCKET_HIGH: u32 = (\d+)u;/.exec(source)?.[1])).toBe(BUCKET_HIGH);
-    const words = Number(/const BUCKET_WORDS: u32 = (\d+)u;/.exec(source)?.[1]);
-    expect(words).toBe(Math.ceil(BUCKET_CODES.length / 4));
-    expect(quantizerTables().length).toBe(256 + 256 + words);
+    const buckets = Number(/const BUCKETS: u32 = (\d+)u;/.exec(source)?.[1]);
+    expect(buckets).toBe(BUCKET_CODES.length);
+    const tables = quantizerTables();
+    expect(tables.length).toBe(256 + 2 * buckets);
+    expect([...tables.subarray(0, 256)]).toEqual([...new Uint32Array(DYNAMIC_MAP.buffer, DYNAMIC_MAP.byteOffset, 256)]);
+    for (let b = 0; b < buckets; b++) {
+      expect(tables[256 + 2 * b], `bucket ${b}: its code`).toBe(BUCKET_CODES[b]);
+      expect(tables[257 + 2 * b], `bucket ${b}: its threshold`).toBe(BUCKET_THRESHOLD_BITS[b]);
+    }
+  });
+
+  it('each bucket\'s threshold: |x| above it is |x| past the midpoint, a tie going to the even code', () => {
+    const bits = new Uint32Array(1), value = new Float32Array(bits.buffer);
+    BUCKET_CODES.forEach((c0, b) => {
+      const t = BUCKET_THRESHOLD_BITS[b]!;
+      const mid = DYNAMIC_MIDPOINTS[c0]!;
+      bits[0] = t;
+      const threshold = value[0]!;
+      bits[0] = t + 1;
+      const above = value[0]!;
+      // The threshold is the last value that keeps c0, the next f32 the first that takes c0 + 1.
+      if (c0 % 2 === 0) {
+        expect(threshold, `bucket ${b} (code ${c0}, even): the midpoint itself`).toBe(mid);
+      } else {
+        expect(threshold < mid && above === mid, `bucket ${b} (code ${c0}, odd): the f32 below the midpoint`).toBe(true);
+      }
+    });
   });
 });
 
