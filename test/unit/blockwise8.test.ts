@@ -214,9 +214,9 @@ describe('the 8-bit step\'s layout per adapter', () => {
   it.each([
     [{ vendor: 'google', architecture: 'swiftshader', description: 'SwiftShader driver' }, 'lanes'],
     [{ vendor: 'mesa', architecture: '', description: 'llvmpipe (LLVM 15.0.6, 256 bits)' }, 'lanes'],
-    [{ vendor: '', architecture: '', description: '', isFallbackAdapter: true }, 'lanes'],
     [{ vendor: 'nvidia', architecture: 'hopper', description: 'NVIDIA H100 80GB HBM3' }, 'workgroup'],
-    [{ vendor: '', architecture: '', description: '' }, 'workgroup'], // Firefox names no adapter
+    [{ vendor: '', architecture: '', description: '' }, 'workgroup'], // Firefox on a GPU: no names
+    [{ vendor: '', architecture: '', description: '', isFallbackAdapter: true }, 'lanes'], // Firefox on lavapipe
   ])('%j: %s', (info, layout) => {
     expect(blockwise8Layout(adapter(info))).toBe(layout);
   });
