@@ -584,6 +584,41 @@ fn stepBlockwise8(
   if (inTensor) { param[i] = e.p; }
 }
 
+// Vec4 i's parameters (into e.p) and gradients (returned) from paramTail and gradTail, for a chunk of
+// `count` elements: four loads where the vec4 is whole, else only its live lanes (the rest 0).
+fn loadChunkElements(i: u32, count: u32, e: ptr<function, Lanes>) -> vec4f {
+  let at = i * 4u;
+  if (i < geo.count4) {
+    (*e).p = vec4f(paramTail[at], paramTail[at + 1u], paramTail[at + 2u], paramTail[at + 3u]);
+    return vec4f(gradTail[at], gradTail[at + 1u], gradTail[at + 2u], gradTail[at + 3u]);
+  }
+  let live = liveLanes(i, count);
+  var g = vec4f(0.0);
+  for (var k = 0u; k < 4u; k++) {
+    if (live[k]) {
+      (*e).p[k] = paramTail[at + k];
+      g[k] = gradTail[at + k];
+    }
+  }
+  return g;
+}
+
+// Vec4 i's parameters back into paramTail: only the lanes that are elements of the chunk.
+fn storeChunkElements(i: u32, count: u32, p: vec4f) {
+  let at = i * 4u;
+  if (i < geo.count4) {
+    paramTail[at] = p.x;
+    paramTail[at + 1u] = p.y;
+    paramTail[at + 2u] = p.z;
+    paramTail[at + 3u] = p.w;
+    return;
+  }
+  let live = liveLanes(i, count);
+  for (var k = 0u; k < 4u; k++) {
+    if (live[k]) { paramTail[at + k] = p[k]; }
+  }
+}
+
 // Any chunk (a count that is not a multiple of 4): parameters and gradients element by element
 // (paramTail, gradTail bind the whole chunk as f32s, so that no vec4 binding aliases them).
 @compute @workgroup_size(BLOCK_VEC4S * BLOCKS_PER_WORKGROUP)
@@ -595,20 +630,10 @@ fn stepBlockwise8Scalar(
   if (skipped()) { return; }
   let i = blockwise8Index(wg, groups, lane);
   let count = geo.count4 * 4u + geo.tailCount;
-  let at = i * 4u;
-  let live = liveLanes(i, count);
   var e: Lanes;
-  var g = vec4f(0.0);
-  for (var k = 0u; k < 4u; k++) {
-    if (live[k]) {
-      e.p[k] = paramTail[at + k];
-      g[k] = gradTail[at + k];
-    }
-  }
-  blockwise8Update(&e, g, i, lane, live, blockInRange(i, count));
-  for (var k = 0u; k < 4u; k++) {
-    if (live[k]) { paramTail[at + k] = e.p[k]; }
-  }
+  let g = loadChunkElements(i, count, &e);
+  blockwise8Update(&e, g, i, lane, liveLanes(i, count), blockInRange(i, count));
+  storeChunkElements(i, count, e.p);
 }
 
 // The 'lanes' layout (a CPU adapter), any chunk: invocation `block` updates its whole block in two
@@ -629,35 +654,13 @@ fn stepBlockwise8Lanes(@builtin(global_invocation_id) id: vec3u, @builtin(num_wo
   var largest = 0u;
   for (var j = 0u; j < end - first; j++) {
     let i = first + j;
-    let at = i * 4u;
-    let live = liveLanes(i, count);
     var e: Lanes;
-    var g = vec4f(0.0);
-    if (i < geo.count4) {
-      e.p = vec4f(paramTail[at], paramTail[at + 1u], paramTail[at + 2u], paramTail[at + 3u]);
-      g = vec4f(gradTail[at], gradTail[at + 1u], gradTail[at + 2u], gradTail[at + 3u]);
-    } else {
-      for (var k = 0u; k < 4u; k++) {
-        if (live[k]) {
-          e.p[k] = paramTail[at + k];
-          g[k] = gradTail[at + k];
-        }
-      }
-    }
+    let g = loadChunkElements(i, count, &e);
     e.v = dequantizeWord(stateCodes[i], scale);
     update(&e, g);
-    if (i < geo.count4) {
-      paramTail[at] = e.p.x;
-      paramTail[at + 1u] = e.p.y;
-      paramTail[at + 2u] = e.p.z;
-      paramTail[at + 3u] = e.p.w;
-    } else {
-      for (var k = 0u; k < 4u; k++) {
-        if (live[k]) { paramTail[at + k] = e.p[k]; }
-      }
-    }
+    storeChunkElements(i, count, e.p);
     v[j] = e.v;
-    largest = max(largest, largestMagnitudeBits(e.v, live));
+    largest = max(largest, largestMagnitudeBits(e.v, liveLanes(i, count)));
   }
   stateCodes[geo.slotStride + block] = largest;
   let absmax = bitcast<f32>(largest);
