@@ -23,6 +23,20 @@ const RULES: Record<string, RuleConfig> = {
   momentum: { learningRate: 0.003, decay: 0.9, momentum: 0.9, epsilon: 1e-7, centered: false },
 };
 
+type Tf = Bundle['tf'];
+type LayersModel = import('@tensorflow/tfjs-layers').LayersModel;
+type ModelArtifacts = import('@tensorflow/tfjs-core').io.ModelArtifacts;
+
+/** `model` saved in memory with its optimizer (`includeOptimizer`), as `model.save` hands it to a handler. */
+async function saveWithOptimizer(tf: Tf, model: LayersModel): Promise<ModelArtifacts> {
+  let artifacts: ModelArtifacts | undefined;
+  await model.save(tf.io.withSaveHandler(async (a) => {
+    artifacts = a;
+    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+  }), { includeOptimizer: true });
+  return artifacts!;
+}
+
 async function run(): Promise<TfjsPageResults> {
   if (!navigator.gpu) throw new Error('navigator.gpu is missing (Chromium on Linux needs --enable-unsafe-webgpu).');
   const adapter = await navigator.gpu.requestAdapter();
@@ -67,12 +81,8 @@ async function run(): Promise<TfjsPageResults> {
     const optimizer = tfjsRMSProp(tf, { learningRate: 0.01, momentum: 0.9 });
     model.compile({ optimizer, loss: lossOf('conv') });
     for (let s = 0; s < 3; s++) await model.trainOnBatch(data.x, data.y);
-    let artifacts: import('@tensorflow/tfjs-core').io.ModelArtifacts | undefined;
-    await model.save(tf.io.withSaveHandler(async (a) => {
-      artifacts = a;
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }), { includeOptimizer: true });
-    const loaded = await tfl.loadLayersModel(tf.io.fromMemory(artifacts!));
+    const artifacts = await saveWithOptimizer(tf, model);
+    const loaded = await tfl.loadLayersModel(tf.io.fromMemory(artifacts));
     const loadedOptimizer = loaded.optimizer as WebGPURMSProp;
     await model.trainOnBatch(data.x, data.y);
     await loaded.trainOnBatch(data.x, data.y);
@@ -107,14 +117,10 @@ async function run(): Promise<TfjsPageResults> {
     const optimizer = tfjsRMSProp(tf, { learningRate: 0.01, stateDtype: 'int8-blockwise' });
     model.compile({ optimizer, loss: 'meanSquaredError' });
     for (let s = 0; s < 3; s++) await model.trainOnBatch(data.x, data.y);
-    let artifacts: import('@tensorflow/tfjs-core').io.ModelArtifacts | undefined;
-    await model.save(tf.io.withSaveHandler(async (a) => {
-      artifacts = a;
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }), { includeOptimizer: true });
-    const eightBitSpecs = artifacts!.weightSpecs!.filter((s) => s.group === 'optimizer' && /\/rms\/(codes|absmax)$/.test(s.name))
+    const artifacts = await saveWithOptimizer(tf, model);
+    const eightBitSpecs = artifacts.weightSpecs!.filter((s) => s.group === 'optimizer' && /\/rms\/(codes|absmax)$/.test(s.name))
       .map((s) => `${s.name.replace(/^.*\/rms\//, '')}:${s.dtype}`);
-    const loaded = await tfl.loadLayersModel(tf.io.fromMemory(artifacts!));
+    const loaded = await tfl.loadLayersModel(tf.io.fromMemory(artifacts));
     const loadedOptimizer = loaded.optimizer as WebGPURMSProp;
     for (let s = 0; s < 2; s++) {
       await model.trainOnBatch(data.x, data.y);
